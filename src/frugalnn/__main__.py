@@ -1,0 +1,5 @@
+import sys
+
+from frugalnn.cli import main
+
+sys.exit(main())

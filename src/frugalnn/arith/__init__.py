@@ -1,0 +1,1 @@
+"""Pure functions on arrays: approximate arithmetic (L-Mul, shift-and-add, ...)."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `frugalnn` CLI: one module each, defining `register(subparsers)`."""

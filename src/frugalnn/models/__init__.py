@@ -1,0 +1,1 @@
+"""Our own model definitions (no torchvision / hub code): one module per family."""

@@ -1,0 +1,1 @@
+"""torch layers and their converters (LUTLinear, L-Mul attention, ...); each registers with frugalnn.convert."""
