@@ -40,6 +40,7 @@ class ThreadPool {
   void run(int64_t n_tasks, int threads, const std::function<void(int64_t)>& fn) {
     if (n_tasks <= 0) return;
     if (threads > n_tasks) threads = static_cast<int>(n_tasks);
+    if (threads > 4096) threads = 4096;  // participants must fit the 16 bits they get in generation_
     std::unique_lock<std::mutex> region(region_mutex_, std::try_to_lock);
     if (threads <= 1 || !region.owns_lock()) {
       for (int64_t t = 0; t < n_tasks; ++t) fn(t);
@@ -47,29 +48,53 @@ class ThreadPool {
     }
     forget_workers_after_fork();
     ensure_workers(threads - 1);
+    fn_ = &fn;
+    n_tasks_ = n_tasks;
+    error_ = nullptr;
+    next_.store(0, std::memory_order_relaxed);
+    finished_.store(0, std::memory_order_relaxed);
+    // One word carries the region's sequence number and its participant count, so a worker can
+    // never pair one region's count with another's (a slow non-participant may still be reading).
+    ++sequence_;
+    generation_.store((sequence_ << 16) | static_cast<uint64_t>(threads - 1), std::memory_order_release);
     {
-      std::lock_guard<std::mutex> lock(m_);
-      fn_ = &fn;
-      n_tasks_ = n_tasks;
-      next_.store(0, std::memory_order_relaxed);
-      participants_ = threads - 1;
-      finished_ = 0;
-      error_ = nullptr;
-      ++generation_;
+      std::lock_guard<std::mutex> lock(m_);  // a worker between its check and its wait sees the change
     }
     wake_.notify_all();
     work();
+    const int want = threads - 1;
+    if (!spin_until([&] { return finished_.load(std::memory_order_acquire) == want; })) {
+      std::unique_lock<std::mutex> lock(m_);
+      done_.wait(lock, [&] { return finished_.load(std::memory_order_acquire) == want; });
+    }
+    fn_ = nullptr;
     std::exception_ptr error;
     {
-      std::unique_lock<std::mutex> lock(m_);
-      done_.wait(lock, [&] { return finished_ == participants_; });
-      fn_ = nullptr;
+      std::lock_guard<std::mutex> lock(m_);
       error = error_;
     }
     if (error) std::rethrow_exception(error);
   }
 
  private:
+  // Workers and the caller spin briefly before sleeping: a kernel call takes 0.05-1 ms and comes
+  // in long runs (one per layer per token), so a condition-variable wake-up (10-30 us on a VM)
+  // would cost more than the work it splits. ~100 us of spinning covers the gap between calls.
+  static constexpr int kSpinIterations = 2000;
+
+  template <class Pred>
+  static bool spin_until(Pred ready) {
+    for (int i = 0; i < kSpinIterations; ++i) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#else
+      std::this_thread::yield();
+#endif
+    }
+    return ready();
+  }
+
   ThreadPool() : owner_pid_(getpid()) {}
 
   void work() {
@@ -87,16 +112,17 @@ class ThreadPool {
 
   void worker_loop(int index, uint64_t seen) {
     for (;;) {
-      {
+      auto changed = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(changed)) {
         std::unique_lock<std::mutex> lock(m_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (index >= participants_) continue;
+        wake_.wait(lock, changed);
       }
+      seen = generation_.load(std::memory_order_acquire);
+      if (index >= static_cast<int>(seen & 0xFFFF)) continue;
       work();
+      finished_.fetch_add(1, std::memory_order_acq_rel);
       {
-        std::lock_guard<std::mutex> lock(m_);
-        ++finished_;
+        std::lock_guard<std::mutex> lock(m_);  // pairs with the caller's check-then-wait
       }
       done_.notify_one();
     }
@@ -105,7 +131,7 @@ class ThreadPool {
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
       int index = static_cast<int>(workers_.size());
-      uint64_t current = generation_;  // only the region owner (this thread) writes it
+      uint64_t current = generation_.load(std::memory_order_relaxed);
       workers_.emplace_back([this, index, current] { worker_loop(index, current); });
     }
   }
@@ -125,9 +151,9 @@ class ThreadPool {
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t n_tasks_ = 0;
   std::atomic<int64_t> next_{0};
-  int participants_ = 0;
-  int finished_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<int> finished_{0};
+  std::atomic<uint64_t> generation_{0};  // (sequence_ << 16) | participants of the current region
+  uint64_t sequence_ = 0;                // written only by the region owner
   std::exception_ptr error_;
   pid_t owner_pid_;
 };
