@@ -31,8 +31,14 @@
 namespace frugalnn {
 namespace attention {
 
-constexpr int64_t BQ = 48;   // queries per block (a multiple of the 16-query micro-kernel width)
-constexpr int64_t BK = 128;  // keys per tile
+#ifndef FRUGALNN_ATTENTION_BQ
+#define FRUGALNN_ATTENTION_BQ 48
+#endif
+#ifndef FRUGALNN_ATTENTION_BK
+#define FRUGALNN_ATTENTION_BK 128
+#endif
+constexpr int64_t BQ = FRUGALNN_ATTENTION_BQ;  // queries per block (a multiple of the 16-query micro-kernel)
+constexpr int64_t BK = FRUGALNN_ATTENTION_BK;  // keys per tile
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
