@@ -5,8 +5,8 @@
 // block), 6 broadcasts straight from K's rows and 12 FMAs, so the FMA ports, not the loads, set
 // the pace (a GEMM micro-kernel's shape; K needs no packing). The scores land transposed,
 // st[key, query], so the online softmax runs across 8 queries per vector with no horizontal
-// reductions. P.V: a 6-query x 16-column block of the accumulator stays in registers while the
-// loop runs over the keys of the tile: 2 loads of a V row, 6 broadcasts of P, 12 FMAs.
+// reductions. P.V is computed transposed too, acc[column, query], by the same 6x16 kernel shape:
+// per key 2 loads of P (which stays in L1), 6 broadcasts of V, 12 FMAs.
 //
 // exp256 (exp of 8 floats): n = round(x * log2 e), r = x - n ln2 with a two-constant
 // (Cody-Waite) reduction, exp(r) by the degree-7 Cephes expf polynomial on |r| <= ln2/2, then
@@ -132,56 +132,60 @@ FRUGALNN_AVX2 inline void scores_tile(const float* k, int64_t keys, int64_t e, c
   }
 }
 
-// acc[i0:i0+6, c0:c0+16] += P[i0:i0+6, 0:cols] . V[0:cols, c0:c0+16], P read from the transposed
-// tile pt[j, i]. `mask0/mask1` select the columns that exist: V's rows end at ev, so loads past
-// it are masked. 2 loads + 6 broadcasts + 12 FMAs per key.
-template <bool MASKED>
-FRUGALNN_AVX2 inline void pv_tile(const float* pt, int64_t rows, const float* v, int64_t cols, int64_t ev,
-                                  float* acc, int64_t ldo, __m256i mask0, __m256i mask1) {
-  const int64_t r1 = rows > 1 ? 1 : 0, r2 = rows > 2 ? 2 : rows - 1, r3 = rows > 3 ? 3 : rows - 1;
-  const int64_t r4 = rows > 4 ? 4 : rows - 1, r5 = rows > 5 ? 5 : rows - 1;
+// acc[c0:c0+6, i0:i0+16] += V[0:cols, c0:c0+6]^T . pt[0:cols, i0:i0+16]: the transposed output
+// block, the same shape as the score micro-kernel (2 loads of P, 6 broadcasts of V, 12 FMAs per
+// key). P's tile stays in L1 while the loop walks V's columns; columns past `ncols` repeat the
+// last real one and are not stored.
+FRUGALNN_AVX2 inline void pv_tile(const float* pt, const float* v, int64_t ncols, int64_t cols, int64_t ev,
+                                  float* acc) {
+  const int64_t c1 = ncols > 1 ? 1 : 0, c2 = ncols > 2 ? 2 : ncols - 1, c3 = ncols > 3 ? 3 : ncols - 1;
+  const int64_t c4 = ncols > 4 ? 4 : ncols - 1, c5 = ncols > 5 ? 5 : ncols - 1;
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
   __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
   for (int64_t j = 0; j < cols; ++j) {
     const float* vj = v + j * ev;
-    const float* pj = pt + j * BQ;
-    const __m256 v0 = MASKED ? _mm256_maskload_ps(vj, mask0) : _mm256_loadu_ps(vj);
-    const __m256 v1 = MASKED ? _mm256_maskload_ps(vj + 8, mask1) : _mm256_loadu_ps(vj + 8);
-    __m256 b = _mm256_broadcast_ss(pj);
-    a00 = _mm256_fmadd_ps(b, v0, a00);
-    a01 = _mm256_fmadd_ps(b, v1, a01);
-    b = _mm256_broadcast_ss(pj + r1);
-    a10 = _mm256_fmadd_ps(b, v0, a10);
-    a11 = _mm256_fmadd_ps(b, v1, a11);
-    b = _mm256_broadcast_ss(pj + r2);
-    a20 = _mm256_fmadd_ps(b, v0, a20);
-    a21 = _mm256_fmadd_ps(b, v1, a21);
-    b = _mm256_broadcast_ss(pj + r3);
-    a30 = _mm256_fmadd_ps(b, v0, a30);
-    a31 = _mm256_fmadd_ps(b, v1, a31);
-    b = _mm256_broadcast_ss(pj + r4);
-    a40 = _mm256_fmadd_ps(b, v0, a40);
-    a41 = _mm256_fmadd_ps(b, v1, a41);
-    b = _mm256_broadcast_ss(pj + r5);
-    a50 = _mm256_fmadd_ps(b, v0, a50);
-    a51 = _mm256_fmadd_ps(b, v1, a51);
+    const __m256 p0 = _mm256_load_ps(pt + j * BQ), p1 = _mm256_load_ps(pt + j * BQ + 8);
+    __m256 b = _mm256_broadcast_ss(vj);
+    a00 = _mm256_fmadd_ps(b, p0, a00);
+    a01 = _mm256_fmadd_ps(b, p1, a01);
+    b = _mm256_broadcast_ss(vj + c1);
+    a10 = _mm256_fmadd_ps(b, p0, a10);
+    a11 = _mm256_fmadd_ps(b, p1, a11);
+    b = _mm256_broadcast_ss(vj + c2);
+    a20 = _mm256_fmadd_ps(b, p0, a20);
+    a21 = _mm256_fmadd_ps(b, p1, a21);
+    b = _mm256_broadcast_ss(vj + c3);
+    a30 = _mm256_fmadd_ps(b, p0, a30);
+    a31 = _mm256_fmadd_ps(b, p1, a31);
+    b = _mm256_broadcast_ss(vj + c4);
+    a40 = _mm256_fmadd_ps(b, p0, a40);
+    a41 = _mm256_fmadd_ps(b, p1, a41);
+    b = _mm256_broadcast_ss(vj + c5);
+    a50 = _mm256_fmadd_ps(b, p0, a50);
+    a51 = _mm256_fmadd_ps(b, p1, a51);
   }
   const __m256 sum[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
-  for (int64_t r = 0; r < rows && r < 6; ++r) {
-    float* ar = acc + r * ldo;  // rows of the accumulator are padded to a multiple of 8 floats
-    _mm256_storeu_ps(ar, _mm256_add_ps(_mm256_loadu_ps(ar), sum[r][0]));
-    if (MASKED) {
-      _mm256_maskstore_ps(ar + 8, mask1, _mm256_add_ps(_mm256_maskload_ps(ar + 8, mask1), sum[r][1]));
-    } else {
-      _mm256_storeu_ps(ar + 8, _mm256_add_ps(_mm256_loadu_ps(ar + 8), sum[r][1]));
-    }
+  for (int64_t r = 0; r < ncols && r < 6; ++r) {
+    float* ar = acc + r * BQ;
+    _mm256_store_ps(ar, _mm256_add_ps(_mm256_load_ps(ar), sum[r][0]));
+    _mm256_store_ps(ar + 8, _mm256_add_ps(_mm256_load_ps(ar + 8), sum[r][1]));
   }
 }
 
 struct Ops {
-  FRUGALNN_AVX2 static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st) {
-    for (int64_t j = 0; j < cols; j += 6)
+  // `next_k`/`next_v` (or null): the next tile's keys and values, prefetched into L2 a few rows
+  // per micro-kernel call. Past the L2 size (about 4K keys at d = 64) every query block streams
+  // K and V from L3, and without this the first touch of each row stalls.
+  FRUGALNN_AVX2 static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st,
+                                   const float* next_k, const float* next_v, int64_t next_cols, int64_t ev) {
+    for (int64_t j = 0; j < cols; j += 6) {
+      if (next_k != nullptr)
+        for (int64_t r = j; r < j + 6 && r < next_cols; ++r) {
+          for (int64_t x = 0; x < e; x += 16) _mm_prefetch(reinterpret_cast<const char*>(next_k + r * e + x), _MM_HINT_T1);
+          for (int64_t x = 0; x < ev; x += 16) _mm_prefetch(reinterpret_cast<const char*>(next_v + r * ev + x), _MM_HINT_T1);
+        }
       for (int64_t i = 0; i < BQ; i += 16) scores_tile(k + j * e, cols - j, e, qt + i, st + j * BQ + i);
+    }
   }
 
   // Vectorised across 8 queries at a time: no horizontal reductions.
@@ -203,26 +207,18 @@ struct Ops {
     }
   }
 
-  FRUGALNN_AVX2 static void scale_row(float* x, int64_t n, float a) {
-    const __m256 av = _mm256_set1_ps(a);
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), av));
-    for (; j < n; ++j) x[j] *= a;
+  FRUGALNN_AVX2 static void rescale(float* acc, int64_t ev, const float* alpha) {
+    for (int64_t i = 0; i < BQ; i += 8) {
+      const __m256 a = _mm256_loadu_ps(alpha + i);
+      for (int64_t c = 0; c < ev; ++c)
+        _mm256_store_ps(acc + c * BQ + i, _mm256_mul_ps(_mm256_load_ps(acc + c * BQ + i), a));
+    }
   }
 
   FRUGALNN_AVX2 static void accumulate_pv(const float* pt, int64_t rows, const float* v, int64_t cols, int64_t ev,
-                                          float* acc, int64_t ldo) {
-    const __m256i all = _mm256_set1_epi32(-1);
-    for (int64_t i = 0; i < rows; i += 6) {
-      const int64_t r = rows - i;
-      int64_t c = 0;
-      for (; c + 16 <= ev; c += 16) pv_tile<false>(pt + i, r, v + c, cols, ev, acc + i * ldo + c, ldo, all, all);
-      if (c < ev) {
-        const int64_t left = ev - c;  // 1..15 columns
-        pv_tile<true>(pt + i, r, v + c, cols, ev, acc + i * ldo + c, ldo, first_lanes(left < 8 ? left : 8),
-                      first_lanes(left > 8 ? left - 8 : 0));
-      }
-    }
+                                          float* acc) {
+    for (int64_t c = 0; c < ev; c += 6)
+      for (int64_t i = 0; i < rows; i += 16) pv_tile(pt + i, v + c, ev - c, cols, ev, acc + c * BQ + i);
   }
 };
 

@@ -44,7 +44,7 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Floats of per-thread workspace: Q^T block, score tile, accumulator, m, l, alpha.
 inline int64_t workspace_floats(int64_t e, int64_t ev) {
-  return e * BQ + BK * BQ + BQ * round_up(ev, 8) + 3 * BQ;
+  return e * BQ + BK * BQ + ev * BQ + 3 * BQ;
 }
 
 struct Problem {
@@ -73,12 +73,13 @@ inline Workspace& thread_workspace() {
   return ws;
 }
 
-// Runs one (head n, query block starting at q0) task. Scores are kept transposed, st[j, i] for
-// key j and query i, so the softmax statistics of BQ queries are vectors across queries.
+// Runs one (head n, query block starting at q0) task. Scores and the accumulator are kept
+// transposed, st[j, i] for key j and query i, acc[c, i] for output column c: the softmax
+// statistics and the rescaling of BQ queries are then vectors across queries.
 template <class Ops>
 void attention_block(const Problem& p, int64_t n, int64_t q0) {
   const int64_t rows = std::min(BQ, p.l - q0);
-  const int64_t e = p.e, ev = p.ev, ldo = round_up(ev, 8);
+  const int64_t e = p.e, ev = p.ev;
   const int64_t kv = n / (p.n / p.nk);
   const float* qn = p.q + (n * p.l + q0) * e;
   const float* kn = p.k + kv * p.s * e;
@@ -90,7 +91,7 @@ void attention_block(const Problem& p, int64_t n, int64_t q0) {
   int64_t used = 0;
   float* qt = ws.take(e * BQ, used);     // [e, BQ]     (q * scale)^T, zero past `rows`
   float* st = ws.take(BK * BQ, used);    // [BK, BQ]    scores, then probabilities, of one key tile
-  float* acc = ws.take(BQ * ldo, used);  // [BQ, ldo]   unnormalised output
+  float* acc = ws.take(ev * BQ, used);   // [ev, BQ]    unnormalised output, transposed
   float* m = ws.take(BQ, used);          // running max per query
   float* lsum = ws.take(BQ, used);       // running denominator per query
   float* alpha = ws.take(BQ, used);      // exp(m_old - m_new) of the current tile
@@ -101,28 +102,27 @@ void attention_block(const Problem& p, int64_t n, int64_t q0) {
     m[i] = -std::numeric_limits<float>::infinity();
     lsum[i] = 0.0f;
   }
-  std::fill(acc, acc + BQ * ldo, 0.0f);
+  std::fill(acc, acc + ev * BQ, 0.0f);
 
   const int64_t last_key = p.causal ? std::min(p.s, q0 + rows) : p.s;  // keys [0, last_key) matter
   for (int64_t k0 = 0; k0 < last_key; k0 += BK) {
     const int64_t cols = std::min(BK, last_key - k0);
-    Ops::scores(kn + k0 * e, cols, e, qt, st);
+    const int64_t next = k0 + BK < last_key ? std::min(BK, last_key - k0 - BK) : 0;
+    Ops::scores(kn + k0 * e, cols, e, qt, st, next ? kn + (k0 + BK) * e : nullptr, vn + (k0 + BK) * ev, next, ev);
     if (p.causal && k0 + cols - 1 > q0) {  // the tile crosses the diagonal: hide keys j > query i
       for (int64_t j = 0; j < cols; ++j)
         for (int64_t i = 0; i < BQ; ++i)
           if (k0 + j > q0 + i) st[j * BQ + i] = -std::numeric_limits<float>::infinity();
     }
     Ops::online_softmax(st, cols, m, lsum, alpha);
-    for (int64_t i = 0; i < rows; ++i)
-      if (alpha[i] != 1.0f) Ops::scale_row(acc + i * ldo, ev, alpha[i]);
-    Ops::accumulate_pv(st, rows, vn + k0 * ev, cols, ev, acc, ldo);
+    Ops::rescale(acc, ev, alpha);
+    Ops::accumulate_pv(st, rows, vn + k0 * ev, cols, ev, acc);
   }
 
   float* on = p.out + (n * p.l + q0) * ev;
-  for (int64_t i = 0; i < rows; ++i) {
-    const float inv = 1.0f / lsum[i];
-    for (int64_t c = 0; c < ev; ++c) on[i * ev + c] = acc[i * ldo + c] * inv;
-  }
+  for (int64_t i = 0; i < rows; ++i) alpha[i] = 1.0f / lsum[i];
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < ev; ++c) on[i * ev + c] = acc[c * BQ + i] * alpha[i];
 }
 
 }  // namespace attention

@@ -17,7 +17,8 @@ namespace serial {
 
 struct Ops {
   // st[j, i] = sum_d k[j, d] * qt[d, i]  for keys j < cols, all BQ queries i.
-  static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st) {
+  static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st, const float* /*next_k*/,
+                     const float* /*next_v*/, int64_t /*next_cols*/, int64_t /*ev*/) {
     for (int64_t j = 0; j < cols; ++j) {
       float* srow = st + j * BQ;
       for (int64_t i = 0; i < BQ; ++i) srow[i] = 0.0f;
@@ -47,19 +48,20 @@ struct Ops {
     }
   }
 
-  static void scale_row(float* x, int64_t n, float a) {
-    for (int64_t j = 0; j < n; ++j) x[j] *= a;
+  // acc[c, i] *= alpha[i]
+  static void rescale(float* acc, int64_t ev, const float* alpha) {
+    for (int64_t c = 0; c < ev; ++c)
+      for (int64_t i = 0; i < BQ; ++i) acc[c * BQ + i] *= alpha[i];
   }
 
-  // acc[i, :ev] += sum_j pt[j, i] * v[j, :ev]   (j < cols, i < rows)
-  static void accumulate_pv(const float* pt, int64_t rows, const float* v, int64_t cols, int64_t ev, float* acc,
-                            int64_t ldo) {
-    for (int64_t i = 0; i < rows; ++i) {
-      float* arow = acc + i * ldo;
+  // acc[c, i] += sum_j pt[j, i] * v[j, c]   (j < cols, i < rows)
+  static void accumulate_pv(const float* pt, int64_t rows, const float* v, int64_t cols, int64_t ev, float* acc) {
+    for (int64_t c = 0; c < ev; ++c) {
+      float* arow = acc + c * BQ;
       for (int64_t j = 0; j < cols; ++j) {
-        const float pij = pt[j * BQ + i];
-        const float* vrow = v + j * ev;
-        for (int64_t c = 0; c < ev; ++c) arow[c] += pij * vrow[c];
+        const float vjc = v[j * ev + c];
+        const float* prow = pt + j * BQ;
+        for (int64_t i = 0; i < rows; ++i) arow[i] += prow[i] * vjc;
       }
     }
   }
