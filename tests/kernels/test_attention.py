@@ -132,3 +132,10 @@ def test_vectorised_exp_accuracy_and_special_values():
     assert np.isinf(y[t > big]).all()
     np.testing.assert_array_equal(special[[0, 1, 2, 3, 5, 6, 7]], [1, 1, np.inf, 0, np.inf, 0, 1])
     assert np.isnan(special[4])
+
+
+def test_reference_documents_the_same_workspace_formula():
+    from frugalnn.kernels import attention_ref
+
+    for e, ev in ((64, 64), (128, 128), (17, 33)):
+        assert attention_ref.workspace_bytes(e, ev) == attention.workspace_bytes(e, ev)

@@ -13,8 +13,9 @@ BLOCK_K = 128
 
 
 def workspace_bytes(e: int, ev: int) -> int:
-    # Not a kernel: the reference materialises a [block, S] score matrix. Kept for signature parity.
-    return 4 * (BLOCK_Q * e + e * BLOCK_K + BLOCK_Q * BLOCK_K + BLOCK_Q * (-(-ev // 8) * 8) + 2 * BLOCK_Q)
+    # The compiled kernel's formula (driver.h workspace_floats); the reference itself materialises a
+    # [256, S] score block instead.
+    return 4 * (e * BLOCK_Q + BLOCK_K * BLOCK_Q + ev * BLOCK_Q + 3 * BLOCK_Q)
 
 
 def fused_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool, scale: float, out: np.ndarray,
