@@ -72,3 +72,8 @@ def test_mismatched_and_missing_inputs():
         c.run({"Q": np.ones((2, 5)), "K": np.ones((2, 4)), "V": np.ones((1, 4)), "W": 1})
     with pytest.raises(ValueError, match="variant"):
         cascade.attention("0-pass", np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1)))
+
+
+def test_empty_rank_is_rejected():
+    with pytest.raises(ValueError, match="rank m has extent 0"):
+        parse(cascade.ATTENTION_3PASS).run({"Q": np.ones((2, 3)), "K": np.ones((2, 0)), "V": np.ones((1, 0))})

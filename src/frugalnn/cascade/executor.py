@@ -30,6 +30,8 @@ def rank_extents(cascade: Cascade, arrays: dict[str, np.ndarray], shapes: dict[s
         if a.ndim != len(ranks):
             raise ValueError(f"input {name}: expected {len(ranks)} axes [{','.join(ranks)}], got shape {a.shape}")
         for r, n in zip(ranks, a.shape):
+            if n == 0:
+                raise ValueError(f"input {name}: rank {r} has extent 0 (shape {a.shape}); every rank needs >= 1")
             if r in ext and ext[r] != n:
                 raise ValueError(f"input {name}: rank {r} has extent {ext[r]} elsewhere, {n} here (shape {a.shape})")
             ext[r] = n
