@@ -1,0 +1,84 @@
+// Bindings for the one-pass fused attention kernel (layout and algorithm in driver.h).
+#include <cmath>
+#include <string>
+
+#include "attention/avx2.h"
+#include "attention/driver.h"
+#include "attention/serial.h"
+#include "common/arrays.h"
+#include "common/cpu.h"
+
+namespace frugalnn {
+namespace {
+
+void require_positive(int64_t value, const char* what) {
+  if (value < 1)
+    throw nb::value_error((std::string(what) + " must be >= 1, got " + std::to_string(value)).c_str());
+}
+
+// q [N, L, E], k [Nk, S, E], v [Nk, S, Ev] -> out [N, L, Ev]; N must be a multiple of Nk.
+void fused_attention(Array q, Array k, Array v, bool causal, double scale, OutArray out, int threads) {
+  const float* qp = typed<float>(q, "q", {-1, -1, -1});
+  const int64_t n = q.shape(0), l = q.shape(1), e = q.shape(2);
+  const float* kp = typed<float>(k, "k", {-1, -1, e});
+  const int64_t nk = k.shape(0), s = k.shape(1);
+  const float* vp = typed<float>(v, "v", {nk, s, -1});
+  const int64_t ev = v.shape(2);
+  float* op = typed<float>(out, "out", {n, l, ev});
+  require_positive(n, "q: number of heads (axis 0)");
+  require_positive(l, "q: query length (axis 1)");
+  require_positive(e, "q: head dim (axis 2)");
+  require_positive(nk, "k: number of heads (axis 0)");
+  require_positive(s, "k: key length (axis 1)");
+  require_positive(ev, "v: head dim (axis 2)");
+  if (n % nk != 0)
+    throw nb::value_error(("q has " + std::to_string(n) + " heads, not a multiple of the " + std::to_string(nk) +
+                           " key/value heads").c_str());
+  if (!std::isfinite(scale))
+    throw nb::value_error(("scale: expected a finite number, got " + std::to_string(scale)).c_str());
+  require_disjoint(q, out, "q", "out");
+  require_disjoint(k, out, "k", "out");
+  require_disjoint(v, out, "v", "out");
+  threads = resolve_threads(threads);
+
+  const attention::Problem prob{qp, kp, vp, op, n, nk, l, s, e, ev, static_cast<float>(scale), causal};
+  const int64_t blocks = (l + attention::BQ - 1) / attention::BQ;
+  nb::gil_scoped_release release;
+  auto run = [&](auto ops) {
+    using Ops = decltype(ops);
+    parallel_for(n * blocks, threads, [&](int64_t task) {
+      attention::attention_block<Ops>(prob, task / blocks, (task % blocks) * attention::BQ);
+    });
+  };
+#if FRUGALNN_X86
+  if (use_avx2()) return run(attention::avx2::Ops{});
+#endif
+  run(attention::serial::Ops{});
+}
+
+// exp of a float32 vector with the active backend's exp (std::exp or the AVX2 polynomial).
+void exp_f32(Array x, OutArray y) {
+  const float* xp = typed<float>(x, "x", {-1});
+  float* yp = typed<float>(y, "y", {static_cast<int64_t>(x.shape(0))});
+  require_disjoint(x, y, "x", "y");
+  nb::gil_scoped_release release;
+#if FRUGALNN_X86
+  if (use_avx2()) return attention::avx2::exp_array(xp, x.shape(0), yp);
+#endif
+  attention::serial::exp_array(xp, x.shape(0), yp);
+}
+
+}  // namespace
+}  // namespace frugalnn
+
+void frugalnn_bind_attention(nanobind::module_& m) {
+  using namespace frugalnn;
+  auto s = m.def_submodule("attention", "One-pass fused attention (online softmax over key tiles).");
+  s.def("fused_attention", &fused_attention, nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("causal"),
+        nb::arg("scale"), nb::arg("out"), nb::arg("threads") = -1);
+  s.def("exp", &exp_f32, nb::arg("x"), nb::arg("y"));
+  s.def("workspace_bytes", [](int64_t e, int64_t ev) { return 4 * attention::workspace_floats(e, ev); },
+        nb::arg("e"), nb::arg("ev"), "Per-thread scratch of the kernel, independent of the sequence lengths.");
+  s.attr("BLOCK_Q") = attention::BQ;
+  s.attr("BLOCK_K") = attention::BK;
+}
