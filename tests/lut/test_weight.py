@@ -19,6 +19,8 @@ def nmse(y, ref):
 @pytest.mark.parametrize("group", [4, 32, 64, 128, 256])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_from_float_dequantize_matches_group_quantizer(backend, bits, group, symmetric):
+    if bits == 1 and symmetric:
+        pytest.skip("symmetric 1-bit uses mean|w| levels: test_binary_levels")
     w = LUTWeight.from_float(W, bits, group, symmetric)
     p, s, o = pack.quantize_pack(W, bits, group, symmetric)
     ref = pack.dequantize_unpack(p, s, o, bits, group)
@@ -26,6 +28,14 @@ def test_from_float_dequantize_matches_group_quantizer(backend, bits, group, sym
     x = RNG.standard_normal((3, 256)).astype(np.float32)
     # the only loss against the dequantized weight is the int8 table quantization
     assert nmse(matmul(x, w), x @ w.dequantize().T) < 2e-4
+
+
+def test_binary_levels_are_sign_times_mean_abs():
+    w = LUTWeight.from_float(W, 1, 64)
+    level = np.abs(W).reshape(70, 4, 64).mean(axis=2)
+    expected = np.where(W >= 0, 1, -1) * np.repeat(level, 64, axis=1)
+    np.testing.assert_allclose(w.dequantize(), expected, rtol=1e-6)
+    assert w.symmetric
 
 
 def test_nbytes_is_bits_plus_scales():

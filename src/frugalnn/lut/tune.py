@@ -10,6 +10,7 @@ turns tuning off (the defaults below are used); shapes under MIN_TUNE_WEIGHTS ar
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ MIN_TUNE_WEIGHTS = 1 << 20
 _MEMORY: dict[str, dict] = {}
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
