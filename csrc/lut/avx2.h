@@ -142,6 +142,7 @@ struct Block {
   const float* ts[4];
   const int32_t* isum[4];
   float* y[4];  // output column pointers (length M)
+  int64_t prefetch;  // bytes ahead to prefetch in each unit's weight stream (0 = off; tuned)
 };
 
 // R units starting at unit u0, NC columns: y[c][rows of the units] = result.
@@ -172,6 +173,9 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
           tv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.tables[c] + (g * spg + st) * kSlabBytes));
         for (int r = 0; r < R; ++r) {
           const uint8_t* w = b.packed + (u0 + r) * s.unit_bytes() + g * gbytes + st * (BITS * kSlabBytes);
+          // Each unit is its own sequential stream; run ahead of the hardware prefetcher (which
+          // stops at 4 KiB pages) so large weights that spill L3 still arrive in time.
+          if (b.prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + b.prefetch), _MM_HINT_T0);
           for (int p = 0; p < PAIRS; ++p) {
             const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << (2 * p)) | ((1 << (2 * p + 1)) << 8)));
             for (int half = 0; half < 2; ++half) {

@@ -132,7 +132,8 @@ def build_tables(x, group_size, tables, ts, isum):
     isum[...] = s[0]
 
 
-def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, units=1, cols=1, col_block=32):
+def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, units=1, cols=1, col_block=32,
+           prefetch=0):
     n, k = x.shape
     n_units, groups, _, _ = layout_sizes(m, k, group_size, bits)
     for name, a in (("ws", ws), ("zt", zt)):

@@ -25,7 +25,8 @@ def matmul_numpy(x: np.ndarray, w: LUTWeight, threads: int, config: dict | None 
     cfg = config or tune.config_for(w, x.shape[0], threads)
     zt = w.ws if w.zt is None else w.zt
     return lutk.matmul(x, w.packed, w.ws, zt, m, w.bits, w.group_size, w.zt is not None, threads=threads,
-                       units=cfg["units"], cols=cfg["cols"], col_block=cfg["col_block"])
+                       units=cfg["units"], cols=cfg["cols"], col_block=cfg["col_block"],
+                       prefetch=cfg.get("prefetch", 0))
 
 
 def matmul(x, w: LUTWeight, threads: int | None = None):
