@@ -27,6 +27,7 @@ GEMM_CANDIDATES = tuple({"units": u, "cols": c, "col_block": b}
 DEFAULT_GEMV = {"units": 2, "cols": 1, "col_block": 32, "prefetch": 0}
 DEFAULT_GEMM = {"units": 1, "cols": 4, "col_block": 32, "prefetch": 0}
 MIN_TUNE_WEIGHTS = 1 << 20
+VERSION = 2  # bump when the candidates or the kernels change: old cache entries are then ignored
 _MEMORY: dict[str, dict] = {}
 
 
@@ -56,7 +57,7 @@ def key(w, n: int, threads: int) -> str:
 
     m, k = w.shape
     kind = "gemv" if n == 1 else "gemm"
-    return f"{_cpu_model()}|{backend()}|b{w.bits}|{m}x{k}|g{w.group_size}|{kind}|t{threads}"
+    return f"v{VERSION}|{_cpu_model()}|{backend()}|b{w.bits}|{m}x{k}|g{w.group_size}|{kind}|t{threads}"
 
 
 def _load_file() -> dict:
