@@ -99,8 +99,10 @@ def tmac(ctx: Context) -> Result:
         peer = PEERS[bits]
         ours = ms[f"lut {bits}"]
         llama = ms.get(f"llama.cpp {peer}") if peer else None
-        detail.append([f"{bits}" + ("" if bits == "ternary" else "-bit"), PAPER_MS.get(bits), ours, peer or "-",
-                       PAPER_LLAMA.get(peer), llama, None if llama is None else llama / ours])
+        paper_shape = m == 4096  # the paper's figures are for 4096x4096 only
+        detail.append([f"{bits}" + ("" if bits == "ternary" else "-bit"), PAPER_MS.get(bits) if paper_shape else None,
+                       ours, peer or "-", PAPER_LLAMA.get(peer) if paper_shape else None, llama,
+                       None if llama is None else llama / ours])
     speed = {}
     for bits, peer, paper_ratio in ((2, "Q2_K", 0.60 / 0.22), (4, "Q4_0", 1.08 / 0.67)):
         llama = ms.get(f"llama.cpp {peer}")
