@@ -132,6 +132,12 @@ FRUGALNN_AVX2 inline __m256i fold16(__m256i a) {
                           _mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1)));
 }
 
+template <bool SPLIT>
+FRUGALNN_AVX2 inline __m256i fold_sets(__m256i lo, __m256i hi) {
+  if (!SPLIT) return fold16(lo);
+  return _mm256_add_epi32(fold16(lo), _mm256_slli_epi32(fold16(hi), 4));
+}
+
 struct Block {
   const uint8_t* packed;
   const float *ws, *zt;
@@ -148,23 +154,28 @@ template <int BITS, int R, int NC>
 FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
   constexpr int PAIRS = BITS / 2;
   constexpr bool ODD = BITS % 2;
+  // Above 4 bits, planes 4.. go to a second set of int16 accumulators with weights 2^(plane-4),
+  // recombined as lo + 16 hi in int32: both sets then widen every 17 steps instead of every step.
+  constexpr bool SPLIT = BITS > 4;
+  constexpr int SPLIT_SUB = 32767 / (15 * 127);
   const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes();
-  const int sub = s.sub_steps();
+  const int sub = SPLIT ? SPLIT_SUB : s.sub_steps();
   const __m256i nib = _mm256_set1_epi8(0x0f);
-  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << (BITS - 1)));
-  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << (BITS - 1)) << 8));
+  constexpr int ODD_SHIFT = SPLIT ? BITS - 5 : BITS - 1;  // weight of the single plane in its set
+  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << ODD_SHIFT));
+  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << ODD_SHIFT) << 8));
   alignas(32) float yacc[NC][R][kUnitRows];
   alignas(32) int32_t acc32[NC][R][kUnitRows];
   std::memset(yacc, 0, sizeof(yacc));
   for (int64_t g = 0; g < groups; ++g) {
     const bool single_sub = spg <= sub;
     if (!single_sub) std::memset(acc32, 0, sizeof(acc32));
-    __m256i acc[NC][R][4];
+    __m256i acc[NC][R][4], acch[NC][R][4];
     for (int64_t st0 = 0; st0 < spg; st0 += sub) {
       const int64_t st1 = st0 + sub < spg ? st0 + sub : spg;
       for (int c = 0; c < NC; ++c)
         for (int r = 0; r < R; ++r)
-          for (int a = 0; a < 4; ++a) acc[c][r][a] = _mm256_setzero_si256();
+          for (int a = 0; a < 4; ++a) acc[c][r][a] = acch[c][r][a] = _mm256_setzero_si256();
       for (int64_t st = st0; st < st1; ++st) {
         __m256i tv[NC];
         for (int c = 0; c < NC; ++c)
@@ -175,15 +186,17 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
           // stops at 4 KiB pages) so large weights that spill L3 still arrive in time.
           if (b.prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + b.prefetch), _MM_HINT_T0);
           for (int p = 0; p < PAIRS; ++p) {
-            const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << (2 * p)) | ((1 << (2 * p + 1)) << 8)));
+            const bool high = SPLIT && p >= 2;
+            const int e = high ? 2 * p - 4 : 2 * p;
+            const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << e) | ((1 << (e + 1)) << 8)));
             for (int half = 0; half < 2; ++half) {
               __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (2 * p + half) * kSlabBytes));
               __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
               for (int c = 0; c < NC; ++c) {
-                acc[c][r][2 * half] = _mm256_add_epi16(acc[c][r][2 * half],
-                                                       _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
-                acc[c][r][2 * half + 1] = _mm256_add_epi16(acc[c][r][2 * half + 1],
-                                                           _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
+                __m256i* dst = high ? acch[c][r] : acc[c][r];
+                dst[2 * half] = _mm256_add_epi16(dst[2 * half], _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
+                dst[2 * half + 1] = _mm256_add_epi16(dst[2 * half + 1],
+                                                     _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
               }
             }
           }
@@ -192,10 +205,11 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
             __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
             for (int c = 0; c < NC; ++c) {
               __m256i l = _mm256_shuffle_epi8(tv[c], lo), h = _mm256_shuffle_epi8(tv[c], hi);
-              acc[c][r][0] = _mm256_add_epi16(acc[c][r][0], _mm256_maddubs_epi16(w_even, l));
-              acc[c][r][1] = _mm256_add_epi16(acc[c][r][1], _mm256_maddubs_epi16(w_odd, l));
-              acc[c][r][2] = _mm256_add_epi16(acc[c][r][2], _mm256_maddubs_epi16(w_even, h));
-              acc[c][r][3] = _mm256_add_epi16(acc[c][r][3], _mm256_maddubs_epi16(w_odd, h));
+              __m256i* dst = SPLIT ? acch[c][r] : acc[c][r];
+              dst[0] = _mm256_add_epi16(dst[0], _mm256_maddubs_epi16(w_even, l));
+              dst[1] = _mm256_add_epi16(dst[1], _mm256_maddubs_epi16(w_odd, l));
+              dst[2] = _mm256_add_epi16(dst[2], _mm256_maddubs_epi16(w_even, h));
+              dst[3] = _mm256_add_epi16(dst[3], _mm256_maddubs_epi16(w_odd, h));
             }
           }
         }
@@ -205,7 +219,7 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
           for (int r = 0; r < R; ++r)
             for (int a = 0; a < 4; ++a) {
               __m256i* p = reinterpret_cast<__m256i*>(acc32[c][r] + 8 * a);
-              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), fold16(acc[c][r][a])));
+              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), fold_sets<SPLIT>(acc[c][r][a], acch[c][r][a])));
             }
       }
     }
@@ -216,7 +230,7 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
         const float* wsg = b.ws + ((u0 + r) * groups + g) * kUnitRows;
         const float* ztg = b.zt + ((u0 + r) * groups + g) * kUnitRows;
         for (int a = 0; a < 4; ++a) {
-          __m256i i32 = single_sub ? fold16(acc[c][r][a])
+          __m256i i32 = single_sub ? fold_sets<SPLIT>(acc[c][r][a], acch[c][r][a])
                                    : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
           __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(wsg + 8 * a), vts);
           __m256 y = _mm256_add_ps(_mm256_load_ps(yacc[c][r] + 8 * a), _mm256_mul_ps(_mm256_cvtepi32_ps(i32), scale));

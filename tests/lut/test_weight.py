@@ -167,3 +167,19 @@ def test_from_gguf_bad_tensors():
         LUTWeight.from_gguf(tq, qtype=tqt, shape=(2, 256))
     with pytest.raises(TypeError, match="qtype"):
         LUTWeight.from_gguf(data)
+
+
+def test_gemv_fn_matches_matmul_and_validates():
+    w = LUTWeight.from_float(W, 4, 64, symmetric=False)
+    fn = w.gemv_fn(threads=1)
+    x = RNG.standard_normal(256).astype(np.float32)
+    np.testing.assert_array_equal(fn(x), matmul(x[None], w, threads=1))
+    np.testing.assert_array_equal(fn(x[None]), matmul(x[None], w, threads=1))
+    yt = fn(torch.from_numpy(x))
+    assert isinstance(yt, torch.Tensor) and yt.shape == (1, 70)
+    with pytest.raises(TypeError, match="x"):
+        fn(x.astype(np.float64))
+    with pytest.raises(ValueError):
+        fn(x[:255])
+    with pytest.raises(TypeError, match="C-contiguous"):
+        fn(np.ascontiguousarray(np.stack([x, x], 1))[:, 0])

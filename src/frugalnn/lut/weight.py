@@ -150,6 +150,12 @@ class LUTWeight:
         m, k = self.shape
         return 8.0 * self.nbytes / max(m * k, 1)
 
+    def gemv_fn(self, threads: int | None = None):
+        """Lean one-token entry point: fn(x [K] or [1, K] float32 C-contiguous) -> [1, M] (see lut.ops.gemv_fn)."""
+        from frugalnn.lut.ops import gemv_fn
+
+        return gemv_fn(self, threads)
+
     def codes(self, threads: int | None = None) -> np.ndarray:
         m, k = self.shape
         return lutk.untransform(self.packed, self.bits, self.group_size, m, k, threads=threads)
