@@ -126,16 +126,29 @@ FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* t
   }
 }
 
-// Widen one int16 accumulator (lane = chunk parity, 8 rows) to 8 int32 row sums.
-FRUGALNN_AVX2 inline __m256i fold16(__m256i a) {
-  return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a)),
-                          _mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1)));
+// Two int16 accumulators (a, a+1; 128-bit lanes = the two chunks of a step) -> int32 row sums of
+// rows 16(a/2)..+7 and +8..+15 in order (layout.h, accumulator_row): add the chunk lanes in int16
+// (Shape::sub_steps leaves room), then sign-extend even and odd int16 lanes in place. Two
+// cross-lane permutes per 16 rows instead of an extract and two widening shuffles per 8.
+FRUGALNN_AVX2 inline void fold_pair(__m256i a0, __m256i a1, __m256i* rows_lo, __m256i* rows_hi) {
+  __m256i s = _mm256_add_epi16(_mm256_permute2x128_si256(a0, a1, 0x20), _mm256_permute2x128_si256(a0, a1, 0x31));
+  *rows_lo = _mm256_srai_epi32(_mm256_slli_epi32(s, 16), 16);
+  *rows_hi = _mm256_srai_epi32(s, 16);
 }
 
+// All 32 rows of a unit: out[q] = int32 sums of rows 8q..8q+7. Above 4 bits the high plane set
+// (weights 2^(plane-4)) is recombined as lo + 16 hi.
 template <bool SPLIT>
-FRUGALNN_AVX2 inline __m256i fold_sets(__m256i lo, __m256i hi) {
-  if (!SPLIT) return fold16(lo);
-  return _mm256_add_epi32(fold16(lo), _mm256_slli_epi32(fold16(hi), 4));
+FRUGALNN_AVX2 inline void fold_unit(const __m256i* lo, const __m256i* hi, __m256i* out) {
+  for (int q = 0; q < 2; ++q) {
+    fold_pair(lo[2 * q], lo[2 * q + 1], &out[2 * q], &out[2 * q + 1]);
+    if (SPLIT) {
+      __m256i e, o;
+      fold_pair(hi[2 * q], hi[2 * q + 1], &e, &o);
+      out[2 * q] = _mm256_add_epi32(out[2 * q], _mm256_slli_epi32(e, 4));
+      out[2 * q + 1] = _mm256_add_epi32(out[2 * q + 1], _mm256_slli_epi32(o, 4));
+    }
+  }
 }
 
 struct Block {
@@ -157,7 +170,7 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
   // Above 4 bits, planes 4.. go to a second set of int16 accumulators with weights 2^(plane-4),
   // recombined as lo + 16 hi in int32: both sets then widen every 17 steps instead of every step.
   constexpr bool SPLIT = BITS > 4;
-  constexpr int SPLIT_SUB = 32767 / (15 * 127);
+  constexpr int SPLIT_SUB = 32767 / (2 * 15 * 127);
   const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes();
   const int sub = SPLIT ? SPLIT_SUB : s.sub_steps();
   const __m256i nib = _mm256_set1_epi8(0x0f);
@@ -176,6 +189,7 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
       for (int c = 0; c < NC; ++c)
         for (int r = 0; r < R; ++r)
           for (int a = 0; a < 4; ++a) acc[c][r][a] = acch[c][r][a] = _mm256_setzero_si256();
+#pragma GCC unroll 4
       for (int64_t st = st0; st < st1; ++st) {
         __m256i tv[NC];
         for (int c = 0; c < NC; ++c)
@@ -216,11 +230,14 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
       }
       if (!single_sub) {
         for (int c = 0; c < NC; ++c)
-          for (int r = 0; r < R; ++r)
+          for (int r = 0; r < R; ++r) {
+            __m256i rows[4];
+            fold_unit<SPLIT>(acc[c][r], acch[c][r], rows);
             for (int a = 0; a < 4; ++a) {
               __m256i* p = reinterpret_cast<__m256i*>(acc32[c][r] + 8 * a);
-              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), fold_sets<SPLIT>(acc[c][r][a], acch[c][r][a])));
+              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), rows[a]));
             }
+          }
       }
     }
     for (int c = 0; c < NC; ++c) {
@@ -229,9 +246,10 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
       for (int r = 0; r < R; ++r) {
         const float* wsg = b.ws + ((u0 + r) * groups + g) * kUnitRows;
         const float* ztg = b.zt + ((u0 + r) * groups + g) * kUnitRows;
+        __m256i rows[4];
+        if (single_sub) fold_unit<SPLIT>(acc[c][r], acch[c][r], rows);
         for (int a = 0; a < 4; ++a) {
-          __m256i i32 = single_sub ? fold_sets<SPLIT>(acc[c][r][a], acch[c][r][a])
-                                   : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
+          __m256i i32 = single_sub ? rows[a] : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
           __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(wsg + 8 * a), vts);
           __m256 y = _mm256_add_ps(_mm256_load_ps(yacc[c][r] + 8 * a), _mm256_mul_ps(_mm256_cvtepi32_ps(i32), scale));
           if (b.has_zero) y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_loadu_ps(ztg + 8 * a), vzs));

@@ -36,7 +36,9 @@ def _slab_positions(bits: int) -> tuple[np.ndarray, np.ndarray]:
     """row[slab, i, h], plane[slab, i, h] of every nibble of a step (layout.h, slab_position)."""
     slab, i, h = np.meshgrid(np.arange(bits), np.arange(16), np.arange(2), indexing="ij")
     pair = slab < (bits // 2) * 2
-    row = np.where(pair, 16 * (slab % 2) + 8 * h + i // 2, 16 * h + 8 * (i % 2) + i // 2)
+    acc = np.where(pair, 2 * (slab % 2) + h, 2 * h + i % 2)
+    j = i // 2
+    row = 16 * (acc // 2) + 8 * (j % 2) + 4 * (acc % 2) + j // 2
     plane = np.where(pair, 2 * (slab // 2) + i % 2, bits - 1)
     return row, plane
 
