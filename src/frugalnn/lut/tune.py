@@ -27,7 +27,7 @@ GEMM_CANDIDATES = tuple({"units": u, "cols": c, "col_block": b}
 DEFAULT_GEMV = {"units": 2, "cols": 1, "col_block": 32, "prefetch": 0}
 DEFAULT_GEMM = {"units": 1, "cols": 4, "col_block": 32, "prefetch": 0}
 MIN_TUNE_WEIGHTS = 1 << 20
-VERSION = 2  # bump when the candidates or the kernels change: old cache entries are then ignored
+VERSION = 3  # bump when the candidates or the kernels change: old cache entries are then ignored
 _MEMORY: dict[str, dict] = {}
 
 
