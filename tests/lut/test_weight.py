@@ -123,12 +123,12 @@ gguf = pytest.importorskip("gguf")
 def _gguf_blocks(name, shape):
     qt = gguf.GGMLQuantizationType[name]
     w = RNG.standard_normal(shape).astype(np.float32)
-    if name == "TQ2_0":
+    if name.startswith("TQ"):
         w = np.clip(np.rint(w), -1, 1) * RNG.uniform(0.5, 2, (shape[0], 1)).astype(np.float32)
     return gguf.quants.quantize(w, qt), qt
 
 
-@pytest.mark.parametrize("name", ["Q4_0", "Q8_0", "TQ2_0"])
+@pytest.mark.parametrize("name", ["Q4_0", "Q8_0", "TQ1_0", "TQ2_0"])
 def test_from_gguf_is_lossless(name):
     data, qt = _gguf_blocks(name, (40, 512))
     w = LUTWeight.from_gguf(data, qtype=qt, shape=(40, 512))

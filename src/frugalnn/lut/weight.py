@@ -129,7 +129,7 @@ class LUTWeight:
     @classmethod
     def from_gguf(cls, tensor, *, qtype=None, shape=None, threads: int | None = None) -> "LUTWeight":
         """A GGUF tensor (gguf.ReaderTensor, or raw bytes with qtype and shape=(M, K)) re-packed
-        losslessly: Q4_0, Q4_1, Q8_0, TQ2_0. No float32 copy of the weight is made."""
+        losslessly: Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0. No float32 copy of the weight is made."""
         from frugalnn.lut.gguf import decode
 
         codes, scales, offsets, bits, group, kind, name = decode(tensor, qtype=qtype, shape=shape)
