@@ -256,3 +256,32 @@ def test_twenty_layer_cnn_profiles_well_under_a_second():
     finally:
         torch.set_num_threads(threads)
     assert prof.by_module()["0"].macs == 16 * 3 * 9 * 64 * 64
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_fused_transformer_inference_paths_count_like_the_decomposed_ones():
+    torch.manual_seed(0)
+    e, f = 16, 40
+    layer = nn.TransformerEncoderLayer(e, 4, f, batch_first=True, dropout=0.0).eval()
+    x = torch.randn(3, 7, e)
+
+    def expected(lengths):
+        tokens = sum(lengths)
+        return 4 * tokens * e * e + sum(2 * n * n for n in lengths) * e + 2 * tokens * e * f
+
+    fused = profile(layer, x)  # no_grad + eval: torch takes its fused kernel
+    assert "aten::_transformer_encoder_layer_fwd" in fused.by_operator() and fused.unsupported() == {}
+    assert fused.macs == expected([7, 7, 7]) == Profiler(grad=True)(layer, x).macs  # grad on: plain ops
+
+    # padded batch through the encoder: torch packs it into a nested tensor and skips the padding
+    encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=True).eval()
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    mask[2, 3:] = True
+    assert profile(encoder, x, src_key_padding_mask=mask).macs == expected([7, 5, 3])
+
+    mha = nn.MultiheadAttention(e, 4, batch_first=True).eval()
+    q = torch.randn(2, 5, e)
+    fused = profile(mha, q, q, q)
+    assert "aten::_native_multi_head_attention" in fused.by_operator()
+    assert fused.macs == Profiler(grad=True)(mha, q, q, q).macs == 2 * 4 * 5 * e * e + 2 * 2 * 5 * 5 * e

@@ -7,8 +7,9 @@ Lookup order for an op (an `OpOverload` seen under TorchDispatchMode):
 1. `torch.utils.flop_counter.flop_registry`, read at call time, so a formula anyone registers with
    `torch.utils.flop_counter.register_flop_formula(torch.ops.mylib.op)` is honoured (this is how
    frugalnn's custom ops and other libraries' kernels get counted without this module knowing them);
-2. `EXTRA_FORMULAS` below: matmul-family ops torch has no formula for (mv, dot, addmv, addbmm, ...)
-   and the CPU fused attention kernel, which torch 2.13 leaves uncounted;
+2. `EXTRA_FORMULAS` below: matmul-family ops torch has no formula for (mv, dot, addmv, addbmm, ...),
+   the CPU fused attention kernel, and the fused inference paths of nn.MultiheadAttention and
+   nn.TransformerEncoderLayer, which torch 2.13 leaves uncounted;
 3. otherwise the op is *free* (`is_free`: views, pointwise, reductions, norms, pooling, copies,
    factories: 0 MACs by the fvcore/pycls convention) or *unsupported* (seen, not counted, reported).
 """
@@ -75,6 +76,31 @@ def _sdpa_cpu(q, k, v, *args, **kwargs) -> int:
     return 2 * batch * s_q * s_k * (d + d_v)
 
 
+def _sequence_lengths(x: torch.Tensor) -> list[int]:
+    """Lengths of the sequences in a [batch, length, embed] tensor, nested (padding-free) or not."""
+    if x.is_nested:
+        return [t.shape[0] for t in x.unbind()]
+    return [x.shape[-2]] * (x.shape[0] if x.dim() == 3 else 1)
+
+
+def _native_mha(query, key, value, embed_dim, num_heads, *args, out_val=None, **kwargs) -> int:
+    """The fused nn.MultiheadAttention inference path: q/k/v projections, attention, output projection."""
+    e = int(embed_dim)
+    lq, lk = _sequence_lengths(query), _sequence_lengths(key)
+    projections = sum(q + 2 * k for q, k in zip(lq, lk)) * e * e + sum(lq) * e * e
+    attention = sum(2 * q * k for q, k in zip(lq, lk)) * e
+    return 2 * (projections + attention)
+
+
+def _encoder_layer(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu, norm_first,
+                   eps, nw1, nb1, nw2, nb2, ffn_weight_1, *args, out_val=None, **kwargs) -> int:
+    """The fused nn.TransformerEncoderLayer inference path: self-attention block plus the two FFN linears."""
+    e, f = int(embed_dim), ffn_weight_1.shape[0]
+    lengths = _sequence_lengths(src)
+    tokens = sum(lengths)
+    return 2 * (4 * tokens * e * e + sum(2 * n * n for n in lengths) * e + 2 * tokens * e * f)
+
+
 EXTRA_FORMULAS: dict[Any, Formula] = {
     aten.mv: _mv,
     aten.addmv: _addmv,
@@ -83,6 +109,8 @@ EXTRA_FORMULAS: dict[Any, Formula] = {
     aten.addbmm: _addbmm,
     aten.addr: _addr,
     aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
+    aten._native_multi_head_attention: _native_mha,
+    aten._transformer_encoder_layer_fwd: _encoder_layer,
 }
 
 
