@@ -12,6 +12,7 @@ def runtime_figure(label: str, variants: list[dict], times: dict[str, list[float
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
     from frugalnn.cost import STRATEGIES
 
@@ -33,6 +34,10 @@ def runtime_figure(label: str, variants: list[dict], times: dict[str, list[float
                     ax.plot(x[path], t[path], color=colors[strategy], alpha=0.35, linewidth=1)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis, fmt in ((ax.xaxis, EngFormatter()), (ax.yaxis, EngFormatter())):
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(fmt)
+                axis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(xlabel)
             ax.set_ylabel(f"{mode} ms (1 thread, fastest round)")
             ax.set_title(f"{mode} vs {xlabel}: Pearson r = {np.corrcoef(t, x)[0, 1]:.3f}", fontsize=10)
