@@ -90,7 +90,10 @@ def exponent_rows(label: str, variants: list[dict]) -> list[list]:
 
 
 def pearson(x, y) -> float:
-    return float(np.corrcoef(np.asarray(x, float), np.asarray(y, float))[0, 1])
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def compare_predictors(times, variants, seed: int) -> dict:
@@ -104,9 +107,9 @@ def compare_predictors(times, variants, seed: int) -> dict:
     diffs = []
     for _ in range(BOOTSTRAP):
         idx = rng.integers(0, n, n)
-        if np.ptp(t[idx]) == 0:
-            continue
-        diffs.append(pearson(t[idx], values["acts"][idx]) - pearson(t[idx], values["flops"][idx]))
+        diff = pearson(t[idx], values["acts"][idx]) - pearson(t[idx], values["flops"][idx])
+        if not np.isnan(diff):  # a resample of identical models has no correlation to compare
+            diffs.append(diff)
     lo, hi = np.percentile(diffs, [5, 95])
     if lo > 0:
         winner = "acts (significant)"
