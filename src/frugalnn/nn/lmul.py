@@ -1,0 +1,159 @@
+"""L-Mul in torch models: `frugalnn.convert_(model, LMulConfig(...))`.
+
+    LMulConfig(mantissa_bits=4, rounding="truncate", offset=None, scope="attention")
+
+scope="attention": inside every attention module (class name containing "Attention", narrowed
+further by `filter_fn`), both attention matmuls run on L-Mul products: calls to
+`F.scaled_dot_product_attention` are replaced by `lmul_sdpa` (Q.K^T and softmax.V through
+`lmul_matmul`, the mask, causal flag, scale, dropout and grouped-query heads as torch defines
+them), and `torch.matmul` / `Tensor.matmul` / `@` / `torch.bmm` by `lmul_matmul`, so eager-attention
+models that multiply by hand are caught too. Any query length works: prefill, and cached
+decoding steps with one query against many keys.
+scope="all": additionally every `nn.Linear` becomes an `LMulLinear` (x @ W^T by L-Mul, bias
+added in float32). Elementwise multiplications (norms, activations, softmax, the attention
+scale) stay float32 in both scopes.
+
+Gradients are the exact product's (straight-through, see frugalnn.kernels.lmul_torch), so a
+converted model can be fine-tuned.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from frugalnn.arith.lmul import ROUNDINGS, lmul_matmul, resolve_params
+from frugalnn.convert import FilterFn, register_handler, swap_modules
+from frugalnn.nn.routing import SDPA, RoutedModule, looks_like_attention, route_
+
+SCOPES = ("attention", "all")
+
+
+@dataclass
+class LMulConfig:
+    mantissa_bits: int = 4
+    rounding: str = "truncate"
+    offset: int | None = None  # l in 2^-l; None: the paper's l(m)
+    scope: str = "attention"
+
+    def __post_init__(self):
+        resolve_params(self.mantissa_bits, self.rounding, self.offset)
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope: expected one of {', '.join(map(repr, SCOPES))}, got {self.scope!r}")
+
+    @property
+    def offset_l(self) -> int:
+        return resolve_params(self.mantissa_bits, self.rounding, self.offset)[2]
+
+    def label(self) -> str:
+        return f"L-Mul (m={self.mantissa_bits}, {self.rounding}, l={self.offset_l})"
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return lmul_matmul(a, b, self.mantissa_bits, self.rounding, self.offset_l)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LMulConfig":
+        unknown = set(d) - {"mantissa_bits", "rounding", "offset", "scope"}
+        if unknown:
+            raise ValueError(f"LMulConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+class LMulLinear(torch.nn.Module):
+    """nn.Linear whose products are L-Mul: y = lmul_matmul(x, W^T) + b (the same weight and bias Parameters)."""
+
+    def __init__(self, linear: torch.nn.Linear, config: LMulConfig):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.config.matmul(x, self.weight.t())  # W^T is a transposed view: the kernel reads it without a copy
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.to(x.dtype) if x.is_floating_point() else y
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, {self.config.label()}")
+
+
+def lmul_sdpa(config: LMulConfig):
+    """A drop-in for F.scaled_dot_product_attention with both matmuls on L-Mul products."""
+
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if is_causal and attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
+        if enable_gqa and key.size(-3) != query.size(-3):
+            groups = query.size(-3) // key.size(-3)
+            key = key.repeat_interleave(groups, dim=-3)
+            value = value.repeat_interleave(groups, dim=-3)
+        q_len, k_len = query.size(-2), key.size(-2)
+        scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
+        scores = config.matmul(query, key.transpose(-2, -1)) * scale
+        if is_causal:  # torch's convention: top-left aligned, query i sees keys 0..i
+            keep = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril()
+            scores = scores.masked_fill(~keep, float("-inf"))
+        if attn_mask is not None:
+            if attn_mask.dtype == torch.bool:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            else:
+                scores = scores + attn_mask.to(scores.dtype)
+        probs = torch.softmax(scores, dim=-1)
+        if dropout_p > 0.0:
+            probs = F.dropout(probs, p=dropout_p, training=True)
+        return config.matmul(probs, value).to(query.dtype)
+
+    return sdpa
+
+
+def lmul_attention_matmul(config: LMulConfig, original):
+    """torch.matmul / Tensor.matmul / @ / bmm inside attention modules: floating operands go through L-Mul."""
+
+    def matmul(input, other, *, out=None):
+        if out is not None or not (input.is_floating_point() and other.is_floating_point()):
+            return original(input, other) if out is None else original(input, other, out=out)
+        dtype = torch.promote_types(input.dtype, other.dtype)
+        return config.matmul(input, other).to(dtype)
+
+    return matmul
+
+
+def attention_routes(config: LMulConfig) -> dict:
+    routes = {SDPA: lmul_sdpa(config)}
+    for fn in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm):
+        routes[fn] = lmul_attention_matmul(config, fn)
+    return routes
+
+
+@register_handler(LMulConfig)
+def _convert_lmul(model: torch.nn.Module, config: LMulConfig, filter_fn: FilterFn | None):
+    def wanted(m, fqn):
+        return filter_fn is None or filter_fn(m, fqn)
+
+    for fqn, m in model.named_modules():
+        if isinstance(m, LMulLinear):
+            raise ValueError(f"model: {fqn} is already an LMulLinear; convert a fresh copy")
+    swapped = 0
+    if config.scope == "all":
+        swapped = swap_modules(model, lambda m, fqn: isinstance(m, torch.nn.Linear) and wanted(m, fqn),
+                               lambda m, fqn: LMulLinear(m, config))
+    has_attention = any(looks_like_attention(m, fqn) and wanted(m, fqn) for fqn, m in model.named_modules()
+                        if not isinstance(m, RoutedModule))
+    if config.scope == "attention" or has_attention:
+        route_(model, attention_routes(config), f"{config.label()} attention",
+               lambda m, fqn: looks_like_attention(m, fqn) and wanted(m, fqn))
+    elif swapped == 0:
+        raise ValueError("model: no nn.Linear or attention module selected for L-Mul")
+    return model
+
+
+__all__ = ["LMulConfig", "LMulLinear", "ROUNDINGS", "SCOPES", "attention_routes", "lmul_attention_matmul",
+           "lmul_sdpa"]
