@@ -85,8 +85,8 @@ class LMulLinear(torch.nn.Module):
                 f"bias={self.bias is not None}, {self.config.label()}")
 
 
-def lmul_sdpa(config: LMulConfig):
-    """A drop-in for F.scaled_dot_product_attention with both matmuls on L-Mul products."""
+def sdpa_with(matmul):
+    """A drop-in for F.scaled_dot_product_attention whose two matmuls are `matmul(a, b)` (float32 results)."""
 
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if is_causal and attn_mask is not None:
@@ -97,7 +97,7 @@ def lmul_sdpa(config: LMulConfig):
             value = value.repeat_interleave(groups, dim=-3)
         q_len, k_len = query.size(-2), key.size(-2)
         scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
-        scores = config.matmul(query, key.transpose(-2, -1)) * scale
+        scores = matmul(query, key.transpose(-2, -1)) * scale  # scaled after the product, as eager BERT/Llama do
         if is_causal:  # torch's convention: top-left aligned, query i sees keys 0..i
             keep = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril()
             scores = scores.masked_fill(~keep, float("-inf"))
@@ -109,28 +109,38 @@ def lmul_sdpa(config: LMulConfig):
         probs = torch.softmax(scores, dim=-1)
         if dropout_p > 0.0:
             probs = F.dropout(probs, p=dropout_p, training=True)
-        return config.matmul(probs, value).to(query.dtype)
+        return matmul(probs, value).to(query.dtype)
 
     return sdpa
 
 
-def lmul_attention_matmul(config: LMulConfig, original):
-    """torch.matmul / Tensor.matmul / @ / bmm inside attention modules: floating operands go through L-Mul."""
+def matmul_with(matmul, original):
+    """torch.matmul / Tensor.matmul / @ / bmm replacement: floating operands go through `matmul`."""
 
-    def matmul(input, other, *, out=None):
+    def routed(input, other, *, out=None):
         if out is not None or not (input.is_floating_point() and other.is_floating_point()):
             return original(input, other) if out is None else original(input, other, out=out)
         dtype = torch.promote_types(input.dtype, other.dtype)
-        return config.matmul(input, other).to(dtype)
+        return matmul(input, other).to(dtype)
 
-    return matmul
+    return routed
+
+
+def attention_routes_for(matmul) -> dict:
+    """Routes for nn.routing.route_: SDPA and every matmul entry point, all through `matmul(a, b)`."""
+    routes = {SDPA: sdpa_with(matmul)}
+    for fn in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm):
+        routes[fn] = matmul_with(matmul, fn)
+    return routes
+
+
+def lmul_sdpa(config: LMulConfig):
+    """F.scaled_dot_product_attention with both matmuls on L-Mul products."""
+    return sdpa_with(config.matmul)
 
 
 def attention_routes(config: LMulConfig) -> dict:
-    routes = {SDPA: lmul_sdpa(config)}
-    for fn in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm):
-        routes[fn] = lmul_attention_matmul(config, fn)
-    return routes
+    return attention_routes_for(config.matmul)
 
 
 @register_handler(LMulConfig)
@@ -155,5 +165,5 @@ def _convert_lmul(model: torch.nn.Module, config: LMulConfig, filter_fn: FilterF
     return model
 
 
-__all__ = ["LMulConfig", "LMulLinear", "ROUNDINGS", "SCOPES", "attention_routes", "lmul_attention_matmul",
-           "lmul_sdpa"]
+__all__ = ["LMulConfig", "LMulLinear", "ROUNDINGS", "SCOPES", "attention_routes", "attention_routes_for",
+           "lmul_sdpa", "matmul_with", "sdpa_with"]
