@@ -60,7 +60,8 @@ class Linear(nn.Module):
             self.forward = self._dense  # type: ignore[method-assign]
         else:
             self.lut = weight
-            self.backend = getattr(weight, "describe", lambda: type(weight).__name__)()
+            kind = "ternary" if getattr(weight, "kind", "") == "ternary" else f"{weight.bits}-bit g{weight.group_size}"
+            self.backend = f"lut {kind} ({getattr(weight, 'source', '')})"
             self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
             from frugalnn.lut import matmul
 

@@ -6,10 +6,11 @@ bits:
              no float32 copy; tensors in any other type are dequantized one at a time and
              re-quantized to 4 bits;
   3, 2       re-quantized from the dequantized tensor, group-wise asymmetric;
-  "ternary"  {-1, 0, +1} with one scale per tensor (BitNet b1.58 style).
-The token embedding stays float32 (a decode step reads one row of it). The output head
-(tied to the embedding in SmolLM2) uses 4 bits in every low-bit mode: at fp32 it would be the
-largest single read of a decode step.
+  "ternary"  {-1, 0, +1} with one scale per tensor (BitNet b1.58 style); TQ2_0 tensors as stored.
+The token embedding stays float32 (a decode step reads one row of it). In every low-bit mode the
+output head (tied to the embedding in SmolLM2) runs on LUT weights too, at fp32 it would be the
+largest read of a decode step: as stored when the file's type allows it (SmolLM2: Q8_0, the
+same head llama.cpp runs), otherwise re-quantized to 4 bits.
 """
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ from frugalnn.models.llama.layers import Block, Linear, LlamaAttention, RMSNorm,
 from frugalnn.models.llama.model import Llama
 
 BITS = ("fp32", "4", "3", "2", "ternary")
-LOW_BIT_GROUP = 32  # group size of re-quantized weights (matches GGUF's Q4 block of 32)
-DIRECT_GGUF_TYPES = ("Q4_0", "Q4_1")
+# Re-quantized weights use the largest of these group sizes that divides the input width
+# (SmolLM2's 576 = 9 x 64; Llama-2-7B's 4096 and 11008 take 128, T-MAC's default).
+GROUP_CHOICES = (128, 64, 32)
+# GGUF types that LUTWeight.from_gguf takes as stored (lossless, no float32 copy), per --bits.
+DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1"), "ternary": ("TQ2_0",)}
+HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
 
 def parse_bits(bits) -> str:
@@ -51,7 +56,7 @@ def resolve_model_path(model: str | Path) -> Path:
 class WeightFactory:
     """Turns a GGUF tensor into the weight object a Linear runs on, for one `bits` setting."""
 
-    def __init__(self, file: GGUFModelFile, bits: str, group_size: int = LOW_BIT_GROUP):
+    def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None):
         self.file, self.bits, self.group_size = file, bits, group_size
         self.direct = 0  # tensors that went into LUTWeight without a float32 copy
         if bits != "fp32":
@@ -62,28 +67,40 @@ class WeightFactory:
                                  f"({e}); use --bits fp32") from None
             self.LUTWeight = LUTWeight
 
+    def group_for(self, k: int) -> int:
+        if self.group_size is not None:
+            if k % self.group_size:
+                raise ValueError(f"group_size: {self.group_size} does not divide the input width {k}")
+            return self.group_size
+        return next((g for g in GROUP_CHOICES if k % g == 0), 4)
+
     def __call__(self, name: str, bits: str | None = None):
         bits = bits or self.bits
         if bits == "fp32":
             return torch.from_numpy(self.file.float(name))
-        if bits == "4" and self.file.type_name(name) in DIRECT_GGUF_TYPES:
+        qtype = self.file.type_name(name)
+        if qtype in DIRECT_GGUF_TYPES.get(bits, ()):
             self.direct += 1
             return self.LUTWeight.from_gguf(self.file.tensor(name))
         w = self.file.float(name)
         if bits == "ternary":
-            return self.LUTWeight.from_float(w, bits="ternary")
-        return self.LUTWeight.from_float(w, bits=int(bits), group_size=self.group_size, symmetric=False)
+            return self.LUTWeight.from_float(w, "ternary")
+        return self.LUTWeight.from_float(w, int(bits), group_size=self.group_for(w.shape[1]), symmetric=False)
 
 
 def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
-         max_positions: int | None = None) -> Llama:
-    """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`."""
+         max_positions: int | None = None, group_size: int | None = None) -> Llama:
+    """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`.
+
+    threads: for the LUT kernels (None: all cores); fp32 matmuls follow torch.set_num_threads.
+    group_size: for re-quantized low-bit weights (default: 128, 64 or 32, whichever divides K).
+    """
     bits = parse_bits(bits)
     file = GGUFModelFile(resolve_model_path(model))
     c = file.config
     if max_positions is not None and not 1 <= max_positions <= c.context_length:
         raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
-    make = WeightFactory(file, bits)
+    make = WeightFactory(file, bits, group_size)
     linear = lambda name, b=None: Linear(make(name, b), threads=threads)  # noqa: E731
     norm = lambda name: RMSNorm(torch.from_numpy(file.float(name)), c.norm_eps)  # noqa: E731
 
@@ -99,6 +116,9 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     head_name = "token_embd.weight" if file.tied_embeddings else "output.weight"
     if bits == "fp32":
         output = Linear(embedding if file.tied_embeddings else make(head_name), threads=threads)
+    elif file.type_name(head_name) in HEAD_DIRECT_TYPES:
+        make.direct += 1
+        output = Linear(make.LUTWeight.from_gguf(file.tensor(head_name)), threads=threads)
     else:
         output = linear(head_name, "4")
     model = Llama(c, embedding, layers, norm("output_norm.weight"), output, max_positions)
