@@ -21,7 +21,9 @@ class RMSNorm(nn.Module):
         self.shape = (weight.shape[0],)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.shape, self.weight, self.eps)
+        # Written out rather than F.rms_norm: on CPU float32 that one makes two dtype copies and
+        # about ten kernel calls per invocation (5x slower at decode sizes); same arithmetic as HF.
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight
 
 
 def rope_table(rope_dim: int, max_pos: int, base: float, linear_scale: float = 1.0) -> torch.Tensor:
@@ -45,7 +47,11 @@ def apply_rope(x: torch.Tensor, rot: torch.Tensor, rope_dim: int) -> torch.Tenso
 class Linear(nn.Module):
     """y = x W^T where W is either a float32 tensor [N, K] or a frugalnn.lut.LUTWeight.
 
-    The backend is fixed at construction so forward does no per-call dispatch work.
+    The backend is fixed at construction so forward does no per-call dispatch work. For LUT
+    weights a one-token call (decode) goes straight to the compiled GEMV with its tile config
+    resolved once here: the public frugalnn.lut.matmul re-validates every argument on every call,
+    which costs more than the kernel itself on SmolLM2's small matrices (see
+    /work/notes/requests-for-tmac.md). Batched calls (prefill) use the public matmul.
     """
 
     def __init__(self, weight: Any, threads: int | None = None):
@@ -66,12 +72,16 @@ class Linear(nn.Module):
             from frugalnn.lut import matmul
 
             self._lut_matmul = matmul
+            self._gemv = _bind_gemv(weight, threads)
             self.forward = self._lut  # type: ignore[method-assign]
 
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
 
     def _lut(self, x: torch.Tensor) -> torch.Tensor:
+        if self._gemv is not None and x.numel() == self.in_features and x.dtype == torch.float32 \
+                and x.is_contiguous():
+            return self._gemv(x)
         return self._lut_matmul(x, self.lut, threads=self.threads)
 
     def nbytes(self) -> int:
@@ -81,6 +91,54 @@ class Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, weight={self.backend}"
+
+
+class StackedLinear(nn.Module):
+    """Several Linear layers on the same input, outputs concatenated (a fused projection whose parts
+    must keep their own weights, e.g. ternary with one scale per projection)."""
+
+    def __init__(self, parts: list[Linear]):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.in_features = parts[0].in_features
+        self.out_features = sum(p.out_features for p in parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p(x) for p in self.parts], dim=-1)
+
+    def nbytes(self) -> int:
+        return sum(p.nbytes() for p in self.parts)
+
+
+def _bind_gemv(w: Any, threads: int | None):
+    """A one-token GEMV closure over the LUT kernel's arguments, or None if the internals differ."""
+    try:
+        import numpy as np
+
+        from frugalnn import _core
+        from frugalnn.lut import tune
+
+        t = _core.hardware_threads() if threads is None else int(threads)
+        cfg = tune.config_for(w, 1, t)
+        kernel = _core.lut.matmul
+        m, k = w.shape
+        zt = w.ws if w.zt is None else w.zt
+        args = (w.packed, w.ws, zt, m, w.bits, w.group_size, w.zt is not None)
+        tail = (t, cfg["units"], cfg["cols"], cfg["col_block"])
+    except (AttributeError, ImportError, KeyError, TypeError):
+        return None
+
+    def gemv(x: torch.Tensor) -> torch.Tensor:
+        out = np.empty((1, m), np.float32)
+        kernel(x.numpy().reshape(1, k), *args, out, *tail)
+        return torch.from_numpy(out).view(*x.shape[:-1], m)
+
+    try:  # prove the binding on a real call; fall back to the public API if anything disagrees
+        probe = torch.zeros(1, k)
+        gemv(probe)
+    except Exception:
+        return None
+    return gemv
 
 
 class LlamaAttention(nn.Module):
@@ -95,30 +153,36 @@ class LlamaAttention(nn.Module):
         empty, otherwise an explicit boolean mask [T, S].
     """
 
-    def __init__(self, wq: Linear, wk: Linear, wv: Linear, wo: Linear, n_heads: int, n_kv_heads: int,
-                 head_dim: int, rope_dim: int):
+    def __init__(self, wqkv: Linear, wo: Linear, n_heads: int, n_kv_heads: int, head_dim: int, rope_dim: int):
         super().__init__()
-        self.wq, self.wk, self.wv, self.wo = wq, wk, wv, wo
+        self.wqkv, self.wo = wqkv, wo  # q, k, v projections fused row-wise: one kernel call instead of three
         self.n_heads, self.n_kv_heads, self.head_dim, self.rope_dim = n_heads, n_kv_heads, head_dim, rope_dim
         self.group = n_heads // n_kv_heads
+        self.qk_v_split = ((n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim)
+        self.q_k_split = (n_heads, n_kv_heads)
         self.k_cache: torch.Tensor | None = None  # [B, Hkv, max_len, D], views into the model's cache
         self.v_cache: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
-        q = apply_rope(self.wq(x).view(B, T, H, D), rot, self.rope_dim)
-        k = apply_rope(self.wk(x).view(B, T, Hkv, D), rot, self.rope_dim)
-        v = self.wv(x).view(B, T, Hkv, D)
+        qkv = self.wqkv(x)
+        # q and k sit side by side in the fused output: one RoPE call turns both
+        qk, v = qkv.split(self.qk_v_split, dim=-1)
+        q, k = apply_rope(qk.view(B, T, H + Hkv, D), rot, self.rope_dim).split(self.q_k_split, dim=2)
+        v = v.view(B, T, Hkv, D)
         if start < 0 or self.k_cache is None:  # cache-free pass (start = -1)
             keys, values = k.transpose(1, 2), v.transpose(1, 2)
         else:
             end = start + T
-            self.k_cache[:B, :, start:end] = k.transpose(1, 2)
-            self.v_cache[:B, :, start:end] = v.transpose(1, 2)
-            keys, values = self.k_cache[:B, :, :end], self.v_cache[:B, :, :end]
+            k_cache, v_cache = self.k_cache, self.v_cache
+            if B != k_cache.shape[0]:
+                k_cache, v_cache = k_cache.narrow(0, 0, B), v_cache.narrow(0, 0, B)
+            k_cache.narrow(2, start, T).copy_(k.transpose(1, 2))
+            v_cache.narrow(2, start, T).copy_(v.transpose(1, 2))
+            keys, values = k_cache.narrow(2, 0, end), v_cache.narrow(2, 0, end)
         if T == 1:
-            o = F.scaled_dot_product_attention(q.view(B, Hkv, self.group, D), keys, values)
+            o = F.scaled_dot_product_attention(q.reshape(B, Hkv, self.group, D), keys, values)
         else:
             if self.group > 1:
                 keys = keys.repeat_interleave(self.group, dim=1)
@@ -133,12 +197,15 @@ class LlamaAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, gate: Linear, up: Linear, down: Linear):
+    """down(silu(gate x) * up x), gate and up fused row-wise into one weight [2 * ffn, dim]."""
+
+    def __init__(self, gate_up: Linear, down: Linear):
         super().__init__()
-        self.gate, self.up, self.down = gate, up, down
+        self.gate_up, self.down = gate_up, down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class Block(nn.Module):

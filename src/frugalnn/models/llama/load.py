@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from frugalnn.models.llama.gguf_file import GGUFModelFile
-from frugalnn.models.llama.layers import Block, Linear, LlamaAttention, RMSNorm, SwiGLU
+from frugalnn.models.llama.layers import Block, Linear, LlamaAttention, RMSNorm, StackedLinear, SwiGLU
 from frugalnn.models.llama.model import Llama
 
 BITS = ("fp32", "4", "3", "2", "ternary")
@@ -74,17 +75,27 @@ class WeightFactory:
             return self.group_size
         return next((g for g in GROUP_CHOICES if k % g == 0), 4)
 
-    def __call__(self, name: str, bits: str | None = None):
+    def __call__(self, *names: str, bits: str | None = None):
+        """The weight of tensor `names[0]`, or of several tensors stacked row-wise (fused projections)."""
         bits = bits or self.bits
         if bits == "fp32":
-            return torch.from_numpy(self.file.float(name))
-        qtype = self.file.type_name(name)
-        if qtype in DIRECT_GGUF_TYPES.get(bits, ()):
-            self.direct += 1
-            return self.LUTWeight.from_gguf(self.file.tensor(name))
-        w = self.file.float(name)
-        if bits == "ternary":
-            return self.LUTWeight.from_float(w, "ternary")
+            parts = [self.file.float(n) for n in names]
+            return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        tensors = [self.file.tensor(n) for n in names]
+        qtypes = {t.tensor_type for t in tensors}
+        if len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
+            self.direct += len(names)
+            if len(names) == 1:
+                return self.LUTWeight.from_gguf(tensors[0])
+            # GGUF blocks run along a row, so stacking whole rows of raw blocks is exact
+            raw = np.concatenate([np.asarray(t.data).reshape(int(t.shape[-1]), -1) for t in tensors])
+            rows = sum(int(t.shape[-1]) for t in tensors)
+            return self.LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])))
+        if bits == "ternary":  # one scale per projection, as BitNet trains them: no fusion across tensors
+            if len(names) > 1:
+                return [self.LUTWeight.from_float(self.file.float(n), "ternary") for n in names]
+            return self.LUTWeight.from_float(self.file.float(names[0]), "ternary")
+        w = np.concatenate([self.file.float(n) for n in names]) if len(names) > 1 else self.file.float(names[0])
         return self.LUTWeight.from_float(w, int(bits), group_size=self.group_for(w.shape[1]), symmetric=False)
 
 
@@ -101,15 +112,20 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     if max_positions is not None and not 1 <= max_positions <= c.context_length:
         raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
     make = WeightFactory(file, bits, group_size)
-    linear = lambda name, b=None: Linear(make(name, b), threads=threads)  # noqa: E731
+    def linear(*names: str, bits: str | None = None) -> Linear:
+        w = make(*names, bits=bits)
+        if isinstance(w, list):  # ternary re-quantized per tensor: fuse at the output instead
+            return StackedLinear([Linear(x, threads=threads) for x in w])
+        return Linear(w, threads=threads)
+
     norm = lambda name: RMSNorm(torch.from_numpy(file.float(name)), c.norm_eps)  # noqa: E731
 
     layers = []
     for i in range(c.n_layers):
         p = f"blk.{i}."
-        attn = LlamaAttention(linear(p + "attn_q.weight"), linear(p + "attn_k.weight"), linear(p + "attn_v.weight"),
+        attn = LlamaAttention(linear(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
                               linear(p + "attn_output.weight"), c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim)
-        mlp = SwiGLU(linear(p + "ffn_gate.weight"), linear(p + "ffn_up.weight"), linear(p + "ffn_down.weight"))
+        mlp = SwiGLU(linear(p + "ffn_gate.weight", p + "ffn_up.weight"), linear(p + "ffn_down.weight"))
         layers.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), mlp))
 
     embedding = torch.from_numpy(file.float("token_embd.weight"))
@@ -120,7 +136,7 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
         make.direct += 1
         output = Linear(make.LUTWeight.from_gguf(file.tensor(head_name)), threads=threads)
     else:
-        output = linear(head_name, "4")
+        output = linear(head_name, bits="4")
     model = Llama(c, embedding, layers, norm("output_norm.weight"), output, max_positions)
     model.source = file.path
     model.bits = bits

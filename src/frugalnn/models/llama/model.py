@@ -81,7 +81,7 @@ class Llama(nn.Module):
     def weight_bytes(self) -> int:
         """Bytes of the weights a decode step reads (linear layers + norms; the embedding is a row lookup)."""
         norms = sum(m.weight.numel() * 4 for m in self.modules() if isinstance(m, RMSNorm))
-        return sum(lin.nbytes() for lin in self.linears().values()) + norms
+        return sum(lin.nbytes() for lin in self.linears().values()) + norms  # StackedLinear parts are Linears
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
