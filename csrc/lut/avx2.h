@@ -1,0 +1,238 @@
+// T-MAC lookup-table GEMV/GEMM, AVX2 variant. Layout and math: layout.h; the float32 operation
+// order is the one serial.h documents, so results are bit-identical to the reference.
+//
+// Inner step (one unit of 32 rows, one pair of chunks = 8 activations, one column):
+//   per slab: 1 load, 3 ops to split nibbles, 2 vpshufb (32 lookups each), 2 vpmaddubsw (weight
+//   the two planes by 2^i and widen to int16 in one go), 2 int16 adds.
+// int16 lanes are widened to int32 every Shape::sub_steps() steps (never overflow), and to
+// float32 once per weight group. Templates: BITS (1..8), R units and NC columns per register
+// block (chosen per shape by the tuner in frugalnn/lut/tune.py).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/cpu.h"
+#include "lut/layout.h"
+#include "lut/serial.h"
+
+#if FRUGALNN_X86
+#include <immintrin.h>
+
+namespace frugalnn {
+namespace lut {
+namespace avx2 {
+
+// Chunk tables of 8 chunks (32 activations at a): entry vectors e[0..7] = T[8..15] of chunks in
+// the order (0,2,4,6 | 1,3,5,7), so that after quantization lane L of each vector is chunk 2s+L.
+FRUGALNN_AVX2 inline void chunk_tables8(const float* a, __m256* e) {
+  __m256 r0 = _mm256_loadu_ps(a), r1 = _mm256_loadu_ps(a + 8), r2 = _mm256_loadu_ps(a + 16),
+         r3 = _mm256_loadu_ps(a + 24);
+  // 4x4 transpose inside each 128-bit lane: lane 0 holds chunks 0,2,4,6, lane 1 chunks 1,3,5,7.
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 a0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+  __m256 a1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+  __m256 a2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+  __m256 a3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 n0 = _mm256_xor_ps(a0, sign), n1 = _mm256_xor_ps(a1, sign), n2 = _mm256_xor_ps(a2, sign);
+  __m256 u[4] = {_mm256_add_ps(n0, n1), _mm256_add_ps(a0, n1), _mm256_add_ps(n0, a1), _mm256_add_ps(a0, a1)};
+  for (int j = 0; j < 8; ++j) {  // entry 8 + j: bit0 -> a0, bit1 -> a1, bit2 -> a2 positive
+    __m256 v = _mm256_add_ps(u[j & 3], (j & 4) ? a2 : n2);
+    e[j] = _mm256_add_ps(v, a3);
+  }
+}
+
+FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* tables, float* ts, int32_t* isum,
+                                       float* scratch /* chunks_per_group * 8 floats */) {
+  const int64_t groups = s.groups(), cpg = s.chunks_per_group(), spg = s.steps_per_group();
+  const int64_t vec_chunks = cpg - cpg % 8;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  // Byte shuffles that turn per-entry int8 rows into chunk tables [-q7..-q0, q0..q7].
+  const __m128i transpose4 = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i tr = _mm256_broadcastsi128_si256(transpose4);
+  const __m256i neg_a = _mm256_broadcastsi128_si256(_mm_setr_epi8(7, 6, 5, 4, 3, 2, 1, 0, -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i pos_a = _mm256_broadcastsi128_si256(_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i neg_b = _mm256_broadcastsi128_si256(_mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i pos_b = _mm256_broadcastsi128_si256(_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11, 12, 13, 14, 15));
+  const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+  for (int64_t g = 0; g < groups; ++g) {
+    const float* xg = x + g * s.group;
+    __m256 vmax = _mm256_setzero_ps();
+    for (int64_t c = 0; c < vec_chunks; c += 8) {
+      __m256 e[8];
+      chunk_tables8(xg + 4 * c, e);
+      for (int j = 0; j < 8; ++j) {
+        vmax = _mm256_max_ps(vmax, _mm256_and_ps(e[j], abs_mask));
+        _mm256_storeu_ps(scratch + c * 8 + j * 8, e[j]);
+      }
+    }
+    alignas(32) float m8[8];
+    _mm256_store_ps(m8, vmax);
+    float maxabs = 0.0f;
+    for (int j = 0; j < 8; ++j) maxabs = m8[j] > maxabs ? m8[j] : maxabs;
+    for (int64_t c = vec_chunks; c < cpg; ++c) {
+      float* t8 = scratch + c * 8;
+      chunk_table_upper(xg + 4 * c, t8);
+      for (int j = 0; j < 8; ++j) {
+        float v = t8[j] < 0 ? -t8[j] : t8[j];
+        maxabs = v > maxabs ? v : maxabs;
+      }
+    }
+    const float inv = maxabs > 0.0f ? 127.0f / maxabs : 0.0f;
+    ts[g] = maxabs / 127.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    int8_t* tg = tables + g * spg * kSlabBytes;
+    if (cpg % 2) std::memset(tg + cpg * 16, 0, 16);  // padding chunk of the last step
+    __m256i vsum = _mm256_setzero_si256();
+    for (int64_t c = 0; c < vec_chunks; c += 8) {
+      __m256i q[8];
+      for (int j = 0; j < 8; ++j) {
+        __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(scratch + c * 8 + j * 8), vinv),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[j] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(r), lim), nlim);
+      }
+      vsum = _mm256_add_epi32(vsum, q[7]);
+      // per lane: entry-major bytes [e][chunk-in-lane] -> chunk-major [chunk][e]
+      __m256i b0 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+      __m256i b1 = _mm256_packs_epi16(_mm256_packs_epi32(q[4], q[5]), _mm256_packs_epi32(q[6], q[7]));
+      b0 = _mm256_shuffle_epi8(b0, tr);
+      b1 = _mm256_shuffle_epi8(b1, tr);
+      __m256i up[2] = {_mm256_unpacklo_epi32(b0, b1), _mm256_unpackhi_epi32(b0, b1)};  // 2 chunks per lane
+      for (int h = 0; h < 2; ++h) {
+        __m256i neg = _mm256_sub_epi8(_mm256_setzero_si256(), up[h]);
+        __m256i ta = _mm256_or_si256(_mm256_shuffle_epi8(neg, neg_a), _mm256_shuffle_epi8(up[h], pos_a));
+        __m256i tb = _mm256_or_si256(_mm256_shuffle_epi8(neg, neg_b), _mm256_shuffle_epi8(up[h], pos_b));
+        // lanes of ta are chunks (c + 4h, c + 4h + 1) = one step; tb the next step
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (c + 4 * h) * 16), ta);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (c + 4 * h + 2) * 16), tb);
+      }
+    }
+    alignas(32) int32_t s8[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s8), vsum);
+    int32_t sum = 0;
+    for (int j = 0; j < 8; ++j) sum += s8[j];
+    for (int64_t c = vec_chunks; c < cpg; ++c) {
+      int8_t* t16 = tg + c * 16;
+      for (int e = 0; e < 8; ++e) {
+        float r = std::nearbyint(scratch[c * 8 + e] * inv);
+        r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+        int v = static_cast<int>(r);
+        t16[8 + e] = static_cast<int8_t>(v);
+        t16[7 - e] = static_cast<int8_t>(-v);
+      }
+      sum += t16[15];
+    }
+    isum[g] = sum;
+  }
+}
+
+// Widen one int16 accumulator (lane = chunk parity, 8 rows) to 8 int32 row sums.
+FRUGALNN_AVX2 inline __m256i fold16(__m256i a) {
+  return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a)),
+                          _mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1)));
+}
+
+struct Block {
+  const uint8_t* packed;
+  const float *ws, *zt;
+  bool has_zero;
+  const int8_t* tables[4];  // one per column of the block
+  const float* ts[4];
+  const int32_t* isum[4];
+  float* y[4];  // output column pointers (length M)
+};
+
+// R units starting at unit u0, NC columns: y[c][rows of the units] = result.
+template <int BITS, int R, int NC>
+FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
+  constexpr int PAIRS = BITS / 2;
+  constexpr bool ODD = BITS % 2;
+  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes();
+  const int sub = s.sub_steps();
+  const __m256i nib = _mm256_set1_epi8(0x0f);
+  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << (BITS - 1)));
+  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << (BITS - 1)) << 8));
+  alignas(32) float yacc[NC][R][kUnitRows];
+  alignas(32) int32_t acc32[NC][R][kUnitRows];
+  std::memset(yacc, 0, sizeof(yacc));
+  for (int64_t g = 0; g < groups; ++g) {
+    const bool single_sub = spg <= sub;
+    if (!single_sub) std::memset(acc32, 0, sizeof(acc32));
+    __m256i acc[NC][R][4];
+    for (int64_t st0 = 0; st0 < spg; st0 += sub) {
+      const int64_t st1 = st0 + sub < spg ? st0 + sub : spg;
+      for (int c = 0; c < NC; ++c)
+        for (int r = 0; r < R; ++r)
+          for (int a = 0; a < 4; ++a) acc[c][r][a] = _mm256_setzero_si256();
+      for (int64_t st = st0; st < st1; ++st) {
+        __m256i tv[NC];
+        for (int c = 0; c < NC; ++c)
+          tv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.tables[c] + (g * spg + st) * kSlabBytes));
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* w = b.packed + (u0 + r) * s.unit_bytes() + g * gbytes + st * (BITS * kSlabBytes);
+          for (int p = 0; p < PAIRS; ++p) {
+            const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << (2 * p)) | ((1 << (2 * p + 1)) << 8)));
+            for (int half = 0; half < 2; ++half) {
+              __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (2 * p + half) * kSlabBytes));
+              __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+              for (int c = 0; c < NC; ++c) {
+                acc[c][r][2 * half] = _mm256_add_epi16(acc[c][r][2 * half],
+                                                       _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
+                acc[c][r][2 * half + 1] = _mm256_add_epi16(acc[c][r][2 * half + 1],
+                                                           _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
+              }
+            }
+          }
+          if (ODD) {
+            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (BITS - 1) * kSlabBytes));
+            __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+            for (int c = 0; c < NC; ++c) {
+              __m256i l = _mm256_shuffle_epi8(tv[c], lo), h = _mm256_shuffle_epi8(tv[c], hi);
+              acc[c][r][0] = _mm256_add_epi16(acc[c][r][0], _mm256_maddubs_epi16(w_even, l));
+              acc[c][r][1] = _mm256_add_epi16(acc[c][r][1], _mm256_maddubs_epi16(w_odd, l));
+              acc[c][r][2] = _mm256_add_epi16(acc[c][r][2], _mm256_maddubs_epi16(w_even, h));
+              acc[c][r][3] = _mm256_add_epi16(acc[c][r][3], _mm256_maddubs_epi16(w_odd, h));
+            }
+          }
+        }
+      }
+      if (!single_sub) {
+        for (int c = 0; c < NC; ++c)
+          for (int r = 0; r < R; ++r)
+            for (int a = 0; a < 4; ++a) {
+              __m256i* p = reinterpret_cast<__m256i*>(acc32[c][r] + 8 * a);
+              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), fold16(acc[c][r][a])));
+            }
+      }
+    }
+    for (int c = 0; c < NC; ++c) {
+      const __m256 vts = _mm256_set1_ps(b.ts[c][g]);
+      const __m256 vzs = _mm256_set1_ps(static_cast<float>(b.isum[c][g]) * b.ts[c][g]);
+      for (int r = 0; r < R; ++r) {
+        const float* wsg = b.ws + ((u0 + r) * groups + g) * kUnitRows;
+        const float* ztg = b.zt + ((u0 + r) * groups + g) * kUnitRows;
+        for (int a = 0; a < 4; ++a) {
+          __m256i i32 = single_sub ? fold16(acc[c][r][a])
+                                   : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
+          __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(wsg + 8 * a), vts);
+          __m256 y = _mm256_add_ps(_mm256_load_ps(yacc[c][r] + 8 * a), _mm256_mul_ps(_mm256_cvtepi32_ps(i32), scale));
+          if (b.has_zero) y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_loadu_ps(ztg + 8 * a), vzs));
+          _mm256_store_ps(yacc[c][r] + 8 * a, y);
+        }
+      }
+    }
+  }
+  for (int c = 0; c < NC; ++c)
+    for (int r = 0; r < R; ++r) {
+      int64_t row0 = (u0 + r) * kUnitRows;
+      int64_t rows = s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows;
+      if (rows > 0) std::memcpy(b.y[c] + row0, yacc[c][r], static_cast<size_t>(rows) * sizeof(float));
+    }
+}
+
+}  // namespace avx2
+}  // namespace lut
+}  // namespace frugalnn
+#endif  // FRUGALNN_X86

@@ -1,0 +1,127 @@
+// Bindings for the T-MAC lookup-table kernels (layouts in layout.h, driver in driver.h).
+#include <string>
+
+#include <nanobind/stl/tuple.h>
+
+#include "common/arrays.h"
+#include "common/cpu.h"
+#include "lut/driver.h"
+#include "lut/layout.h"
+#include "lut/serial.h"
+
+namespace frugalnn {
+namespace {
+
+using lut::Shape;
+
+Shape make_shape(int64_t m, int64_t k, int64_t group, int bits) {
+  if (bits < 1 || bits > lut::kMaxBits)
+    throw nb::value_error(("bits: expected 1..8, got " + std::to_string(bits)).c_str());
+  if (m < 0) throw nb::value_error(("M: expected >= 0, got " + std::to_string(m)).c_str());
+  if (k <= 0 || k % 4)
+    throw nb::value_error(("K: expected a positive multiple of 4, got " + std::to_string(k)).c_str());
+  if (group < 4 || group % 4)
+    throw nb::value_error(("group_size: expected a positive multiple of 4, got " + std::to_string(group)).c_str());
+  if (k % group)
+    throw nb::value_error(("group_size: " + std::to_string(group) + " does not divide K = " + std::to_string(k)).c_str());
+  Shape s;
+  s.m = m;
+  s.k = k;
+  s.group = group;
+  s.bits = bits;
+  return s;
+}
+
+nb::tuple layout_sizes(int64_t m, int64_t k, int64_t group, int bits) {
+  Shape s = make_shape(m, k, group, bits);
+  return nb::make_tuple(s.units(), s.groups(), s.packed_bytes(), s.table_bytes());
+}
+
+void transform(Array codes, int bits, int64_t group, OutArray packed, int threads) {
+  const uint8_t* cp = typed<uint8_t>(codes, "codes", {-1, -1});
+  Shape s = make_shape(codes.shape(0), codes.shape(1), group, bits);
+  uint8_t* pp = typed<uint8_t>(packed, "packed", {s.packed_bytes()});
+  require_disjoint(codes, packed, "codes", "packed");
+  threads = resolve_threads(threads);
+  const int64_t count = s.m * s.k;
+  for (int64_t i = 0; i < count; ++i)
+    if (cp[i] >> bits)
+      throw nb::value_error(("codes: value " + std::to_string(cp[i]) + " at row " + std::to_string(i / s.k) +
+                             " does not fit in " + std::to_string(bits) + " bits").c_str());
+  nb::gil_scoped_release release;
+  parallel_range(s.units(), threads, 1, [&](int64_t u0, int64_t u1) { lut::transform_units(cp, s, u0, u1, pp); });
+}
+
+void untransform(Array packed, int bits, int64_t group, OutArray codes, int threads) {
+  uint8_t* cp = typed<uint8_t>(codes, "codes", {-1, -1});
+  Shape s = make_shape(codes.shape(0), codes.shape(1), group, bits);
+  const uint8_t* pp = typed<uint8_t>(packed, "packed", {s.packed_bytes()});
+  require_disjoint(codes, packed, "codes", "packed");
+  threads = resolve_threads(threads);
+  nb::gil_scoped_release release;
+  parallel_range(s.m, threads, 32, [&](int64_t m0, int64_t m1) { lut::untransform_rows(pp, s, m0, m1, cp); });
+}
+
+void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray isum) {
+  const float* xp = typed<float>(x, "x", {-1});
+  Shape s = make_shape(0, x.shape(0), group, 1);
+  int8_t* tp = typed<int8_t>(tables, "tables", {s.table_bytes()});
+  float* sp = typed<float>(ts, "ts", {s.groups()});
+  int32_t* ip = typed<int32_t>(isum, "isum", {s.groups()});
+  for (int64_t k = 0; k < s.k; ++k)
+    if (lut::is_special(xp[k]))
+      throw nb::value_error(("x: element " + std::to_string(k) + " is NaN/inf or beyond 2^125 (tables exclude it)").c_str());
+  nb::gil_scoped_release release;
+#if FRUGALNN_X86
+  if (use_avx2()) {
+    std::vector<float> scratch(static_cast<size_t>(s.chunks_per_group() * 8 + 8));
+    lut::avx2::build_tables(xp, s, tp, sp, ip, scratch.data());
+    return;
+  }
+#endif
+  lut::serial::build_tables(xp, s, tp, sp, ip);
+}
+
+void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int bits, int64_t group, bool has_zero,
+            OutArray out, int threads, int units, int cols, int64_t col_block) {
+  const float* xp = typed<float>(x, "x", {-1, -1});
+  const int64_t n = x.shape(0);
+  Shape s = make_shape(m, x.shape(1), group, bits);
+  const uint8_t* pp = typed<uint8_t>(packed, "packed", {s.packed_bytes()});
+  const float* wp = typed<float>(ws, "ws", {s.units(), s.groups(), lut::kUnitRows});
+  const float* zp = typed<float>(zt, "zt", {s.units(), s.groups(), lut::kUnitRows});
+  float* op = typed<float>(out, "out", {n, m});
+  require_disjoint(x, out, "x", "out");
+  require_disjoint(packed, out, "packed", "out");
+  require_disjoint(ws, out, "ws", "out");
+  require_disjoint(zt, out, "zt", "out");
+  if (units < 1 || units > 4) throw nb::value_error(("units: expected 1..4, got " + std::to_string(units)).c_str());
+  if (cols < 1 || cols > 4) throw nb::value_error(("cols: expected 1..4, got " + std::to_string(cols)).c_str());
+  if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
+  threads = resolve_threads(threads);
+  lut::Config cfg{units, cols, col_block};
+  lut::Weights w{pp, wp, zp, has_zero};
+  nb::gil_scoped_release release;
+  lut::matmul(xp, n, w, s, op, threads, cfg);
+}
+
+}  // namespace
+}  // namespace frugalnn
+
+void frugalnn_bind_lut(nanobind::module_& m) {
+  using namespace frugalnn;
+  auto s = m.def_submodule("lut", "T-MAC lookup-table low-bit GEMV/GEMM (layout: csrc/lut/layout.h).");
+  s.attr("UNIT_ROWS") = lut::kUnitRows;
+  s.attr("SPECIAL_MAGNITUDE") = lut::kSpecialMagnitude;
+  s.def("layout_sizes", &layout_sizes, nb::arg("m"), nb::arg("k"), nb::arg("group_size"), nb::arg("bits"),
+        "(units, groups, packed bytes, table bytes per column)");
+  s.def("transform", &transform, nb::arg("codes"), nb::arg("bits"), nb::arg("group_size"), nb::arg("packed"),
+        nb::arg("threads") = -1);
+  s.def("untransform", &untransform, nb::arg("packed"), nb::arg("bits"), nb::arg("group_size"), nb::arg("codes"),
+        nb::arg("threads") = -1);
+  s.def("build_tables", &build_tables, nb::arg("x"), nb::arg("group_size"), nb::arg("tables"), nb::arg("ts"),
+        nb::arg("isum"));
+  s.def("matmul", &matmul, nb::arg("x"), nb::arg("packed"), nb::arg("ws"), nb::arg("zt"), nb::arg("m"),
+        nb::arg("bits"), nb::arg("group_size"), nb::arg("has_zero"), nb::arg("out"), nb::arg("threads") = -1,
+        nb::arg("units") = 1, nb::arg("cols") = 1, nb::arg("col_block") = 32);
+}

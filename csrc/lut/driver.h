@@ -1,0 +1,195 @@
+// T-MAC matmul driver: special activations, table building, tiling over units and columns,
+// threads. Backend-independent; the per-block kernels come from serial.h / avx2.h.
+//
+//   for each block of `col_block` columns (their tables stay in L2):
+//     parallel over blocks of R units (each thread streams its own weight rows):
+//       for each group of NC columns: kernel<BITS, R, NC>
+// Activations that are NaN/inf or too large for float32 tables (layout.h) are zeroed before the
+// tables are built and added back afterwards as w[m,k] * x[k] in ascending k, which is how the
+// dense matmul propagates them (inf * w = +-inf, inf - inf = nan, nan -> nan).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "common/cpu.h"
+#include "common/threads.h"
+#include "lut/avx2.h"
+#include "lut/layout.h"
+#include "lut/serial.h"
+
+namespace frugalnn {
+namespace lut {
+
+struct Config {
+  int units = 1;          // R: units (32 rows each) per register block
+  int cols = 1;           // NC: columns per register block
+  int64_t col_block = 32;  // columns whose tables are built and consumed together
+};
+
+struct Weights {
+  const uint8_t* packed;
+  const float *ws, *zt;
+  bool has_zero;
+};
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <class T>
+std::unique_ptr<T[], AlignedFree> aligned_array(int64_t n) {
+  size_t bytes = static_cast<size_t>(n > 0 ? n : 1) * sizeof(T);
+  bytes = (bytes + 63) / 64 * 64;
+  return std::unique_ptr<T[], AlignedFree>(static_cast<T*>(std::aligned_alloc(64, bytes)));
+}
+
+inline bool is_special(float v) { return !(std::fabs(v) < kSpecialMagnitude); }  // NaN too
+
+#if FRUGALNN_X86
+template <int BITS>
+void run_avx2_block(const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
+  using avx2::kernel;
+  if (BITS <= 4) {
+    if (nc == 1) {
+      if (r == 4) return kernel<BITS, 4, 1>(blk, s, u0);
+      if (r == 2) return kernel<BITS, 2, 1>(blk, s, u0);
+      return kernel<BITS, 1, 1>(blk, s, u0);
+    }
+    if (nc == 2) {
+      if (r == 2) return kernel<BITS, 2, 2>(blk, s, u0);
+      return kernel<BITS, 1, 2>(blk, s, u0);
+    }
+    if (nc == 4) return kernel<BITS, 1, 4>(blk, s, u0);
+    if (nc == 3) return kernel<BITS, 1, 3>(blk, s, u0);
+  }
+  // wide codes: one unit, one column at a time
+  avx2::Block one = blk;
+  for (int c = 0; c < nc; ++c) {
+    one.tables[0] = blk.tables[c];
+    one.ts[0] = blk.ts[c];
+    one.isum[0] = blk.isum[c];
+    one.y[0] = blk.y[c];
+    for (int i = 0; i < r; ++i) kernel<BITS, 1, 1>(one, s, u0 + i);
+  }
+}
+
+inline void run_avx2(const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
+  switch (s.bits) {
+    case 1: return run_avx2_block<1>(blk, s, u0, r, nc);
+    case 2: return run_avx2_block<2>(blk, s, u0, r, nc);
+    case 3: return run_avx2_block<3>(blk, s, u0, r, nc);
+    case 4: return run_avx2_block<4>(blk, s, u0, r, nc);
+    case 5: return run_avx2_block<5>(blk, s, u0, r, nc);
+    case 6: return run_avx2_block<6>(blk, s, u0, r, nc);
+    case 7: return run_avx2_block<7>(blk, s, u0, r, nc);
+    default: return run_avx2_block<8>(blk, s, u0, r, nc);
+  }
+}
+#endif
+
+// x [N, K] -> out [N, M]. Validation happens in the binding.
+inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, float* out, int threads,
+                   const Config& cfg) {
+  const int64_t K = s.k, M = s.m, groups = s.groups(), units = s.units();
+  if (n == 0 || M == 0) return;
+#if FRUGALNN_X86
+  const bool avx = use_avx2();
+#else
+  const bool avx = false;
+#endif
+  // Special activations per column: zeroed copies, positions kept for the fix-up.
+  std::vector<std::vector<int64_t>> special(static_cast<size_t>(n));
+  std::vector<float> clean;
+  std::vector<int64_t> clean_row(static_cast<size_t>(n), -1);
+  for (int64_t c = 0; c < n; ++c) {
+    const float* xc = x + c * K;
+    for (int64_t k = 0; k < K; ++k)
+      if (is_special(xc[k])) special[c].push_back(k);
+    if (!special[c].empty()) {
+      clean_row[c] = static_cast<int64_t>(clean.size() / (K ? K : 1));
+      clean.insert(clean.end(), xc, xc + K);
+      for (int64_t k : special[c]) clean[clean_row[c] * K + k] = 0.0f;
+    }
+  }
+  auto column = [&](int64_t c) { return clean_row[c] >= 0 ? clean.data() + clean_row[c] * K : x + c * K; };
+
+  const int64_t col_block = cfg.col_block > 0 ? cfg.col_block : 32;
+  const int64_t tb = s.table_bytes();
+  const int64_t cb_cols = n < col_block ? n : col_block;
+  auto tables = aligned_array<int8_t>(cb_cols * tb);
+  auto ts = aligned_array<float>(cb_cols * groups);
+  auto isum = aligned_array<int32_t>(cb_cols * groups);
+  const int r_units = cfg.units >= 1 && cfg.units <= 4 ? cfg.units : 1;
+  const int nc_max = cfg.cols >= 1 && cfg.cols <= 4 ? cfg.cols : 1;
+
+  for (int64_t c0 = 0; c0 < n; c0 += col_block) {
+    const int64_t nb = n - c0 < col_block ? n - c0 : col_block;
+    parallel_for(nb, nb > 1 ? threads : 1, [&](int64_t i) {
+      const float* xc = column(c0 + i);
+#if FRUGALNN_X86
+      if (avx) {
+        std::vector<float> scratch(static_cast<size_t>(s.chunks_per_group() * 8 + 8));
+        avx2::build_tables(xc, s, tables.get() + i * tb, ts.get() + i * groups, isum.get() + i * groups,
+                           scratch.data());
+        return;
+      }
+#endif
+      serial::build_tables(xc, s, tables.get() + i * tb, ts.get() + i * groups, isum.get() + i * groups);
+    });
+    const int64_t blocks = (units + r_units - 1) / r_units;
+    parallel_for(blocks, threads, [&](int64_t blk_i) {
+      const int64_t u0 = blk_i * r_units;
+      const int r = static_cast<int>(units - u0 < r_units ? units - u0 : r_units);
+      for (int64_t i = 0; i < nb; i += nc_max) {
+        const int nc = static_cast<int>(nb - i < nc_max ? nb - i : nc_max);
+#if FRUGALNN_X86
+        if (avx) {
+          avx2::Block b{w.packed, w.ws, w.zt, w.has_zero, {}, {}, {}, {}};
+          for (int c = 0; c < nc; ++c) {
+            b.tables[c] = tables.get() + (i + c) * tb;
+            b.ts[c] = ts.get() + (i + c) * groups;
+            b.isum[c] = isum.get() + (i + c) * groups;
+            b.y[c] = out + (c0 + i + c) * M;
+          }
+          if (r == r_units) {
+            run_avx2(b, s, u0, r, nc);
+          } else {
+            for (int u = 0; u < r; ++u) run_avx2(b, s, u0 + u, 1, nc);
+          }
+          continue;
+        }
+#endif
+        for (int c = 0; c < nc; ++c)
+          serial::gemv_units(w.packed, w.ws, w.zt, w.has_zero, s, tables.get() + (i + c) * tb,
+                             ts.get() + (i + c) * groups, isum.get() + (i + c) * groups, u0, u0 + r,
+                             out + (c0 + i + c) * M);
+      }
+    });
+  }
+
+  // Add the special activations back exactly: out[m] += w[m,k] * x[k], k ascending.
+  parallel_for(n, threads, [&](int64_t c) {
+    if (special[c].empty()) return;
+    float* y = out + c * M;
+    for (int64_t k : special[c]) {
+      const float xv = x[c * K + k];
+      const int64_t g = k / s.group;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t u = m / kUnitRows, row = m % kUnitRows;
+        const float ws = w.ws[(u * groups + g) * kUnitRows + row];
+        const float zt = w.has_zero ? w.zt[(u * groups + g) * kUnitRows + row] : 0.0f;
+        // w = scale * (q - h) + zt with scale = 2 ws, h = (2^b - 1) / 2: (2q - (2^b - 1)) * ws + zt
+        const float level = static_cast<float>(2 * code_at(w.packed, s, m, k) - ((1 << s.bits) - 1));
+        const float wv = w.has_zero ? level * ws + zt : level * ws;
+        y[m] = y[m] + wv * xv;
+      }
+    }
+  });
+}
+
+}  // namespace lut
+}  // namespace frugalnn

@@ -1,0 +1,175 @@
+// T-MAC lookup-table GEMV/GEMM: the portable reference. Layouts and math: layout.h.
+// Every float32 operation happens in the order written here; the AVX2 kernels and the numpy
+// reference (frugalnn/kernels/lut_ref.py) follow the same order, and the integer sums are exact,
+// so all three agree bit for bit.
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lut/serial.h
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "lut/layout.h"
+
+namespace frugalnn {
+namespace lut {
+
+// codes [M, K] (uint8 in [0, 2^b)) -> packed (layout.h) for units [u0, u1).
+inline void transform_units(const uint8_t* codes, const Shape& s, int64_t u0, int64_t u1, uint8_t* packed) {
+  const int64_t groups = s.groups(), cpg = s.chunks_per_group();
+  for (int64_t u = u0; u < u1; ++u) {
+    uint8_t* unit = packed + u * s.unit_bytes();
+    std::memset(unit, 0, static_cast<size_t>(s.unit_bytes()));
+    for (int row = 0; row < kUnitRows; ++row) {
+      int64_t m = u * kUnitRows + row;
+      if (m >= s.m) break;
+      const uint8_t* q = codes + m * s.k;
+      for (int64_t g = 0; g < groups; ++g) {
+        uint8_t* block = unit + g * s.group_bytes();
+        for (int64_t c = 0; c < cpg; ++c) {
+          const uint8_t* q4 = q + g * s.group + 4 * c;
+          for (int plane = 0; plane < s.bits; ++plane) {
+            int idx = 0;
+            for (int t = 0; t < 4; ++t) idx |= ((q4[t] >> plane) & 1) << t;
+            int64_t off;
+            int h;
+            nibble_address(s.bits, row, plane, c, &off, &h);
+            block[off] = static_cast<uint8_t>(block[off] | (idx << (4 * h)));
+          }
+        }
+      }
+    }
+  }
+}
+
+// packed -> codes [M, K] for rows [m0, m1): the inverse of transform_units.
+inline void untransform_rows(const uint8_t* packed, const Shape& s, int64_t m0, int64_t m1, uint8_t* codes) {
+  const int64_t groups = s.groups(), cpg = s.chunks_per_group();
+  for (int64_t m = m0; m < m1; ++m) {
+    const uint8_t* unit = packed + (m / kUnitRows) * s.unit_bytes();
+    int row = static_cast<int>(m % kUnitRows);
+    uint8_t* q = codes + m * s.k;
+    std::memset(q, 0, static_cast<size_t>(s.k));
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* block = unit + g * s.group_bytes();
+      for (int64_t c = 0; c < cpg; ++c) {
+        for (int plane = 0; plane < s.bits; ++plane) {
+          int64_t off;
+          int h;
+          nibble_address(s.bits, row, plane, c, &off, &h);
+          int idx = (block[off] >> (4 * h)) & 15;
+          for (int t = 0; t < 4; ++t) q[g * s.group + 4 * c + t] |= static_cast<uint8_t>(((idx >> t) & 1) << plane);
+        }
+      }
+    }
+  }
+}
+
+// The code of weight (m, k), read from the packed layout (used to add special activations back).
+inline int code_at(const uint8_t* packed, const Shape& s, int64_t m, int64_t k) {
+  const uint8_t* block = packed + (m / kUnitRows) * s.unit_bytes() + (k / s.group) * s.group_bytes();
+  int64_t c = (k % s.group) / 4;
+  int t = static_cast<int>(k % 4), row = static_cast<int>(m % kUnitRows), q = 0;
+  for (int plane = 0; plane < s.bits; ++plane) {
+    int64_t off;
+    int h;
+    nibble_address(s.bits, row, plane, c, &off, &h);
+    q |= ((block[off] >> (4 * h + t)) & 1) << plane;
+  }
+  return q;
+}
+
+// The float32 table of one chunk, entries j >= 8 (a3 enters with +); T[j] = -T[15 - j] for j < 8.
+// Order: u = s0 a0 + s1 a1; v = u + s2 a2; T = v + a3 (written so the vector code matches).
+inline void chunk_table_upper(const float* a, float* t8) {
+  for (int j = 8; j < 16; ++j) {
+    float u = ((j & 1) ? a[0] : -a[0]) + ((j & 2) ? a[1] : -a[1]);
+    float v = u + ((j & 4) ? a[2] : -a[2]);
+    t8[j - 8] = v + a[3];
+  }
+}
+
+namespace serial {
+
+// One activation column x [K] (already free of special values) -> int8 tables, per-group table
+// scales ts [groups] and isum [groups] (sum of the quantized all-plus entries, for zero points).
+inline void build_tables(const float* x, const Shape& s, int8_t* tables, float* ts, int32_t* isum) {
+  const int64_t groups = s.groups(), cpg = s.chunks_per_group(), spg = s.steps_per_group();
+  std::vector<float> upper(static_cast<size_t>(cpg) * 8);
+  for (int64_t g = 0; g < groups; ++g) {
+    float maxabs = 0.0f;
+    for (int64_t c = 0; c < cpg; ++c) {
+      float* t8 = upper.data() + c * 8;
+      chunk_table_upper(x + g * s.group + 4 * c, t8);
+      for (int e = 0; e < 8; ++e) {
+        float a = std::fabs(t8[e]);
+        maxabs = a > maxabs ? a : maxabs;
+      }
+    }
+    const float inv = maxabs > 0.0f ? 127.0f / maxabs : 0.0f;
+    ts[g] = maxabs / 127.0f;
+    int8_t* tg = tables + g * spg * kSlabBytes;
+    std::memset(tg, 0, static_cast<size_t>(spg * kSlabBytes));
+    int32_t sum = 0;
+    for (int64_t c = 0; c < cpg; ++c) {
+      int8_t* t16 = tg + c * 16;  // chunk c = step c/2, lane c%2
+      for (int e = 0; e < 8; ++e) {
+        float r = std::nearbyint(upper[c * 8 + e] * inv);
+        r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+        int v = static_cast<int>(r);
+        t16[8 + e] = static_cast<int8_t>(v);
+        t16[7 - e] = static_cast<int8_t>(-v);
+      }
+      sum += t16[15];
+    }
+    isum[g] = sum;
+  }
+}
+
+// y[M] for one column given its tables; ws/zt are [units][groups][32] (layout.h).
+inline void gemv_units(const uint8_t* packed, const float* ws, const float* zt, bool has_zero, const Shape& s,
+                       const int8_t* tables, const float* ts, const int32_t* isum, int64_t u0, int64_t u1,
+                       float* y) {
+  const int64_t groups = s.groups(), spg = s.steps_per_group();
+  for (int64_t u = u0; u < u1; ++u) {
+    float acc_y[kUnitRows] = {0};
+    const uint8_t* unit = packed + u * s.unit_bytes();
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t acc[kUnitRows] = {0};
+      const uint8_t* block = unit + g * s.group_bytes();
+      const int8_t* tg = tables + g * spg * kSlabBytes;
+      for (int64_t st = 0; st < spg; ++st) {
+        for (int slab = 0; slab < s.bits; ++slab) {
+          const uint8_t* sb = block + st * s.step_bytes() + slab * kSlabBytes;
+          for (int lane = 0; lane < 2; ++lane) {
+            const int8_t* t16 = tg + st * kSlabBytes + lane * 16;
+            for (int i = 0; i < 16; ++i) {
+              uint8_t byte = sb[lane * 16 + i];
+              for (int h = 0; h < 2; ++h) {
+                int row, plane;
+                slab_position(s.bits, slab, i, h, &row, &plane);
+                acc[row] += static_cast<int32_t>(t16[(byte >> (4 * h)) & 15]) * (1 << plane);
+              }
+            }
+          }
+        }
+      }
+      const float* wsg = ws + (u * groups + g) * kUnitRows;
+      const float* ztg = zt + (u * groups + g) * kUnitRows;
+      const float zs = static_cast<float>(isum[g]) * ts[g];
+      for (int r = 0; r < kUnitRows; ++r) {
+        float c = wsg[r] * ts[g];
+        acc_y[r] = acc_y[r] + static_cast<float>(acc[r]) * c;
+        if (has_zero) acc_y[r] = acc_y[r] + ztg[r] * zs;
+      }
+    }
+    int64_t rows = s.m - u * kUnitRows < kUnitRows ? s.m - u * kUnitRows : kUnitRows;
+    std::memcpy(y + u * kUnitRows, acc_y, static_cast<size_t>(rows) * sizeof(float));
+  }
+}
+
+}  // namespace serial
+}  // namespace lut
+}  // namespace frugalnn

@@ -1,0 +1,73 @@
+"""T-MAC lookup-table kernels: allocating wrappers over the compiled core (`impl="native"`) and the
+bit-identical numpy reference (`impl="numpy"`, `lut_ref`). Layout: csrc/lut/layout.h.
+
+These are the raw kernels; `frugalnn.lut` (LUTWeight, matmul) is the user-facing API.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from frugalnn import _core
+from frugalnn._arrays import require_choice, require_int, threads_arg
+from frugalnn.kernels import lut_ref
+
+IMPLS = ("native", "numpy")
+UNIT_ROWS = lut_ref.UNIT_ROWS
+layout_sizes = lut_ref.layout_sizes
+
+
+def _impl(impl: str):
+    return _core.lut if require_choice(impl, "impl", IMPLS) == "native" else lut_ref
+
+
+def _array(a, name: str, dtype, ndim: int) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d array, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def transform(codes: np.ndarray, bits: int, group_size: int, *, threads: int | None = None,
+              impl: str = "native") -> np.ndarray:
+    """uint8 codes [M, K] in [0, 2^bits) -> the kernel's bit-plane layout (uint8, flat)."""
+    bits = require_int(bits, "bits", 1, 8)
+    group_size = require_int(group_size, "group_size", 1)
+    codes = _array(codes, "codes", np.uint8, 2)
+    packed = np.empty(layout_sizes(*codes.shape, group_size, bits)[2], np.uint8)
+    _impl(impl).transform(codes, bits, group_size, packed, threads_arg(threads))
+    return packed
+
+
+def untransform(packed: np.ndarray, bits: int, group_size: int, m: int, k: int, *, threads: int | None = None,
+                impl: str = "native") -> np.ndarray:
+    bits = require_int(bits, "bits", 1, 8)
+    codes = np.empty((require_int(m, "m", 0), require_int(k, "k", 1)), np.uint8)
+    _impl(impl).untransform(_array(packed, "packed", np.uint8, 1), bits, require_int(group_size, "group_size", 1),
+                            codes, threads_arg(threads))
+    return codes
+
+
+def build_tables(x: np.ndarray, group_size: int, *, impl: str = "native"):
+    """One activation column x [K] -> (int8 tables [table bytes], table scales [groups], isum [groups])."""
+    x = _array(x, "x", np.float32, 1)
+    _, groups, _, tb = layout_sizes(0, x.shape[0], require_int(group_size, "group_size", 1), 1)
+    tables, ts, isum = np.empty(tb, np.int8), np.empty(groups, np.float32), np.empty(groups, np.int32)
+    _impl(impl).build_tables(x, group_size, tables, ts, isum)
+    return tables, ts, isum
+
+
+def matmul(x: np.ndarray, packed: np.ndarray, ws: np.ndarray, zt: np.ndarray, m: int, bits: int, group_size: int,
+           has_zero: bool, *, threads: int | None = None, units: int = 1, cols: int = 1, col_block: int = 32,
+           impl: str = "native") -> np.ndarray:
+    """x [N, K] float32 times the transformed weight [M, K] -> out [N, M] float32."""
+    x = _array(x, "x", np.float32, 2)
+    out = np.empty((x.shape[0], require_int(m, "m", 0)), np.float32)
+    _impl(impl).matmul(x, _array(packed, "packed", np.uint8, 1), _array(ws, "ws", np.float32, 3),
+                       _array(zt, "zt", np.float32, 3), m, require_int(bits, "bits", 1, 8),
+                       require_int(group_size, "group_size", 1), bool(has_zero), out, threads_arg(threads),
+                       require_int(units, "units", 1, 4), require_int(cols, "cols", 1, 4),
+                       require_int(col_block, "col_block", 1))
+    return out

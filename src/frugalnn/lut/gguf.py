@@ -1,0 +1,102 @@
+"""GGUF block formats decoded straight to (codes, scales, offsets), without a float32 weight copy.
+
+Each supported llama.cpp type maps losslessly onto w = q * scale + offset with one (scale, offset)
+per block: Q4_0 (w = (q - 8) d), Q4_1 (w = q d + m), Q8_0 (w = q d, q int8), TQ2_0 (w = (q - 1) d,
+ternary). The fp16 block scales widen to float32 exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# name -> (block elements, block bytes, bits)
+FORMATS = {"Q4_0": (32, 18, 4), "Q4_1": (32, 20, 4), "Q8_0": (32, 34, 8), "TQ2_0": (256, 66, 2)}
+
+
+def _type_name(qtype) -> str:
+    name = getattr(qtype, "name", None)
+    if name is None:
+        if isinstance(qtype, str):
+            name = qtype.upper()
+        else:
+            try:
+                import gguf
+
+                name = gguf.GGMLQuantizationType(int(qtype)).name
+            except Exception:
+                name = str(qtype)
+    return name
+
+
+def _f16(blocks: np.ndarray, start: int) -> np.ndarray:
+    return blocks[..., start:start + 2].copy().view(np.float16)[..., 0].astype(np.float32)
+
+
+def decode(tensor, *, qtype=None, shape=None):
+    """-> (codes [M, K] uint8, scales [M, K/B], offsets [M, K/B], bits, block, kind, type name)."""
+    if qtype is None and hasattr(tensor, "tensor_type"):
+        qtype, data = tensor.tensor_type, np.asarray(tensor.data)
+        ne = [int(v) for v in tensor.shape]  # GGUF order: innermost (K) first
+        if len(ne) != 2:
+            raise ValueError(f"tensor {getattr(tensor, 'name', '?')}: expected a 2-d weight, got shape {ne}")
+        shape = (ne[1], ne[0])
+        label = f"tensor {getattr(tensor, 'name', '?')}"
+    else:
+        if qtype is None or shape is None:
+            raise TypeError("from_gguf: pass a gguf.ReaderTensor, or raw bytes with qtype= and shape=(M, K)")
+        data, label = np.asarray(tensor), "tensor"
+    name = _type_name(qtype)
+    if name not in FORMATS:
+        raise ValueError(f"{label}: GGUF type {name} is not supported (supported: {', '.join(FORMATS)}); "
+                         f"dequantize it and use LUTWeight.from_float instead")
+    blk, nbytes, bits = FORMATS[name]
+    m, k = (int(v) for v in shape)
+    if m < 0 or k <= 0 or k % blk:
+        raise ValueError(f"{label}: shape {(m, k)} is not a whole number of {name} blocks of {blk} per row")
+    want = m * (k // blk) * nbytes
+    if data.dtype != np.uint8:
+        data = data.view(np.uint8) if data.flags.c_contiguous else np.ascontiguousarray(data).view(np.uint8)
+    if data.size != want:
+        raise ValueError(f"{label}: {name} data holds {data.size} bytes, expected {want} for shape {(m, k)} "
+                         f"(truncated or corrupted)")
+    blocks = data.reshape(m, k // blk, nbytes)
+    codes, scales, offsets = _DECODERS[name](blocks)
+    bad = ~(np.isfinite(scales) & np.isfinite(offsets))
+    if bad.any():
+        r, b = np.argwhere(bad)[0]
+        raise ValueError(f"{label}: block {b} of row {r} has a non-finite scale (corrupted data)")
+    return codes.reshape(m, k), scales, offsets, bits, blk, ("ternary" if name == "TQ2_0" else "int"), name
+
+
+def _q4_nibbles(qs: np.ndarray) -> np.ndarray:
+    # byte j: low nibble = element j, high nibble = element j + 16
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+
+
+def _q4_0(blocks):
+    d = _f16(blocks, 0)
+    return _q4_nibbles(blocks[..., 2:18]), d, d * np.float32(-8)
+
+
+def _q4_1(blocks):
+    return _q4_nibbles(blocks[..., 4:20]), _f16(blocks, 0), _f16(blocks, 2)
+
+
+def _q8_0(blocks):
+    d = _f16(blocks, 0)
+    q = blocks[..., 2:34].view(np.int8).astype(np.int16) + 128
+    return q.astype(np.uint8), d, d * np.float32(-128)
+
+
+def _tq2_0(blocks):
+    qs, d = blocks[..., :64], _f16(blocks, 64)
+    # 64 bytes in two halves of 32; 2-bit field l of byte j of half h is element 128 h + 32 l + j
+    halves = qs.reshape(*qs.shape[:-1], 2, 1, 32)
+    fields = (halves >> (2 * np.arange(4, dtype=np.uint8))[:, None]) & 3  # [..., 2, 4, 32]
+    codes = fields.reshape(*qs.shape[:-1], 256)
+    if (codes == 3).any():
+        r, b = np.argwhere((codes == 3).any(axis=-1))[0]
+        raise ValueError(f"tensor: TQ2_0 block {b} of row {r} holds code 3, which is not ternary (corrupted data)")
+    return codes, d, -d
+
+
+_DECODERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0, "TQ2_0": _tq2_0}

@@ -1,0 +1,131 @@
+"""Per-shape tile choice for the LUT kernels: a few candidates timed on the real weight, cached.
+
+What is tuned (all runtime parameters of one weight layout, so no re-packing):
+  units      32-row units per register block (1, 2, 4): table-load reuse vs register pressure
+  cols       activation columns per register block in GEMM (1..4): weight-index reuse across columns
+  col_block  columns whose tables are built and consumed together (their tables stay in L2)
+The answer is cached in memory and in $FRUGALNN_CACHE_DIR (default ~/.cache/frugalnn)/lut_tune.json,
+keyed by CPU model, backend, bits, M, K, group size, GEMV/GEMM and threads. FRUGALNN_LUT_TUNE=0
+turns tuning off (the defaults below are used); shapes under MIN_TUNE_WEIGHTS are never tuned.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+GEMV_CANDIDATES = ({"units": 1, "cols": 1}, {"units": 2, "cols": 1}, {"units": 4, "cols": 1})
+GEMM_CANDIDATES = tuple({"units": u, "cols": c, "col_block": b}
+                        for (u, c) in ((1, 2), (2, 2), (1, 4), (1, 3)) for b in (16, 64))
+DEFAULT_GEMV = {"units": 2, "cols": 1, "col_block": 32}
+DEFAULT_GEMM = {"units": 1, "cols": 4, "col_block": 32}
+MIN_TUNE_WEIGHTS = 1 << 20
+_MEMORY: dict[str, dict] = {}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_path() -> Path:
+    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frugalnn")
+    return Path(root) / "lut_tune.json"
+
+
+def tuning_enabled() -> bool:
+    return os.environ.get("FRUGALNN_LUT_TUNE", "1").strip() not in ("0", "false", "no", "off")
+
+
+def key(w, n: int, threads: int) -> str:
+    from frugalnn.kernels import backend
+
+    m, k = w.shape
+    kind = "gemv" if n == 1 else "gemm"
+    return f"{_cpu_model()}|{backend()}|b{w.bits}|{m}x{k}|g{w.group_size}|{kind}|t{threads}"
+
+
+def _load_file() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _store(k: str, cfg: dict) -> None:
+    _MEMORY[k] = cfg
+    try:
+        data = _load_file()
+        data[k] = cfg
+        path = cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs re-tuning next time
+
+
+def config_for(w, n: int, threads: int) -> dict:
+    """The tile configuration to use for this weight and batch size (tunes on first use if allowed)."""
+    default = DEFAULT_GEMV if n == 1 else DEFAULT_GEMM
+    m, k = w.shape
+    if m * k < MIN_TUNE_WEIGHTS:
+        return default
+    kk = key(w, n, threads)
+    cfg = _MEMORY.get(kk)
+    if cfg is None:
+        cfg = _load_file().get(kk)
+        if cfg is not None:
+            _MEMORY[kk] = cfg
+    if cfg is None and tuning_enabled():
+        cfg = tune(w, n, threads)
+    return {**default, **(cfg or {})}
+
+
+def tune(w, n: int, threads: int, repeats: int = 5) -> dict:
+    """Time every candidate on `w` with random activations; cache and return the fastest."""
+    from frugalnn.kernels import lut as lutk
+
+    m, k = w.shape
+    cols = 1 if n == 1 else min(n, 64)
+    x = np.random.default_rng(0).standard_normal((cols, k)).astype(np.float32)
+    zt = w.ws if w.zt is None else w.zt
+    candidates = GEMV_CANDIDATES if n == 1 else GEMM_CANDIDATES
+    base = DEFAULT_GEMV if n == 1 else DEFAULT_GEMM
+    results = []
+    for cand in candidates:
+        cfg = {**base, **cand}
+
+        def run():
+            lutk.matmul(x, w.packed, w.ws, zt, m, w.bits, w.group_size, w.zt is not None, threads=threads, **cfg)
+
+        run()
+        reps = max(1, min(50, int(0.01 / max(_once(run), 1e-6))))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                run()
+            times.append((time.perf_counter() - t0) / reps)
+        results.append((statistics.median(times), cfg))
+    best = min(results, key=lambda r: r[0])[1]
+    _store(key(w, n, threads), best)
+    return best
+
+
+def _once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
