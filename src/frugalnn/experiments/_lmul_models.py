@@ -18,7 +18,7 @@ import torch
 
 from frugalnn import convert_
 from frugalnn.formats import round_to
-from frugalnn.nn.lmul import LMulConfig, attention_routes_for
+from frugalnn.nn.lmul import LMulConfig, attention_routes_for, is_linear
 from frugalnn.nn.routing import looks_like_attention, route_
 
 
@@ -31,10 +31,10 @@ def fp8_matmul(fmt: str):
 class Fp8Linear(torch.nn.Module):
     """nn.Linear on float8-rounded input and weight (emulated; bias added in float32)."""
 
-    def __init__(self, linear: torch.nn.Linear, fmt: str):
+    def __init__(self, linear: torch.nn.Module, fmt: str):
         super().__init__()
         self.weight_fp8 = round_to(linear.weight.detach().float(), fmt)
-        self.bias = linear.bias
+        self.bias = getattr(linear, "bias", None)
         self.fmt = fmt
 
     def forward(self, x):
@@ -58,7 +58,7 @@ class Scheme:
             if self.scope == "all":
                 from frugalnn.convert import swap_modules
 
-                swap_modules(model, lambda m, fqn: isinstance(m, torch.nn.Linear), lambda m, fqn: Fp8Linear(m, self.fmt))
+                swap_modules(model, lambda m, fqn: is_linear(m), lambda m, fqn: Fp8Linear(m, self.fmt))
             route_(model, attention_routes_for(fp8_matmul(self.fmt)), f"float8 {self.fmt} attention",
                    looks_like_attention)
         return model

@@ -3,8 +3,9 @@
 Error of one product = |approx - x*y| / |x*y| with the exact product in float64, over pairs whose
 exact product is nonzero. L-Mul: frugalnn.arith.lmul on float32 operands. float8 "multiplication":
 both operands rounded to e4m3/e5m2 (round to nearest even, saturating, by ml_dtypes through
-frugalnn.formats.round_to, no scaling: the same fp32 values L-Mul sees), product kept exact, the
-most favourable reading for fp8 (a real fp8 multiplier adds an output rounding).
+frugalnn.formats.round_to, no scaling: the same fp32 values L-Mul sees, so operands below float8's
+smallest subnormal flush to zero), product kept exact, the most favourable reading for fp8 otherwise
+(a real fp8 multiplier adds an output rounding).
 """
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ class ErrorStats:
     mean: float
     median: float
     max: float
-    bias: float  # mean signed relative error: > 0 means products come out too large in magnitude
+    bias: float  # mean of (|approx| - |exact|) / |exact|: > 0 means products come out too large in magnitude
 
     @classmethod
     def of(cls, approx: np.ndarray, exact: np.ndarray) -> "ErrorStats":
         nz = exact != 0
-        signed = (approx[nz].astype(np.float64) - exact[nz]) / np.abs(exact[nz])
-        err = np.abs(signed)
-        return cls(float(err.mean()), float(np.median(err)), float(err.max()), float(signed.mean()))
+        a, e = approx[nz].astype(np.float64), exact[nz]
+        err = np.abs(a - e) / np.abs(e)
+        magnitude = (np.abs(a) - np.abs(e)) / np.abs(e)
+        return cls(float(err.mean()), float(np.median(err)), float(err.max()), float(magnitude.mean()))
 
 
 def lmul_errors(x, y, m: int, rounding: str, offset: int | None = None) -> ErrorStats:
@@ -151,3 +153,28 @@ def offset_figure(sweep_rows):
     axes[0].set_ylabel("mean relative error (%), N(0,1) pairs")
     axes[0].legend(fontsize=8)
     return fig
+
+
+def minilm_pairs(rng, n: int, texts: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Operand pairs that MiniLM really multiplies, from a forward pass over `texts` (layer 2):
+    weight x activation (the query projection W_q[i, j] * x[t, j]) and query x key (q[t, c] * k[s, c]
+    within one text and one head channel)."""
+    import torch
+
+    from frugalnn.models.minilm import hidden_states, load_minilm
+
+    model, tok = load_minilm()
+    states, mask = hidden_states(model, tok, texts, max_length=128)
+    attn = model.encoder.layer[2].attention.self
+    x = states[2]                                     # [B, T, 384]: the input of layer 2
+    with torch.no_grad():
+        q, k = attn.query(x), attn.key(x)
+    w = attn.query.weight.detach().numpy()
+    valid = [np.flatnonzero(mask[b].numpy()) for b in range(len(texts))]
+    b = rng.integers(0, len(texts), n)
+    t = np.array([rng.choice(valid[i]) for i in b])
+    s = np.array([rng.choice(valid[i]) for i in b])
+    i, j = rng.integers(0, w.shape[0], n), rng.integers(0, w.shape[1], n)
+    xn, qn, kn = x.numpy(), q.numpy(), k.numpy()
+    return {"MiniLM weight x activation": (w[i, j].astype(np.float32), xn[b, t, j].astype(np.float32)),
+            "MiniLM query x key": (qn[b, t, j].astype(np.float32), kn[b, s, j].astype(np.float32))}

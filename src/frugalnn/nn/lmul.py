@@ -9,9 +9,11 @@ further by `filter_fn`), both attention matmuls run on L-Mul products: calls to
 them), and `torch.matmul` / `Tensor.matmul` / `@` / `torch.bmm` by `lmul_matmul`, so eager-attention
 models that multiply by hand are caught too. Any query length works: prefill, and cached
 decoding steps with one query against many keys.
-scope="all": additionally every `nn.Linear` becomes an `LMulLinear` (x @ W^T by L-Mul, bias
-added in float32). Elementwise multiplications (norms, activations, softmax, the attention
-scale) stay float32 in both scopes.
+scope="all": additionally every linear layer becomes an `LMulLinear` (x @ W^T by L-Mul, bias
+added in float32): `nn.Linear`, and linear-like leaf modules of other model code (a class named
+*Linear holding a dense 2-D float `weight` [out, in] applied as x @ W^T, such as
+frugalnn.models.llama's Linear). Elementwise multiplications (norms, activations, softmax, the
+attention scale) stay float32 in both scopes.
 
 Gradients are the exact product's (straight-through, see frugalnn.kernels.lmul_torch), so a
 converted model can be fine-tuned.
@@ -67,11 +69,11 @@ class LMulConfig:
 class LMulLinear(torch.nn.Module):
     """nn.Linear whose products are L-Mul: y = lmul_matmul(x, W^T) + b (the same weight and bias Parameters)."""
 
-    def __init__(self, linear: torch.nn.Linear, config: LMulConfig):
+    def __init__(self, linear: torch.nn.Module, config: LMulConfig):
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.out_features, self.in_features = linear.weight.shape
         self.weight = linear.weight
-        self.bias = linear.bias
+        self.bias = getattr(linear, "bias", None)
         self.config = config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +145,23 @@ def attention_routes(config: LMulConfig) -> dict:
     return attention_routes_for(config.matmul)
 
 
+def is_linear(module: torch.nn.Module) -> bool:
+    """nn.Linear, or a linear-like leaf module (class named *Linear with a dense 2-D float weight [out, in]).
+
+    Raises ValueError for a linear-like leaf without a dense weight (e.g. a lookup-table quantized
+    layer): L-Mul is defined on float operands, so converting it silently would be a lie.
+    """
+    if isinstance(module, torch.nn.Linear):
+        return True
+    if "linear" not in type(module).__name__.lower() or isinstance(module, LMulLinear) or next(module.children(), None):
+        return False
+    w = getattr(module, "weight", None)
+    if isinstance(w, torch.Tensor) and w.dim() == 2 and w.is_floating_point():
+        return True
+    raise ValueError(f"model: {type(module).__name__} has no dense float weight to run on L-Mul products "
+                     "(load the model with float weights, e.g. bits='fp32')")
+
+
 @register_handler(LMulConfig)
 def _convert_lmul(model: torch.nn.Module, config: LMulConfig, filter_fn: FilterFn | None):
     def wanted(m, fqn):
@@ -153,7 +172,7 @@ def _convert_lmul(model: torch.nn.Module, config: LMulConfig, filter_fn: FilterF
             raise ValueError(f"model: {fqn} is already an LMulLinear; convert a fresh copy")
     swapped = 0
     if config.scope == "all":
-        swapped = swap_modules(model, lambda m, fqn: isinstance(m, torch.nn.Linear) and wanted(m, fqn),
+        swapped = swap_modules(model, lambda m, fqn: wanted(m, fqn) and is_linear(m),
                                lambda m, fqn: LMulLinear(m, config))
     has_attention = any(looks_like_attention(m, fqn) and wanted(m, fqn) for fqn, m in model.named_modules()
                         if not isinstance(m, RoutedModule))
@@ -166,4 +185,4 @@ def _convert_lmul(model: torch.nn.Module, config: LMulConfig, filter_fn: FilterF
 
 
 __all__ = ["LMulConfig", "LMulLinear", "ROUNDINGS", "SCOPES", "attention_routes", "attention_routes_for",
-           "lmul_sdpa", "matmul_with", "sdpa_with"]
+           "is_linear", "lmul_sdpa", "matmul_with", "sdpa_with"]
