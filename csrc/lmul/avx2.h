@@ -112,6 +112,72 @@ struct Ops {
     if (i < count) SerialOps::prepare_run(src + i, count - i, y_side, p, side + i * step, keep + i * step, step, stats);
   }
 
+  // matmul.h's SerialOps::prepare_columns: 8 rows x 8 k at a time, prepared, then transposed in
+  // registers so the strip is written with whole-vector stores.
+  FRUGALNN_AVX2 static void prepare_columns(const uint32_t* src, int64_t ld, int64_t cols, int64_t count,
+                                            const Params& p, uint32_t* side, uint32_t* keep, PanelStats& stats) {
+    const __m256i ones = _mm256_set1_epi32(-1), zero_v = _mm256_setzero_si256();
+    const __m256i off = splat(p.offset), abs = splat(kAbs), sign = splat(kSign), inf_m1 = splat(kInf - 1);
+    __m256i lo = ones, hi = zero_v, zeros = zero_v, specials = zero_v;
+    int64_t c0 = 0, k8 = count & ~int64_t(7);
+    for (; c0 + 8 <= cols; c0 += 8) {
+      for (int64_t kk = 0; kk < k8; kk += 8) {
+        __m256i sd[8], kp[8];
+        for (int r = 0; r < 8; ++r) {
+          const __m256i v = prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (c0 + r) * ld + kk)), p);
+          const __m256i a = _mm256_and_si256(v, abs);
+          const __m256i z = _mm256_cmpeq_epi32(a, zero_v), sp = _mm256_cmpgt_epi32(a, inf_m1);
+          const __m256i invalid = _mm256_or_si256(z, sp);
+          lo = _mm256_min_epu32(lo, _mm256_or_si256(a, invalid));
+          hi = _mm256_max_epu32(hi, _mm256_andnot_si256(invalid, a));
+          zeros = _mm256_or_si256(zeros, z);
+          specials = _mm256_or_si256(specials, sp);
+          kp[r] = _mm256_or_si256(_mm256_andnot_si256(z, ones), sign);
+          sd[r] = _mm256_sub_epi32(v, _mm256_andnot_si256(z, off));
+        }
+        transpose8(sd);
+        transpose8(kp);
+        for (int i = 0; i < 8; ++i) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(side + (kk + i) * kNR + c0), sd[i]);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(keep + (kk + i) * kNR + c0), kp[i]);
+        }
+      }
+      if (k8 < count)
+        for (int r = 0; r < 8; ++r)
+          SerialOps::prepare_run(src + (c0 + r) * ld + k8, count - k8, true, p, side + k8 * kNR + c0 + r,
+                                 keep + k8 * kNR + c0 + r, kNR, stats);
+    }
+    alignas(32) uint32_t l8[8], h8[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l8), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(h8), hi);
+    for (int j = 0; j < 8; ++j) {
+      stats.lo = l8[j] < stats.lo ? l8[j] : stats.lo;
+      stats.hi = h8[j] > stats.hi ? h8[j] : stats.hi;
+    }
+    stats.zero = stats.zero || !_mm256_testz_si256(zeros, zeros);
+    stats.special = stats.special || !_mm256_testz_si256(specials, specials);
+    for (; c0 < cols; ++c0) prepare_run(src + c0 * ld, count, true, p, side + c0, keep + c0, kNR, stats);
+  }
+
+  // In-place transpose of an 8 x 8 block of 32-bit lanes (row r in v[r] -> column r in v[r]).
+  FRUGALNN_AVX2 static void transpose8(__m256i* v) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+      t[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+      u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+      u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+      u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+      v[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+    }
+  }
+
   // One integer add (plus the zero masks when the block holds zeros) and one float add per product.
   template <int MR, bool ZX, bool ZY>
   FRUGALNN_AVX2 static void fast(const uint32_t* xa, const uint32_t* kxa, const uint32_t* yb, const uint32_t* kyb,

@@ -111,7 +111,9 @@ inline size_t packed_bytes(const Packed& pk) {
 
 // Packs task `task` of one entry: tiles of A first (0 <= task < tiles), then groups of B strips.
 // Ops::prepare_run(src, count, y_side, params, side, keep, step, stats) prepares `count`
-// contiguous operands into side/keep[0], [step], ... and folds them into `stats`.
+// contiguous operands into side/keep[0], [step], ... and folds them into `stats`;
+// Ops::prepare_columns(src, ld, cols, count, ...) prepares the y sides of `cols` rows of B^T
+// (row c at src + c * ld, `count` values each) into a strip slice side[kk * 16 + c].
 template <class Ops>
 void pack_task(const float* a, const float* b, bool transpose_b, const Params& p, Packed& out, int64_t task) {
   const int64_t m = out.m, n = out.n, k = out.k, panels = out.panels;
@@ -131,13 +133,10 @@ void pack_task(const float* a, const float* b, bool transpose_b, const Params& p
     const int64_t s0 = (task - out.tiles) * kGroup, s1 = std::min(out.strips, s0 + kGroup);
     for (int64_t pnl = 0; pnl < panels; ++pnl) {
       const int64_t k0 = pnl * kKC, kc = std::min(kKC, k - k0);
-      for (int64_t s = s0; s < s1 && transpose_b; ++s) {
+      for (int64_t s = s0; s < s1 && transpose_b; ++s) {  // column j of B is row j of B^T: contiguous in k
         const int64_t j0 = s * kNR, cols = std::min<int64_t>(kNR, n - j0);
-        uint32_t* ys = out.yb.data() + s * k * kNR;
-        uint32_t* ks = out.kyb.data() + s * k * kNR;
-        PanelStats& st = out.sb[static_cast<size_t>(s * panels + pnl)];
-        for (int64_t c = 0; c < cols; ++c)  // column j of B is row j of B^T: contiguous in k
-          Ops::prepare_run(bb + (j0 + c) * k + k0, kc, true, p, ys + k0 * kNR + c, ks + k0 * kNR + c, kNR, st);
+        Ops::prepare_columns(bb + j0 * k + k0, k, cols, kc, p, out.yb.data() + (s * k + k0) * kNR,
+                             out.kyb.data() + (s * k + k0) * kNR, out.sb[static_cast<size_t>(s * panels + pnl)]);
       }
       for (int64_t kk = k0; kk < k0 + kc && !transpose_b; ++kk)
         for (int64_t s = s0; s < s1; ++s) {
@@ -251,6 +250,11 @@ struct SerialOps {
       side_of(v, y_side, p, side + i * step, keep + i * step);
     }
     stats = st;
+  }
+
+  static void prepare_columns(const uint32_t* src, int64_t ld, int64_t cols, int64_t count, const Params& p,
+                              uint32_t* side, uint32_t* keep, PanelStats& stats) {
+    for (int64_t c = 0; c < cols; ++c) prepare_run(src + c * ld, count, true, p, side + c, keep + c, kNR, stats);
   }
 
   template <int MR, bool ZX, bool ZY>

@@ -6,7 +6,7 @@ view the sums as float32 and reduce over k. Broadcasting all pairs at once needs
 tensor (4 GiB at 1024^3), so it runs over blocks of rows sized to keep that tensor near
 64 MiB, the same memory the user would have to give it. It skips zero/inf/NaN handling (so it
 does strictly less work than our kernel) and is checked against our kernel in
-tests/bench/test_lmul.py so that the benchmark times the same arithmetic.
+tests/bench/test_bench_lmul.py so that the benchmark times the same arithmetic.
 
     frugalnn bench lmul [--quick] [--threads 1 2]      (benchmarks/bench_lmul.py runs the same)
 """
