@@ -4,7 +4,8 @@ Schemes are applied to a fresh copy of the model:
   fp32                       the model as shipped
   e4m3 / e5m2 attention      both attention matmuls on operands rounded to float8 (no scaling, saturating)
   L-Mul m=3 / m=4 attention  LMulConfig(scope="attention"), operands truncated, the paper's offset
-  e4m3 all / L-Mul m=k all   the same for every nn.Linear too
+  e4m3 all / L-Mul m=k all   the same for every linear layer too (full mode adds m=4, and m=3 with
+                             operands rounded to nearest and l=4, the best offset for rounded operands)
 float8 emulation: operands rounded by ml_dtypes (frugalnn.formats.round_to), products and sums in float32.
 """
 from __future__ import annotations
@@ -49,11 +50,14 @@ class Scheme:
     fmt: str = ""
     mantissa_bits: int = 0
     scope: str = "attention"
+    rounding: str = "truncate"
+    offset: int | None = None
 
     def apply(self, model: torch.nn.Module) -> torch.nn.Module:
         model = copy.deepcopy(model)
         if self.kind == "lmul":
-            return convert_(model, LMulConfig(mantissa_bits=self.mantissa_bits, scope=self.scope))
+            return convert_(model, LMulConfig(mantissa_bits=self.mantissa_bits, rounding=self.rounding,
+                                              offset=self.offset, scope=self.scope))
         if self.kind == "fp8":
             if self.scope == "all":
                 from frugalnn.convert import swap_modules
@@ -70,8 +74,10 @@ def schemes(quick: bool) -> list[Scheme]:
            Scheme("L-Mul m=3 attention", "lmul", mantissa_bits=3), Scheme("L-Mul m=4 attention", "lmul", mantissa_bits=4),
            Scheme("e4m3 all", "fp8", fmt="e4m3", scope="all"),
            Scheme("L-Mul m=3 all", "lmul", mantissa_bits=3, scope="all")]
-    if not quick:
-        out.append(Scheme("L-Mul m=4 all", "lmul", mantissa_bits=4, scope="all"))
+    if not quick:  # is the all-L-Mul gap the truncation bias? the same width, operands rounded, the best offset
+        out += [Scheme("L-Mul m=3 all, nearest, l=4", "lmul", mantissa_bits=3, scope="all", rounding="nearest",
+                       offset=4),
+                Scheme("L-Mul m=4 all", "lmul", mantissa_bits=4, scope="all")]
     return out
 
 
