@@ -159,6 +159,40 @@ struct Ops {
     for (; c0 < cols; ++c0) prepare_run(src + c0 * ld, count, true, p, side + c0, keep + c0, kNR, stats);
   }
 
+  // matmul.h's SerialOps::prepare_rows: full 16-column strips two vectors per row, statistics kept in
+  // registers across rows (a partial strip takes the scalar path).
+  FRUGALNN_AVX2 static void prepare_rows(const uint32_t* src, int64_t ld, int64_t rows, int64_t cols, const Params& p,
+                                         uint32_t* side, uint32_t* keep, PanelStats& stats) {
+    if (cols != kNR) return SerialOps::prepare_rows(src, ld, rows, cols, p, side, keep, stats);
+    const __m256i ones = _mm256_set1_epi32(-1), zero_v = _mm256_setzero_si256();
+    const __m256i off = splat(p.offset), abs = splat(kAbs), sign = splat(kSign), inf_m1 = splat(kInf - 1);
+    __m256i lo = ones, hi = zero_v, zeros = zero_v, specials = zero_v;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v = prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * ld + 8 * h)), p);
+        const __m256i a = _mm256_and_si256(v, abs);
+        const __m256i z = _mm256_cmpeq_epi32(a, zero_v), sp = _mm256_cmpgt_epi32(a, inf_m1);
+        const __m256i invalid = _mm256_or_si256(z, sp);
+        lo = _mm256_min_epu32(lo, _mm256_or_si256(a, invalid));
+        hi = _mm256_max_epu32(hi, _mm256_andnot_si256(invalid, a));
+        zeros = _mm256_or_si256(zeros, z);
+        specials = _mm256_or_si256(specials, sp);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(keep + r * kNR + 8 * h),
+                            _mm256_or_si256(_mm256_andnot_si256(z, ones), sign));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(side + r * kNR + 8 * h),
+                            _mm256_sub_epi32(v, _mm256_andnot_si256(z, off)));
+      }
+    alignas(32) uint32_t l8[8], h8[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l8), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(h8), hi);
+    for (int j = 0; j < 8; ++j) {
+      stats.lo = l8[j] < stats.lo ? l8[j] : stats.lo;
+      stats.hi = h8[j] > stats.hi ? h8[j] : stats.hi;
+    }
+    stats.zero = stats.zero || !_mm256_testz_si256(zeros, zeros);
+    stats.special = stats.special || !_mm256_testz_si256(specials, specials);
+  }
+
   // In-place transpose of an 8 x 8 block of 32-bit lanes (row r in v[r] -> column r in v[r]).
   FRUGALNN_AVX2 static void transpose8(__m256i* v) {
     __m256i t[8], u[8];

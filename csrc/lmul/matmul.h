@@ -84,6 +84,11 @@ inline bool fast_path_safe(const PanelStats& a, const PanelStats& b, const Param
 
 struct Packed {
   int64_t m, n, k, tiles, strips, panels;
+  // Few rows (m <= kMR, e.g. a decoding step): B is read once, so it is prepared strip by strip into an
+  // L1 buffer right before use instead of being packed whole (which costs twice B's bytes in traffic).
+  bool fused_b = false;
+  const uint32_t* b_raw = nullptr;
+  bool transpose_b = false;
   std::vector<uint32_t> xa, kxa, yb, kyb;
   std::vector<PanelStats> sa, sb;  // [tile][panel], [strip][panel]
 };
@@ -92,17 +97,36 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Sizes the packed buffers of one batch entry (reusing their capacity: the packers write every
 // slot the micro-kernels read, so nothing needs clearing).
-inline void pack_init(Packed& out, int64_t m, int64_t n, int64_t k) {
+inline void pack_init(Packed& out, int64_t m, int64_t n, int64_t k, const float* b, bool transpose_b) {
   out.m = m; out.n = n; out.k = k;
   out.tiles = ceil_div(m, kMR);
   out.strips = ceil_div(n, kNR);
   out.panels = ceil_div(k, kKC);
+  out.fused_b = m <= kMR;
+  out.b_raw = reinterpret_cast<const uint32_t*>(b);
+  out.transpose_b = transpose_b;
+  const int64_t packed_strips = out.fused_b ? 0 : out.strips;
   out.xa.resize(static_cast<size_t>(out.tiles * k * kMR));
   out.kxa.resize(out.xa.size());
-  out.yb.resize(static_cast<size_t>(out.strips * k * kNR));
+  out.yb.resize(static_cast<size_t>(packed_strips * k * kNR));
   out.kyb.resize(out.yb.size());
   out.sa.assign(static_cast<size_t>(out.tiles * out.panels), PanelStats{});
-  out.sb.assign(static_cast<size_t>(out.strips * out.panels), PanelStats{});
+  out.sb.assign(static_cast<size_t>(packed_strips * out.panels), PanelStats{});
+}
+
+// One strip (16 columns) x one K panel of B, prepared into ys/ks[kk * 16 + c] (the fused path).
+template <class Ops>
+void pack_strip_panel(const Packed& pk, int64_t s, int64_t k0, int64_t kc, const Params& p, uint32_t* ys,
+                      uint32_t* ks, PanelStats& st) {
+  const int64_t j0 = s * kNR, cols = std::min<int64_t>(kNR, pk.n - j0);
+  if (pk.transpose_b) {
+    Ops::prepare_columns(pk.b_raw + j0 * pk.k + k0, pk.k, cols, kc, p, ys, ks, st);
+  } else {
+    Ops::prepare_rows(pk.b_raw + k0 * pk.n + j0, pk.n, kc, cols, p, ys, ks, st);
+  }
+  if (cols < kNR)
+    for (int64_t kk = 0; kk < kc; ++kk)
+      for (int64_t c = cols; c < kNR; ++c) ys[kk * kNR + c] = ks[kk * kNR + c] = 0u;
 }
 
 inline size_t packed_bytes(const Packed& pk) {
@@ -201,13 +225,23 @@ void compute_block(const Packed& pk, float* c, int64_t r0, int64_t r1, int64_t c
   const float neg_zero = bits_float(kSign);
   for (int64_t i = r0; i < r1; ++i) std::fill(c + i * n + c0, c + i * n + c1, neg_zero);
   float tail[kMR * kNR];
+  std::vector<uint32_t> strip(pk.fused_b ? static_cast<size_t>(2 * kKC * kNR) : 0);
   for (int64_t pnl = 0; pnl < pk.panels; ++pnl) {
     const int64_t k0 = pnl * kKC, kc = std::min(kKC, k - k0);
     for (int64_t j0 = c0; j0 < c1; j0 += kNR) {
       const int64_t s = j0 / kNR, cols = std::min<int64_t>(kNR, n - j0);
-      const PanelStats& sb = pk.sb[static_cast<size_t>(s * pk.panels + pnl)];
-      const uint32_t* yb = pk.yb.data() + (s * k + k0) * kNR;
-      const uint32_t* kyb = pk.kyb.data() + (s * k + k0) * kNR;
+      PanelStats fused_stats;
+      const PanelStats* sbp = &fused_stats;
+      const uint32_t* yb = strip.data();
+      const uint32_t* kyb = strip.data() + kKC * kNR;
+      if (pk.fused_b) {
+        pack_strip_panel<Ops>(pk, s, k0, kc, p, strip.data(), strip.data() + kKC * kNR, fused_stats);
+      } else {
+        sbp = &pk.sb[static_cast<size_t>(s * pk.panels + pnl)];
+        yb = pk.yb.data() + (s * k + k0) * kNR;
+        kyb = pk.kyb.data() + (s * k + k0) * kNR;
+      }
+      const PanelStats& sb = *sbp;
       for (int64_t i0 = r0; i0 < r1; i0 += kMR) {
         const int64_t t = i0 / kMR;
         const int mr = static_cast<int>(std::min<int64_t>(kMR, pk.m - i0));
@@ -255,6 +289,12 @@ struct SerialOps {
   static void prepare_columns(const uint32_t* src, int64_t ld, int64_t cols, int64_t count, const Params& p,
                               uint32_t* side, uint32_t* keep, PanelStats& stats) {
     for (int64_t c = 0; c < cols; ++c) prepare_run(src + c * ld, count, true, p, side + c, keep + c, kNR, stats);
+  }
+
+  // y sides of `rows` rows of B (row r at src + r * ld, `cols` <= 16 values) into side[r * 16 + c].
+  static void prepare_rows(const uint32_t* src, int64_t ld, int64_t rows, int64_t cols, const Params& p,
+                           uint32_t* side, uint32_t* keep, PanelStats& stats) {
+    for (int64_t r = 0; r < rows; ++r) prepare_run(src + r * ld, cols, true, p, side + r * kNR, keep + r * kNR, 1, stats);
   }
 
   template <int MR, bool ZX, bool ZY>
@@ -305,8 +345,9 @@ void matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, 
   thread_local std::vector<Packed> workspace;
   std::vector<Packed>& packs = workspace;  // a named reference: workers must see the caller's buffers, not their own
   if (packs.size() < static_cast<size_t>(batch)) packs.resize(static_cast<size_t>(batch));
-  for (int64_t e = 0; e < batch; ++e) pack_init(packs[static_cast<size_t>(e)], m, n, k);
-  const int64_t per_entry = packs[0].tiles + ceil_div(packs[0].strips, kGroup);
+  for (int64_t e = 0; e < batch; ++e)
+    pack_init(packs[static_cast<size_t>(e)], m, n, k, b + e * k * n, transpose_b);
+  const int64_t per_entry = packs[0].tiles + (packs[0].fused_b ? 0 : ceil_div(packs[0].strips, kGroup));
   parallel_for(batch * per_entry, threads, [&](int64_t task) {
     const int64_t e = task / per_entry;
     pack_task<Ops>(a + e * m * k, b + e * k * n, transpose_b, p, packs[static_cast<size_t>(e)], task % per_entry);

@@ -87,7 +87,7 @@ def test_round_to_nearest_ties_to_even():
 
 
 SHAPES = [(1, 1, 1, 1), (1, 7, 13, 5), (2, 6, 256, 16), (1, 13, 300, 33), (3, 1, 70, 200), (1, 50, 5, 3),
-          (2, 17, 513, 40), (1, 97, 64, 300)]
+          (2, 17, 513, 40), (1, 97, 64, 300), (2, 1, 300, 517), (1, 4, 40, 1000)]
 
 
 @pytest.mark.parametrize("batch,m,k,n", SHAPES)
@@ -105,10 +105,11 @@ def test_matmul_matches_reference(backend, batch, m, k, n, transpose_b):
         assert_same_bits(lmul.matmul(a, b, mbits, nearest, off, transpose_b=transpose_b, force_general=True), want)
 
 
+@pytest.mark.parametrize("rows", [14, 6])  # 6 rows or fewer: B is prepared strip by strip, right before use
 @pytest.mark.parametrize("case", ["edges", "overflow", "underflow", "wide", "all_zero", "signed_zero_sums"])
-def test_matmul_edge_values(backend, case):
+def test_matmul_edge_values(backend, case, rows):
     rng = np.random.default_rng(3)
-    a = rng.standard_normal((1, 14, 300)).astype(F32)
+    a = rng.standard_normal((1, rows, 300)).astype(F32)
     b = rng.standard_normal((1, 300, 37)).astype(F32)
     if case == "edges":
         a, b = with_edges(rng, a.shape, 0.05), with_edges(rng, b.shape, 0.05)
