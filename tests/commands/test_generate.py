@@ -27,7 +27,7 @@ def test_generate_tokyo(smollm2, capsys):
     rc = main(["generate", "--model", "smollm2", "--bits", "4", "--threads", "1", "--max-tokens", "12",
                "The capital of Japan is"])
     out, err = capsys.readouterr()
-    assert rc == 0
+    assert rc == 0, err
     assert "Tokyo" in out
     assert "prefill" in err and "decode" in err and "tok/s" in err and "peak memory" in err
 

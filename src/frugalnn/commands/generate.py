@@ -51,8 +51,9 @@ def setup(args):
 class Streamer:
     """Prints the text of generated ids as they arrive (whole characters only)."""
 
-    def __init__(self, tok, out=sys.stdout):
-        self.tok, self.out, self.ids, self.printed = tok, out, [], ""
+    def __init__(self, tok, out=None):
+        # resolved per call, not at import: sys.stdout may be swapped (pytest capture, redirection)
+        self.tok, self.out, self.ids, self.printed = tok, out or sys.stdout, [], ""
 
     def __call__(self, token_id: int) -> None:
         self.ids.append(token_id)
