@@ -84,6 +84,12 @@ class Linear(nn.Module):
             return self._gemv(x)
         return self._lut_matmul(x, self.lut, threads=self.threads)
 
+    def set_threads(self, threads: int | None) -> None:
+        """Threads for the LUT kernel (fp32 matmuls follow torch.set_num_threads)."""
+        self.threads = threads
+        if self.backend != "fp32":
+            self._gemv = _bind_gemv(self.lut, threads)
+
     def nbytes(self) -> int:
         if self.backend == "fp32":
             return self.weight.numel() * 4

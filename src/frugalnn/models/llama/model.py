@@ -75,6 +75,13 @@ class Llama(nn.Module):
             x = x[:, -1:]
         return self.output(self.norm(x))
 
+    def set_threads(self, threads: int | None) -> None:
+        """Threads for every LUT kernel call (None: all cores); also sets torch's intra-op threads."""
+        if threads is not None:
+            torch.set_num_threads(threads)
+        for lin in self.linears().values():
+            lin.set_threads(threads)
+
     def linears(self) -> dict[str, Linear]:
         return {name: m for name, m in self.named_modules() if isinstance(m, Linear)}
 
