@@ -12,6 +12,8 @@ def add_model_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
     p.add_argument("--group-size", type=int, default=None,
                    help="group size of re-quantized 3/2-bit weights (default: 128, 64 or 32, whichever divides K)")
+    p.add_argument("--head-bits", default="auto", choices=("auto", "4"),
+                   help="low-bit output head: as stored when possible (auto, SmolLM2: Q8_0) or 4-bit")
 
 
 def register(sub) -> None:
@@ -43,7 +45,7 @@ def setup(args):
     torch.set_num_threads(threads)
     path = llama.resolve_model_path(args.model)
     print(f"loading {path.name} at {bits} bits ...", file=sys.stderr, flush=True)
-    model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size)
+    model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size, head_bits=args.head_bits)
     tok = llama.load_tokenizer(path)
     return model, tok
 

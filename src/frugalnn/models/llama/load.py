@@ -100,14 +100,19 @@ class WeightFactory:
 
 
 def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
-         max_positions: int | None = None, group_size: int | None = None, gguf_direct: bool = True) -> Llama:
+         max_positions: int | None = None, group_size: int | None = None, gguf_direct: bool = True,
+         head_bits: str = "auto") -> Llama:
     """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`.
 
     threads: for the LUT kernels (None: all cores); fp32 matmuls follow torch.set_num_threads.
     group_size: for re-quantized low-bit weights (default: 128, 64 or 32, whichever divides K).
     gguf_direct=False re-quantizes every tensor from its dequantized values, even those LUTWeight could
     take as stored (e.g. the random-byte TQ2_0 files of ../shared/peers hold code 3, not ternary).
+    head_bits (low-bit modes): "auto" keeps the output head as stored when LUTWeight takes its type
+    (SmolLM2: Q8_0), else 4-bit; "4" re-quantizes it to 4 bits (half the bytes of Q8_0, faster decode).
     """
+    if head_bits not in ("auto", "4"):
+        raise ValueError(f"head_bits: expected 'auto' or '4', got {head_bits!r}")
     bits = parse_bits(bits)
     file = GGUFModelFile(resolve_model_path(model))
     c = file.config
@@ -134,7 +139,7 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     head_name = "token_embd.weight" if file.tied_embeddings else "output.weight"
     if bits == "fp32":
         output = Linear(embedding if file.tied_embeddings else make(head_name), threads=threads)
-    elif gguf_direct and file.type_name(head_name) in HEAD_DIRECT_TYPES:
+    elif gguf_direct and head_bits == "auto" and file.type_name(head_name) in HEAD_DIRECT_TYPES:
         make.direct += 1
         output = Linear(make.LUTWeight.from_gguf(file.tensor(head_name)), threads=threads)
     else:
