@@ -172,7 +172,7 @@ class LlamaAttention(nn.Module):
     def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = self.wqkv(x)
+        qkv = self.wqkv.forward(x)
         # q and k sit side by side in the fused output: one RoPE call turns both
         qk, v = qkv.split(self.qk_v_split, dim=-1)
         q, k = apply_rope(qk.view(B, T, H + Hkv, D), rot, self.rope_dim).split(self.q_k_split, dim=2)
@@ -199,7 +199,7 @@ class LlamaAttention(nn.Module):
             else:
                 o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             o = o.transpose(1, 2)
-        return self.wo(o.reshape(B, T, H * D))
+        return self.wo.forward(o.reshape(B, T, H * D))
 
 
 class SwiGLU(nn.Module):
@@ -210,8 +210,8 @@ class SwiGLU(nn.Module):
         self.gate_up, self.down = gate_up, down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        gate, up = self.gate_up.forward(x).chunk(2, dim=-1)
+        return self.down.forward(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -220,5 +220,7 @@ class Block(nn.Module):
         self.attn_norm, self.attention, self.ffn_norm, self.mlp = attn_norm, attention, ffn_norm, mlp
 
     def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
-        h = x + self.attention(self.attn_norm(x), rot, start, mask)
-        return h + self.mlp(self.ffn_norm(h))
+        # leaf modules are called through .forward (no hook machinery: ~2 us saved per call, 8 per
+        # layer); attention keeps __call__ so frugalnn.nn.routing wrappers and hooks still apply
+        h = x + self.attention(self.attn_norm.forward(x), rot, start, mask)
+        return h + self.mlp.forward(self.ffn_norm.forward(h))
