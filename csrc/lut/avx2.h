@@ -56,7 +56,6 @@ FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* t
   const __m256i pos_a = _mm256_broadcastsi128_si256(_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, 7));
   const __m256i neg_b = _mm256_broadcastsi128_si256(_mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, -1, -1, -1, -1, -1, -1, -1, -1));
   const __m256i pos_b = _mm256_broadcastsi128_si256(_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11, 12, 13, 14, 15));
-  const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
   for (int64_t g = 0; g < groups; ++g) {
     const float* xg = x + g * s.group;
     __m256 vmax = _mm256_setzero_ps();
@@ -88,11 +87,10 @@ FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* t
     __m256i vsum = _mm256_setzero_si256();
     for (int64_t c = 0; c < vec_chunks; c += 8) {
       __m256i q[8];
-      for (int j = 0; j < 8; ++j) {
-        __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(scratch + c * 8 + j * 8), vinv),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        q[j] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(r), lim), nlim);
-      }
+      // cvtps_epi32 rounds to nearest even (the MXCSR default, as nearbyint in serial.h), and
+      // |T * inv| <= 127 (1 + 2^-23)^2 < 127.5, so the serial clamp never fires: no round, no clamp.
+      for (int j = 0; j < 8; ++j)
+        q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(scratch + c * 8 + j * 8), vinv));
       vsum = _mm256_add_epi32(vsum, q[7]);
       // per lane: entry-major bytes [e][chunk-in-lane] -> chunk-major [chunk][e]
       __m256i b0 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
@@ -128,10 +126,29 @@ FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* t
   }
 }
 
-// Widen one int16 accumulator (lane = chunk parity, 8 rows) to 8 int32 row sums.
-FRUGALNN_AVX2 inline __m256i fold16(__m256i a) {
-  return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a)),
-                          _mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1)));
+// Two int16 accumulators (a, a+1; 128-bit lanes = the two chunks of a step) -> int32 row sums of
+// rows 16(a/2)..+7 and +8..+15 in order (layout.h, accumulator_row): add the chunk lanes in int16
+// (Shape::sub_steps leaves room), then sign-extend even and odd int16 lanes in place. Two
+// cross-lane permutes per 16 rows instead of an extract and two widening shuffles per 8.
+FRUGALNN_AVX2 inline void fold_pair(__m256i a0, __m256i a1, __m256i* rows_lo, __m256i* rows_hi) {
+  __m256i s = _mm256_add_epi16(_mm256_permute2x128_si256(a0, a1, 0x20), _mm256_permute2x128_si256(a0, a1, 0x31));
+  *rows_lo = _mm256_srai_epi32(_mm256_slli_epi32(s, 16), 16);
+  *rows_hi = _mm256_srai_epi32(s, 16);
+}
+
+// All 32 rows of a unit: out[q] = int32 sums of rows 8q..8q+7. Above 4 bits the high plane set
+// (weights 2^(plane-4)) is recombined as lo + 16 hi.
+template <bool SPLIT>
+FRUGALNN_AVX2 inline void fold_unit(const __m256i* lo, const __m256i* hi, __m256i* out) {
+  for (int q = 0; q < 2; ++q) {
+    fold_pair(lo[2 * q], lo[2 * q + 1], &out[2 * q], &out[2 * q + 1]);
+    if (SPLIT) {
+      __m256i e, o;
+      fold_pair(hi[2 * q], hi[2 * q + 1], &e, &o);
+      out[2 * q] = _mm256_add_epi32(out[2 * q], _mm256_slli_epi32(e, 4));
+      out[2 * q + 1] = _mm256_add_epi32(out[2 * q + 1], _mm256_slli_epi32(o, 4));
+    }
+  }
 }
 
 struct Block {
@@ -142,6 +159,7 @@ struct Block {
   const float* ts[4];
   const int32_t* isum[4];
   float* y[4];  // output column pointers (length M)
+  int64_t prefetch;  // bytes ahead to prefetch in each unit's weight stream (0 = off; tuned)
 };
 
 // R units starting at unit u0, NC columns: y[c][rows of the units] = result.
@@ -149,39 +167,50 @@ template <int BITS, int R, int NC>
 FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
   constexpr int PAIRS = BITS / 2;
   constexpr bool ODD = BITS % 2;
+  // Above 4 bits, planes 4.. go to a second set of int16 accumulators with weights 2^(plane-4),
+  // recombined as lo + 16 hi in int32: both sets then widen every 17 steps instead of every step.
+  constexpr bool SPLIT = BITS > 4;
+  constexpr int SPLIT_SUB = 32767 / (2 * 15 * 127);
   const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes();
-  const int sub = s.sub_steps();
+  const int sub = SPLIT ? SPLIT_SUB : s.sub_steps();
   const __m256i nib = _mm256_set1_epi8(0x0f);
-  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << (BITS - 1)));
-  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << (BITS - 1)) << 8));
+  constexpr int ODD_SHIFT = SPLIT ? BITS - 5 : BITS - 1;  // weight of the single plane in its set
+  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << ODD_SHIFT));
+  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << ODD_SHIFT) << 8));
   alignas(32) float yacc[NC][R][kUnitRows];
   alignas(32) int32_t acc32[NC][R][kUnitRows];
   std::memset(yacc, 0, sizeof(yacc));
   for (int64_t g = 0; g < groups; ++g) {
     const bool single_sub = spg <= sub;
     if (!single_sub) std::memset(acc32, 0, sizeof(acc32));
-    __m256i acc[NC][R][4];
+    __m256i acc[NC][R][4], acch[NC][R][4];
     for (int64_t st0 = 0; st0 < spg; st0 += sub) {
       const int64_t st1 = st0 + sub < spg ? st0 + sub : spg;
       for (int c = 0; c < NC; ++c)
         for (int r = 0; r < R; ++r)
-          for (int a = 0; a < 4; ++a) acc[c][r][a] = _mm256_setzero_si256();
+          for (int a = 0; a < 4; ++a) acc[c][r][a] = acch[c][r][a] = _mm256_setzero_si256();
+#pragma GCC unroll 4
       for (int64_t st = st0; st < st1; ++st) {
         __m256i tv[NC];
         for (int c = 0; c < NC; ++c)
           tv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.tables[c] + (g * spg + st) * kSlabBytes));
         for (int r = 0; r < R; ++r) {
           const uint8_t* w = b.packed + (u0 + r) * s.unit_bytes() + g * gbytes + st * (BITS * kSlabBytes);
+          // Each unit is its own sequential stream; run ahead of the hardware prefetcher (which
+          // stops at 4 KiB pages) so large weights that spill L3 still arrive in time.
+          if (b.prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + b.prefetch), _MM_HINT_T0);
           for (int p = 0; p < PAIRS; ++p) {
-            const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << (2 * p)) | ((1 << (2 * p + 1)) << 8)));
+            const bool high = SPLIT && p >= 2;
+            const int e = high ? 2 * p - 4 : 2 * p;
+            const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << e) | ((1 << (e + 1)) << 8)));
             for (int half = 0; half < 2; ++half) {
               __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (2 * p + half) * kSlabBytes));
               __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
               for (int c = 0; c < NC; ++c) {
-                acc[c][r][2 * half] = _mm256_add_epi16(acc[c][r][2 * half],
-                                                       _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
-                acc[c][r][2 * half + 1] = _mm256_add_epi16(acc[c][r][2 * half + 1],
-                                                           _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
+                __m256i* dst = high ? acch[c][r] : acc[c][r];
+                dst[2 * half] = _mm256_add_epi16(dst[2 * half], _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
+                dst[2 * half + 1] = _mm256_add_epi16(dst[2 * half + 1],
+                                                     _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
               }
             }
           }
@@ -190,21 +219,25 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
             __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
             for (int c = 0; c < NC; ++c) {
               __m256i l = _mm256_shuffle_epi8(tv[c], lo), h = _mm256_shuffle_epi8(tv[c], hi);
-              acc[c][r][0] = _mm256_add_epi16(acc[c][r][0], _mm256_maddubs_epi16(w_even, l));
-              acc[c][r][1] = _mm256_add_epi16(acc[c][r][1], _mm256_maddubs_epi16(w_odd, l));
-              acc[c][r][2] = _mm256_add_epi16(acc[c][r][2], _mm256_maddubs_epi16(w_even, h));
-              acc[c][r][3] = _mm256_add_epi16(acc[c][r][3], _mm256_maddubs_epi16(w_odd, h));
+              __m256i* dst = SPLIT ? acch[c][r] : acc[c][r];
+              dst[0] = _mm256_add_epi16(dst[0], _mm256_maddubs_epi16(w_even, l));
+              dst[1] = _mm256_add_epi16(dst[1], _mm256_maddubs_epi16(w_odd, l));
+              dst[2] = _mm256_add_epi16(dst[2], _mm256_maddubs_epi16(w_even, h));
+              dst[3] = _mm256_add_epi16(dst[3], _mm256_maddubs_epi16(w_odd, h));
             }
           }
         }
       }
       if (!single_sub) {
         for (int c = 0; c < NC; ++c)
-          for (int r = 0; r < R; ++r)
+          for (int r = 0; r < R; ++r) {
+            __m256i rows[4];
+            fold_unit<SPLIT>(acc[c][r], acch[c][r], rows);
             for (int a = 0; a < 4; ++a) {
               __m256i* p = reinterpret_cast<__m256i*>(acc32[c][r] + 8 * a);
-              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), fold16(acc[c][r][a])));
+              _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), rows[a]));
             }
+          }
       }
     }
     for (int c = 0; c < NC; ++c) {
@@ -213,9 +246,10 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
       for (int r = 0; r < R; ++r) {
         const float* wsg = b.ws + ((u0 + r) * groups + g) * kUnitRows;
         const float* ztg = b.zt + ((u0 + r) * groups + g) * kUnitRows;
+        __m256i rows[4];
+        if (single_sub) fold_unit<SPLIT>(acc[c][r], acch[c][r], rows);
         for (int a = 0; a < 4; ++a) {
-          __m256i i32 = single_sub ? fold16(acc[c][r][a])
-                                   : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
+          __m256i i32 = single_sub ? rows[a] : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
           __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(wsg + 8 * a), vts);
           __m256 y = _mm256_add_ps(_mm256_load_ps(yacc[c][r] + 8 * a), _mm256_mul_ps(_mm256_cvtepi32_ps(i32), scale));
           if (b.has_zero) y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_loadu_ps(ztg + 8 * a), vzs));

@@ -83,7 +83,7 @@ void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray
 }
 
 void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int bits, int64_t group, bool has_zero,
-            OutArray out, int threads, int units, int cols, int64_t col_block) {
+            OutArray out, int threads, int units, int cols, int64_t col_block, int64_t prefetch) {
   const float* xp = typed<float>(x, "x", {-1, -1});
   const int64_t n = x.shape(0);
   Shape s = make_shape(m, x.shape(1), group, bits);
@@ -98,8 +98,10 @@ void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int bits, int6
   if (units < 1 || units > 4) throw nb::value_error(("units: expected 1..4, got " + std::to_string(units)).c_str());
   if (cols < 1 || cols > 4) throw nb::value_error(("cols: expected 1..4, got " + std::to_string(cols)).c_str());
   if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
+  if (prefetch < 0 || prefetch > (1 << 20))
+    throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + std::to_string(prefetch)).c_str());
   threads = resolve_threads(threads);
-  lut::Config cfg{units, cols, col_block};
+  lut::Config cfg{units, cols, col_block, prefetch};
   lut::Weights w{pp, wp, zp, has_zero};
   nb::gil_scoped_release release;
   lut::matmul(xp, n, w, s, op, threads, cfg);
@@ -123,5 +125,5 @@ void frugalnn_bind_lut(nanobind::module_& m) {
         nb::arg("isum"));
   s.def("matmul", &matmul, nb::arg("x"), nb::arg("packed"), nb::arg("ws"), nb::arg("zt"), nb::arg("m"),
         nb::arg("bits"), nb::arg("group_size"), nb::arg("has_zero"), nb::arg("out"), nb::arg("threads") = -1,
-        nb::arg("units") = 1, nb::arg("cols") = 1, nb::arg("col_block") = 32);
+        nb::arg("units") = 1, nb::arg("cols") = 1, nb::arg("col_block") = 32, nb::arg("prefetch") = 0);
 }

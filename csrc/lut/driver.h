@@ -28,6 +28,7 @@ struct Config {
   int units = 1;          // R: units (32 rows each) per register block
   int cols = 1;           // NC: columns per register block
   int64_t col_block = 32;  // columns whose tables are built and consumed together
+  int64_t prefetch = 0;    // software prefetch distance in each unit's weight stream (bytes)
 };
 
 struct Weights {
@@ -48,6 +49,19 @@ std::unique_ptr<T[], AlignedFree> aligned_array(int64_t n) {
 }
 
 inline bool is_special(float v) { return !(std::fabs(v) < kSpecialMagnitude); }  // NaN too
+
+inline bool any_special(const float* x, int64_t n) {
+  int bad = 0;
+  for (int64_t k = 0; k < n; ++k) bad |= !(std::fabs(x[k]) < kSpecialMagnitude);
+  return bad != 0;
+}
+
+// Per-thread scratch reused across calls (a GEMV is ~0.1 ms: allocations would show).
+template <class T>
+T* scratch_buffer(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
 
 #if FRUGALNN_X86
 template <int BITS>
@@ -101,12 +115,14 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
 #else
   const bool avx = false;
 #endif
-  // Special activations per column: zeroed copies, positions kept for the fix-up.
+  // Special activations per column: zeroed copies, positions kept for the fix-up. The first pass
+  // is a branch-free reduction (vectorized by the compiler); the slow pass runs only if needed.
   std::vector<std::vector<int64_t>> special(static_cast<size_t>(n));
   std::vector<float> clean;
   std::vector<int64_t> clean_row(static_cast<size_t>(n), -1);
   for (int64_t c = 0; c < n; ++c) {
     const float* xc = x + c * K;
+    if (!any_special(xc, K)) continue;
     for (int64_t k = 0; k < K; ++k)
       if (is_special(xc[k])) special[c].push_back(k);
     if (!special[c].empty()) {
@@ -132,9 +148,9 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
       const float* xc = column(c0 + i);
 #if FRUGALNN_X86
       if (avx) {
-        std::vector<float> scratch(static_cast<size_t>(s.chunks_per_group() * 8 + 8));
+        thread_local std::vector<float> scratch;
         avx2::build_tables(xc, s, tables.get() + i * tb, ts.get() + i * groups, isum.get() + i * groups,
-                           scratch.data());
+                           scratch_buffer(scratch, s.chunks_per_group() * 8 + 8));
         return;
       }
 #endif
@@ -148,7 +164,7 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
         const int nc = static_cast<int>(nb - i < nc_max ? nb - i : nc_max);
 #if FRUGALNN_X86
         if (avx) {
-          avx2::Block b{w.packed, w.ws, w.zt, w.has_zero, {}, {}, {}, {}};
+          avx2::Block b{w.packed, w.ws, w.zt, w.has_zero, {}, {}, {}, {}, cfg.prefetch};
           for (int c = 0; c < nc; ++c) {
             b.tables[c] = tables.get() + (i + c) * tb;
             b.ts[c] = ts.get() + (i + c) * groups;

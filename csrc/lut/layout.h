@@ -21,12 +21,15 @@
 // A group of G/4 chunks takes ceil(G/8) steps; an odd last chunk is padding (its table is zero).
 // Byte i (0..15) of lane L (0,1) of a slab holds two 4-bit plane indices of chunk 2*step+L:
 //   pair slab 2p+r (planes 2p, 2p+1; r = 0,1 picks rows 0-15 / 16-31):
-//       plane 2p + i%2, row 16r + 8h + i/2          (h = 0 low nibble, 1 high nibble)
+//       plane 2p + i%2, accumulator a = 2r + h, int16 lane j = i/2      (h = 0 low nibble, 1 high)
 //   single slab b-1 (only for odd b; plane b-1):
-//       plane b-1,      row 16h + 8(i%2) + i/2
+//       plane b-1,      accumulator a = 2h + i%2, int16 lane j = i/2
 // After vpshufb + vpmaddubsw with plane weights (2^2p, 2^2p+1) -- or (2^(b-1), 0) / (0, 2^(b-1))
-// for the single slab -- every int16 lane holds one row: rows 8a..8a+7 in accumulator a (0..3),
-// lane L = chunk 2*step+L. This is why one 32-byte load feeds 32 rows (or 16 rows x 2 planes).
+// for the single slab -- every int16 lane j of accumulator a (0..3) holds one row,
+//   row(a, j) = 16 (a/2) + 8 (j%2) + 4 (a%2) + j/2,
+// its two 128-bit lanes being chunks 2*step and 2*step+1. One 32-byte load feeds 32 rows (or 16
+// rows x 2 planes). The odd-looking row order makes the fold cheap: the lane sums of accumulators
+// (0,1) sign-extended in place (even int16 lanes, then odd ones) are rows 0-7 and 8-15, in order.
 // Rows past M are zero codes (padding); their outputs are never written.
 //
 // Table layout (int8) per activation column: tables[group][step][32], lane L = T_{2 step + L}.
@@ -59,38 +62,41 @@ struct Shape {
   int64_t unit_bytes() const { return groups() * group_bytes(); }
   int64_t packed_bytes() const { return units() * unit_bytes(); }
   int64_t table_bytes() const { return groups() * steps_per_group() * kSlabBytes; }  // per column
-  // Steps an int16 lane can take before it could overflow: each adds at most (2^b - 1) * 127.
+  // Steps an int16 lane can take before it could overflow: each adds at most (2^b - 1) * 127, and
+  // the fold adds the two chunk lanes in int16 too (hence the factor 2).
   int sub_steps() const {
-    int64_t per_step = ((int64_t{1} << bits) - 1) * 127;
+    int64_t per_step = 2 * ((int64_t{1} << bits) - 1) * 127;
     int64_t s = 32767 / per_step;
     return static_cast<int>(s < 1 ? 1 : s);
   }
 };
 
+inline int accumulator_row(int a, int j) { return 16 * (a / 2) + 8 * (j & 1) + 4 * (a & 1) + j / 2; }
+
 // Where the nibble (slab, lane-byte i, h) of a unit lives: which row of the unit and which plane.
 inline void slab_position(int bits, int slab, int i, int h, int* row, int* plane) {
   if (slab < (bits / 2) * 2) {
-    int p = slab / 2, r = slab % 2;
-    *plane = 2 * p + (i & 1);
-    *row = 16 * r + 8 * h + (i >> 1);
+    *plane = 2 * (slab / 2) + (i & 1);
+    *row = accumulator_row(2 * (slab % 2) + h, i >> 1);
   } else {
     *plane = bits - 1;
-    *row = 16 * h + 8 * (i & 1) + (i >> 1);
+    *row = accumulator_row(2 * h + (i & 1), i >> 1);
   }
 }
 
 // Byte offset of (row-in-unit, plane, chunk-in-group) inside one group's block, with its nibble.
 inline void nibble_address(int bits, int row, int plane, int64_t chunk, int64_t* offset, int* h) {
+  // invert accumulator_row: row = 16 (a/2) + 8 (j%2) + 4 (a%2) + j/2
+  const int a = 2 * (row / 16) + ((row >> 2) & 1), j = 2 * (row & 3) + ((row >> 3) & 1);
   int slab, i;
   if (plane < (bits / 2) * 2) {
-    int p = plane / 2;
-    slab = 2 * p + row / 16;
-    *h = (row / 8) & 1;
-    i = 2 * (row & 7) + (plane & 1);
+    slab = 2 * (plane / 2) + a / 2;
+    *h = a & 1;
+    i = 2 * j + (plane & 1);
   } else {
     slab = bits - 1;
-    *h = row / 16;
-    i = 2 * (row & 7) + ((row / 8) & 1);
+    *h = a / 2;
+    i = 2 * j + (a & 1);
   }
   int64_t step = chunk / 2;
   int lane = static_cast<int>(chunk & 1);

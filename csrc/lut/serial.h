@@ -133,6 +133,11 @@ inline void gemv_units(const uint8_t* packed, const float* ws, const float* zt, 
                        const int8_t* tables, const float* ts, const int32_t* isum, int64_t u0, int64_t u1,
                        float* y) {
   const int64_t groups = s.groups(), spg = s.steps_per_group();
+  // (row, plane) of every nibble of a step, computed once: [slab][i][h]
+  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
+  for (int slab = 0; slab < s.bits; ++slab)
+    for (int i = 0; i < 16; ++i)
+      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
   for (int64_t u = u0; u < u1; ++u) {
     float acc_y[kUnitRows] = {0};
     const uint8_t* unit = packed + u * s.unit_bytes();
@@ -147,11 +152,8 @@ inline void gemv_units(const uint8_t* packed, const float* ws, const float* zt, 
             const int8_t* t16 = tg + st * kSlabBytes + lane * 16;
             for (int i = 0; i < 16; ++i) {
               uint8_t byte = sb[lane * 16 + i];
-              for (int h = 0; h < 2; ++h) {
-                int row, plane;
-                slab_position(s.bits, slab, i, h, &row, &plane);
-                acc[row] += static_cast<int32_t>(t16[(byte >> (4 * h)) & 15]) * (1 << plane);
-              }
+              acc[map_row[slab][i][0]] += static_cast<int32_t>(t16[byte & 15]) * (1 << map_plane[slab][i][0]);
+              acc[map_row[slab][i][1]] += static_cast<int32_t>(t16[byte >> 4]) * (1 << map_plane[slab][i][1]);
             }
           }
         }

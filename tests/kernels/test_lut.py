@@ -38,7 +38,8 @@ def test_matmul_matches_reference(backend, bits, m, k, g, has_zero):
     ref = lut.matmul(x, packed, ws, zt, m, bits, g, has_zero, impl="numpy")
     tiles = TILES if bits <= 4 else TILES[:2]
     for units, cols in tiles:
-        out = lut.matmul(x, packed, ws, zt, m, bits, g, has_zero, units=units, cols=cols, col_block=3)
+        out = lut.matmul(x, packed, ws, zt, m, bits, g, has_zero, units=units, cols=cols, col_block=3,
+                         prefetch=64 * units)
         np.testing.assert_array_equal(out, ref, err_msg=f"units={units} cols={cols}")
     np.testing.assert_array_equal(lut.matmul(x[:1], packed, ws, zt, m, bits, g, has_zero), ref[:1])
 

@@ -14,7 +14,7 @@ def test_tune_caches_and_configs_agree(tmp_path, monkeypatch):
     w = LUTWeight.from_float(np.random.default_rng(0).standard_normal((128, 256)).astype(np.float32), 2, 64)
     x = np.random.default_rng(1).standard_normal((5, 256)).astype(np.float32)
     cfg = tune.config_for(w, 1, 1)
-    assert {"units": cfg["units"], "cols": cfg["cols"]} in tune.GEMV_CANDIDATES
+    assert {k: cfg[k] for k in ("units", "cols", "prefetch")} in tune.GEMV_CANDIDATES
     gemm = tune.config_for(w, 5, 1)
     assert gemm["cols"] in (2, 3, 4)
     cached = json.loads((tmp_path / "lut_tune.json").read_text())

@@ -19,6 +19,8 @@ def nmse(y, ref):
 @pytest.mark.parametrize("group", [4, 32, 64, 128, 256])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_from_float_dequantize_matches_group_quantizer(backend, bits, group, symmetric):
+    if bits == 1 and symmetric:
+        pytest.skip("symmetric 1-bit uses mean|w| levels: test_binary_levels")
     w = LUTWeight.from_float(W, bits, group, symmetric)
     p, s, o = pack.quantize_pack(W, bits, group, symmetric)
     ref = pack.dequantize_unpack(p, s, o, bits, group)
@@ -26,6 +28,14 @@ def test_from_float_dequantize_matches_group_quantizer(backend, bits, group, sym
     x = RNG.standard_normal((3, 256)).astype(np.float32)
     # the only loss against the dequantized weight is the int8 table quantization
     assert nmse(matmul(x, w), x @ w.dequantize().T) < 2e-4
+
+
+def test_binary_levels_are_sign_times_mean_abs():
+    w = LUTWeight.from_float(W, 1, 64)
+    level = np.abs(W).reshape(70, 4, 64).mean(axis=2)
+    expected = np.where(W >= 0, 1, -1) * np.repeat(level, 64, axis=1)
+    np.testing.assert_allclose(w.dequantize(), expected, rtol=1e-6)
+    assert w.symmetric
 
 
 def test_nbytes_is_bits_plus_scales():
@@ -113,12 +123,12 @@ gguf = pytest.importorskip("gguf")
 def _gguf_blocks(name, shape):
     qt = gguf.GGMLQuantizationType[name]
     w = RNG.standard_normal(shape).astype(np.float32)
-    if name == "TQ2_0":
+    if name.startswith("TQ"):
         w = np.clip(np.rint(w), -1, 1) * RNG.uniform(0.5, 2, (shape[0], 1)).astype(np.float32)
     return gguf.quants.quantize(w, qt), qt
 
 
-@pytest.mark.parametrize("name", ["Q4_0", "Q8_0", "TQ2_0"])
+@pytest.mark.parametrize("name", ["Q4_0", "Q8_0", "TQ1_0", "TQ2_0"])
 def test_from_gguf_is_lossless(name):
     data, qt = _gguf_blocks(name, (40, 512))
     w = LUTWeight.from_gguf(data, qtype=qt, shape=(40, 512))
@@ -157,3 +167,19 @@ def test_from_gguf_bad_tensors():
         LUTWeight.from_gguf(tq, qtype=tqt, shape=(2, 256))
     with pytest.raises(TypeError, match="qtype"):
         LUTWeight.from_gguf(data)
+
+
+def test_gemv_fn_matches_matmul_and_validates():
+    w = LUTWeight.from_float(W, 4, 64, symmetric=False)
+    fn = w.gemv_fn(threads=1)
+    x = RNG.standard_normal(256).astype(np.float32)
+    np.testing.assert_array_equal(fn(x), matmul(x[None], w, threads=1))
+    np.testing.assert_array_equal(fn(x[None]), matmul(x[None], w, threads=1))
+    yt = fn(torch.from_numpy(x))
+    assert isinstance(yt, torch.Tensor) and yt.shape == (1, 70)
+    with pytest.raises(TypeError, match="x"):
+        fn(x.astype(np.float64))
+    with pytest.raises(ValueError):
+        fn(x[:255])
+    with pytest.raises(TypeError, match="C-contiguous"):
+        fn(np.ascontiguousarray(np.stack([x, x], 1))[:, 0])

@@ -61,7 +61,7 @@ def build_tables(x: np.ndarray, group_size: int, *, impl: str = "native"):
 
 def matmul(x: np.ndarray, packed: np.ndarray, ws: np.ndarray, zt: np.ndarray, m: int, bits: int, group_size: int,
            has_zero: bool, *, threads: int | None = None, units: int = 1, cols: int = 1, col_block: int = 32,
-           impl: str = "native") -> np.ndarray:
+           prefetch: int = 0, impl: str = "native") -> np.ndarray:
     """x [N, K] float32 times the transformed weight [M, K] -> out [N, M] float32."""
     x = _array(x, "x", np.float32, 2)
     out = np.empty((x.shape[0], require_int(m, "m", 0)), np.float32)
@@ -69,5 +69,5 @@ def matmul(x: np.ndarray, packed: np.ndarray, ws: np.ndarray, zt: np.ndarray, m:
                        _array(zt, "zt", np.float32, 3), m, require_int(bits, "bits", 1, 8),
                        require_int(group_size, "group_size", 1), bool(has_zero), out, threads_arg(threads),
                        require_int(units, "units", 1, 4), require_int(cols, "cols", 1, 4),
-                       require_int(col_block, "col_block", 1))
+                       require_int(col_block, "col_block", 1), require_int(prefetch, "prefetch", 0, 1 << 20))
     return out

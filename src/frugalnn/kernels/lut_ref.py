@@ -36,7 +36,9 @@ def _slab_positions(bits: int) -> tuple[np.ndarray, np.ndarray]:
     """row[slab, i, h], plane[slab, i, h] of every nibble of a step (layout.h, slab_position)."""
     slab, i, h = np.meshgrid(np.arange(bits), np.arange(16), np.arange(2), indexing="ij")
     pair = slab < (bits // 2) * 2
-    row = np.where(pair, 16 * (slab % 2) + 8 * h + i // 2, 16 * h + 8 * (i % 2) + i // 2)
+    acc = np.where(pair, 2 * (slab % 2) + h, 2 * h + i % 2)
+    j = i // 2
+    row = 16 * (acc // 2) + 8 * (j % 2) + 4 * (acc % 2) + j // 2
     plane = np.where(pair, 2 * (slab // 2) + i % 2, bits - 1)
     return row, plane
 
@@ -132,7 +134,8 @@ def build_tables(x, group_size, tables, ts, isum):
     isum[...] = s[0]
 
 
-def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, units=1, cols=1, col_block=32):
+def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, units=1, cols=1, col_block=32,
+           prefetch=0):
     n, k = x.shape
     n_units, groups, _, _ = layout_sizes(m, k, group_size, bits)
     for name, a in (("ws", ws), ("zt", zt)):

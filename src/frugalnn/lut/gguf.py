@@ -1,15 +1,16 @@
 """GGUF block formats decoded straight to (codes, scales, offsets), without a float32 weight copy.
 
 Each supported llama.cpp type maps losslessly onto w = q * scale + offset with one (scale, offset)
-per block: Q4_0 (w = (q - 8) d), Q4_1 (w = q d + m), Q8_0 (w = q d, q int8), TQ2_0 (w = (q - 1) d,
-ternary). The fp16 block scales widen to float32 exactly.
+per block: Q4_0 (w = (q - 8) d), Q4_1 (w = q d + m), Q8_0 (w = q d, q int8), TQ1_0 and TQ2_0
+(w = (q - 1) d, ternary; TQ1_0 packs 5 trits per byte in base 3). The fp16 block scales widen to float32 exactly.
 """
 from __future__ import annotations
 
 import numpy as np
 
 # name -> (block elements, block bytes, bits)
-FORMATS = {"Q4_0": (32, 18, 4), "Q4_1": (32, 20, 4), "Q8_0": (32, 34, 8), "TQ2_0": (256, 66, 2)}
+FORMATS = {"Q4_0": (32, 18, 4), "Q4_1": (32, 20, 4), "Q8_0": (32, 34, 8), "TQ1_0": (256, 54, 2),
+           "TQ2_0": (256, 66, 2)}
 
 
 def _type_name(qtype) -> str:
@@ -64,7 +65,7 @@ def decode(tensor, *, qtype=None, shape=None):
     if bad.any():
         r, b = np.argwhere(bad)[0]
         raise ValueError(f"{label}: block {b} of row {r} has a non-finite scale (corrupted data)")
-    return codes.reshape(m, k), scales, offsets, bits, blk, ("ternary" if name == "TQ2_0" else "int"), name
+    return codes.reshape(m, k), scales, offsets, bits, blk, ("ternary" if name.startswith("TQ") else "int"), name
 
 
 def _q4_nibbles(qs: np.ndarray) -> np.ndarray:
@@ -99,4 +100,20 @@ def _tq2_0(blocks):
     return codes, d, -d
 
 
-_DECODERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0, "TQ2_0": _tq2_0}
+def _trits(packed: np.ndarray, count: int) -> np.ndarray:
+    """Base-3 digits stored as fixed-point fractions: digit n of byte b is ((b * 3^n mod 256) * 3) >> 8."""
+    pow3 = np.array([1, 3, 9, 27, 81, 243], np.uint16)[:count]
+    q = (packed[..., None, :].astype(np.uint16) * pow3[:, None]) & 0xFF  # [..., n, bytes]
+    return ((q * 3) >> 8).astype(np.uint8)
+
+
+def _tq1_0(blocks):
+    qs, qh, d = blocks[..., :48], blocks[..., 48:52], _f16(blocks, 52)
+    lead = qs.shape[:-1]
+    # element order: 5 digits of bytes 0..31 (digit-major), 5 digits of bytes 32..47, 4 digits of qh
+    codes = np.concatenate([_trits(qs[..., :32], 5).reshape(*lead, 160), _trits(qs[..., 32:], 5).reshape(*lead, 80),
+                            _trits(qh, 4).reshape(*lead, 16)], axis=-1)
+    return codes, d, -d
+
+
+_DECODERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0, "TQ1_0": _tq1_0, "TQ2_0": _tq2_0}

@@ -78,7 +78,8 @@ class LUTWeight:
         bits="ternary": BitNet b1.58 absmean quantization, {-1, 0, +1} times one scale per tensor
         (`group_size` and `symmetric` are ignored; the kernel's exact int32 path runs over all of K).
         Otherwise codes are round-to-nearest on a per-group grid (frugalnn.kernels.pack): symmetric
-        uses mid-rise levels (+-scale/2, +-3 scale/2, ...), asymmetric min/max with a zero point.
+        uses mid-rise levels (+-scale/2, +-3 scale/2, ...), asymmetric min/max with a zero point;
+        symmetric 1-bit is sign(w) * mean|w| per group.
         """
         a, _ = to_numpy(w, "w")
         require_floating(a, "w")
@@ -93,9 +94,24 @@ class LUTWeight:
         bits = require_int(bits, "bits", 1, 8)
         group_size = require_int(group_size, "group_size", 4)
         _check_group(k, group_size)
+        if bits == 1 and symmetric:
+            return cls._binary(a, group_size, threads)
         packed, scales, offsets = pack.quantize_pack(a, bits, group_size, bool(symmetric), threads=threads)
         codes = pack.unpack_codes(packed, bits, k, threads=threads)
         return cls.from_codes(codes, scales, offsets, bits, group_size, symmetric=bool(symmetric), source="float",
+                              threads=threads)
+
+    @classmethod
+    def _binary(cls, a: np.ndarray, group_size: int, threads) -> "LUTWeight":
+        # Symmetric 1-bit: sign(w) times the group's mean |w| (the L2-optimal level, as in XNOR-Net);
+        # absmax levels (what the generic quantizer would pick) lose most of a Gaussian's energy.
+        if not np.isfinite(a).all():
+            r, c = np.argwhere(~np.isfinite(a))[0]
+            raise ValueError(f"w: row {r}, group {c // group_size} holds NaN/inf")
+        m, k = a.shape
+        level = np.abs(a).reshape(m, k // group_size, group_size).mean(axis=2, dtype=np.float64).astype(np.float32)
+        codes = (a >= 0).astype(np.uint8)
+        return cls.from_codes(codes, level * np.float32(2), -level, 1, group_size, symmetric=True, source="float",
                               threads=threads)
 
     @classmethod
@@ -113,7 +129,7 @@ class LUTWeight:
     @classmethod
     def from_gguf(cls, tensor, *, qtype=None, shape=None, threads: int | None = None) -> "LUTWeight":
         """A GGUF tensor (gguf.ReaderTensor, or raw bytes with qtype and shape=(M, K)) re-packed
-        losslessly: Q4_0, Q4_1, Q8_0, TQ2_0. No float32 copy of the weight is made."""
+        losslessly: Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0. No float32 copy of the weight is made."""
         from frugalnn.lut.gguf import decode
 
         codes, scales, offsets, bits, group, kind, name = decode(tensor, qtype=qtype, shape=shape)
@@ -133,6 +149,12 @@ class LUTWeight:
     def bits_per_weight(self) -> float:
         m, k = self.shape
         return 8.0 * self.nbytes / max(m * k, 1)
+
+    def gemv_fn(self, threads: int | None = None):
+        """Lean one-token entry point: fn(x [K] or [1, K] float32 C-contiguous) -> [1, M] (see lut.ops.gemv_fn)."""
+        from frugalnn.lut.ops import gemv_fn
+
+        return gemv_fn(self, threads)
 
     def codes(self, threads: int | None = None) -> np.ndarray:
         m, k = self.shape
