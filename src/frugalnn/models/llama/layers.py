@@ -48,10 +48,9 @@ class Linear(nn.Module):
     """y = x W^T where W is either a float32 tensor [N, K] or a frugalnn.lut.LUTWeight.
 
     The backend is fixed at construction so forward does no per-call dispatch work. For LUT
-    weights a one-token call (decode) goes straight to the compiled GEMV with its tile config
-    resolved once here: the public frugalnn.lut.matmul re-validates every argument on every call,
-    which costs more than the kernel itself on SmolLM2's small matrices (see
-    /work/notes/requests-for-tmac.md). Batched calls (prefill) use the public matmul.
+    weights a one-token call (decode) uses `LUTWeight.gemv_fn`, whose threads and tile config are
+    resolved once: per-call argument handling costs as much as the kernel on SmolLM2's 576-wide
+    matrices. Batched calls (prefill) use frugalnn.lut.matmul.
     """
 
     def __init__(self, weight: Any, threads: int | None = None):
@@ -117,33 +116,20 @@ class StackedLinear(nn.Module):
 
 
 def _bind_gemv(w: Any, threads: int | None):
-    """A one-token GEMV closure over the LUT kernel's arguments, or None if the internals differ."""
+    """A one-token GEMV closure for a LUTWeight (threads and tile config resolved once), or None."""
+    make = getattr(w, "gemv_fn", None)
+    if make is None:
+        return None
     try:
-        import numpy as np
-
-        from frugalnn import _core
-        from frugalnn.lut import tune
-
-        t = _core.hardware_threads() if threads is None else int(threads)
-        cfg = tune.config_for(w, 1, t)
-        kernel = _core.lut.matmul
-        m, k = w.shape
-        zt = w.ws if w.zt is None else w.zt
-        args = (w.packed, w.ws, zt, m, w.bits, w.group_size, w.zt is not None)
-        tail = (t, cfg["units"], cfg["cols"], cfg["col_block"])
-    except (AttributeError, ImportError, KeyError, TypeError):
+        fn = make(threads=threads)
+        m, k = int(w.shape[0]), int(w.shape[1])
+        fn(torch.zeros(1, k))  # prove it on a real call; the public matmul remains the fallback
+    except (TypeError, ValueError, AttributeError):
         return None
 
     def gemv(x: torch.Tensor) -> torch.Tensor:
-        out = np.empty((1, m), np.float32)
-        kernel(x.numpy().reshape(1, k), *args, out, *tail)
-        return torch.from_numpy(out).view(*x.shape[:-1], m)
+        return fn(x.view(1, k)).view(*x.shape[:-1], m)
 
-    try:  # prove the binding on a real call; fall back to the public API if anything disagrees
-        probe = torch.zeros(1, k)
-        gemv(probe)
-    except Exception:
-        return None
     return gemv
 
 
