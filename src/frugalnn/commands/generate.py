@@ -41,8 +41,10 @@ def setup(args):
     bits = llama.parse_bits(args.bits)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
+    from frugalnn.models.llama.model import torch_threads
+
     threads = args.threads or _core.hardware_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads(bits, threads))
     path = llama.resolve_model_path(args.model)
     print(f"loading {path.name} at {bits} bits ...", file=sys.stderr, flush=True)
     model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size, head_bits=args.head_bits)
