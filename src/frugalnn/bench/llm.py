@@ -107,7 +107,6 @@ def _timing(samples: list[float]) -> Timing:
 @benchmark("llm", "end-to-end prefill/decode tok/s: our Llama + LUT kernels vs llama.cpp on the same GGUF",
            add_arguments)
 def bench_llm(args: BenchArgs) -> BenchReport:
-
     from frugalnn.data import smollm2_gguf
     from frugalnn.models import llama
 
