@@ -55,8 +55,8 @@ def setup(args):
 class Streamer:
     """Prints the text of generated ids as they arrive (whole characters only)."""
 
-    def __init__(self, tok, out=sys.stdout):
-        self.tok, self.out, self.ids, self.printed = tok, out, [], ""
+    def __init__(self, tok, out=None):
+        self.tok, self.out, self.ids, self.printed = tok, out or sys.stdout, [], ""  # stdout now, not at import
 
     def __call__(self, token_id: int) -> None:
         self.ids.append(token_id)
