@@ -46,7 +46,8 @@ def setup(args):
     threads = args.threads or _core.hardware_threads()
     torch.set_num_threads(torch_threads(bits, threads))
     path = llama.resolve_model_path(args.model)
-    print(f"loading {path.name} at {bits} bits ...", file=sys.stderr, flush=True)
+    what = "fp32" if bits == "fp32" else ("ternary" if bits == "ternary" else f"{bits} bits")
+    print(f"loading {path.name} at {what} ...", file=sys.stderr, flush=True)
     model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size, head_bits=args.head_bits)
     tok = llama.load_tokenizer(path)
     return model, tok
