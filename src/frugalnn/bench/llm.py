@@ -4,7 +4,8 @@ Models: (a) the real SmolLM2-135M-Instruct Q4_1 GGUF, (b) Llama-2-7B-shaped GGUF
 weights written by ../shared/peers/gen_gguf.py in Q2_K, TQ2_0 and Q4_0 (found in --peer-models,
 skipped when absent). Both sides load the same file: we take Q4_0/Q4_1/TQ2_0 tensors as stored,
 and re-quantize Q2_K to our 2-bit format (group 128); the 7B files' Q6_K output head becomes 4-bit
-on our side.
+on our side. The random TQ2_0 file's blocks hold code 3 (not ternary), so our side re-quantizes
+it to ternary from the dequantized values.
 
 Method (identical for both sides, the one ../shared/peers/tg_bench.py uses): prefill = one eval of a
 fixed 64-token prompt; decode = 32 single-token evals fed fixed token ids (no sampling), time per
@@ -55,8 +56,8 @@ def time_ours(model, n_prompt: int, n_gen: int, profile: bool = False) -> dict:
 
     model.setup_cache(n_prompt + n_gen + 16)
     prompt = torch.tensor([prompt_ids(n_prompt)])
-    model(prompt[:, :16], start=0)  # warm-up
-    model(torch.tensor([[500]]), start=16)
+    model(prompt, start=0)  # warm-up: pages weights in, lets the kernel tuner pick tiles for these shapes
+    model(torch.tensor([[500]]), start=n_prompt)
     t0 = time.perf_counter()
     model(prompt, start=0, last_only=True)
     pp = time.perf_counter() - t0
@@ -106,8 +107,6 @@ def _timing(samples: list[float]) -> Timing:
 @benchmark("llm", "end-to-end prefill/decode tok/s: our Llama + LUT kernels vs llama.cpp on the same GGUF",
            add_arguments)
 def bench_llm(args: BenchArgs) -> BenchReport:
-    import torch
-
     from frugalnn.data import smollm2_gguf
     from frugalnn.models import llama
 
@@ -146,11 +145,16 @@ def bench_llm(args: BenchArgs) -> BenchReport:
     report.notes.append(f"prefill: one eval of a {n_prompt}-token prompt; decode: {n_gen} single-token evals, "
                         "time per token; medians over repeats, ours and llama.cpp interleaved.")
     for key, (path, bits) in models.items():
+        # gen_gguf.py fills TQ2_0 blocks with random bytes, code 3 included, which is not ternary:
+        # llama.cpp reads it as +2, our LUTWeight.from_gguf rejects it, so our side re-quantizes
+        # the dequantized tensor to ternary (same shapes, same bits per weight class).
+        direct = not key.endswith("tq2_0.gguf")
+        t0 = time.perf_counter()
+        model = llama.load(path, bits=bits, threads=args.threads[0], max_positions=n_prompt + n_gen + 16,
+                           gguf_direct=direct)
+        load_s = time.perf_counter() - t0
         for threads in args.threads:
-            torch.set_num_threads(threads)
-            t0 = time.perf_counter()
-            model = llama.load(path, bits=bits, threads=threads, max_positions=n_prompt + n_gen + 16)
-            load_s = time.perf_counter() - t0
+            model.set_threads(threads)
             ours = {"pp": [], "tg": []}
             peer = {"pp": [], "tg": []}
             for _ in range(args.repeats):
@@ -163,7 +167,8 @@ def bench_llm(args: BenchArgs) -> BenchReport:
                     peer["tg"].append(p["tg_s"])
                     report.meta.setdefault("llama_cpp", p["version"])
             share = time_ours(model, n_prompt, n_gen, profile=True)["linear_share"]
-            label = f"{key} ({'Q4_1' if key == 'smollm2' else key.split('-')[-1][:-5].upper()}; ours {bits}-bit)"
+            file_type = "Q4_1" if key == "smollm2" else key.split("-")[-1][:-5].upper()
+            label = f"{key} ({file_type}; ours {bits}{'' if bits == 'ternary' else '-bit'})"
             for phase, n in (("decode", 1), ("prefill", n_prompt)):
                 ph = "tg" if phase == "decode" else "pp"
                 timings = {"frugalnn": _timing(ours[ph])}
@@ -177,7 +182,8 @@ def bench_llm(args: BenchArgs) -> BenchReport:
                         if phase == "decode":
                             row.extra["linear share"] = f"{share:.0%}"
                             row.extra["load s"] = load_s
-            del model
+            print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
+        del model
     return report
 
 

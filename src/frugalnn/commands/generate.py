@@ -12,6 +12,8 @@ def add_model_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
     p.add_argument("--group-size", type=int, default=None,
                    help="group size of re-quantized 3/2-bit weights (default: 128, 64 or 32, whichever divides K)")
+    p.add_argument("--head-bits", default="auto", choices=("auto", "4"),
+                   help="low-bit output head: as stored when possible (auto, SmolLM2: Q8_0) or 4-bit")
 
 
 def register(sub) -> None:
@@ -39,11 +41,14 @@ def setup(args):
     bits = llama.parse_bits(args.bits)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
+    from frugalnn.models.llama.model import torch_threads
+
     threads = args.threads or _core.hardware_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads(bits, threads))
     path = llama.resolve_model_path(args.model)
-    print(f"loading {path.name} at {bits} bits ...", file=sys.stderr, flush=True)
-    model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size)
+    what = "fp32" if bits == "fp32" else ("ternary" if bits == "ternary" else f"{bits} bits")
+    print(f"loading {path.name} at {what} ...", file=sys.stderr, flush=True)
+    model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size, head_bits=args.head_bits)
     tok = llama.load_tokenizer(path)
     return model, tok
 
@@ -52,8 +57,7 @@ class Streamer:
     """Prints the text of generated ids as they arrive (whole characters only)."""
 
     def __init__(self, tok, out=None):
-        # resolved per call, not at import: sys.stdout may be swapped (pytest capture, redirection)
-        self.tok, self.out, self.ids, self.printed = tok, out or sys.stdout, [], ""
+        self.tok, self.out, self.ids, self.printed = tok, out or sys.stdout, [], ""  # stdout now, not at import
 
     def __call__(self, token_id: int) -> None:
         self.ids.append(token_id)

@@ -48,10 +48,9 @@ class Linear(nn.Module):
     """y = x W^T where W is either a float32 tensor [N, K] or a frugalnn.lut.LUTWeight.
 
     The backend is fixed at construction so forward does no per-call dispatch work. For LUT
-    weights a one-token call (decode) goes straight to the compiled GEMV with its tile config
-    resolved once here: the public frugalnn.lut.matmul re-validates every argument on every call,
-    which costs more than the kernel itself on SmolLM2's small matrices (see
-    /work/notes/requests-for-tmac.md). Batched calls (prefill) use the public matmul.
+    weights a one-token call (decode) uses `LUTWeight.gemv_fn`, whose threads and tile config are
+    resolved once: per-call argument handling costs as much as the kernel on SmolLM2's 576-wide
+    matrices. Batched calls (prefill) use frugalnn.lut.matmul.
     """
 
     def __init__(self, weight: Any, threads: int | None = None):
@@ -84,6 +83,12 @@ class Linear(nn.Module):
             return self._gemv(x)
         return self._lut_matmul(x, self.lut, threads=self.threads)
 
+    def set_threads(self, threads: int | None) -> None:
+        """Threads for the LUT kernel (fp32 matmuls follow torch.set_num_threads)."""
+        self.threads = threads
+        if self.backend != "fp32":
+            self._gemv = _bind_gemv(self.lut, threads)
+
     def nbytes(self) -> int:
         if self.backend == "fp32":
             return self.weight.numel() * 4
@@ -111,33 +116,20 @@ class StackedLinear(nn.Module):
 
 
 def _bind_gemv(w: Any, threads: int | None):
-    """A one-token GEMV closure over the LUT kernel's arguments, or None if the internals differ."""
+    """A one-token GEMV closure for a LUTWeight (threads and tile config resolved once), or None."""
+    make = getattr(w, "gemv_fn", None)
+    if make is None:
+        return None
     try:
-        import numpy as np
-
-        from frugalnn import _core
-        from frugalnn.lut import tune
-
-        t = _core.hardware_threads() if threads is None else int(threads)
-        cfg = tune.config_for(w, 1, t)
-        kernel = _core.lut.matmul
-        m, k = w.shape
-        zt = w.ws if w.zt is None else w.zt
-        args = (w.packed, w.ws, zt, m, w.bits, w.group_size, w.zt is not None)
-        tail = (t, cfg["units"], cfg["cols"], cfg["col_block"])
-    except (AttributeError, ImportError, KeyError, TypeError):
+        fn = make(threads=threads)
+        m, k = int(w.shape[0]), int(w.shape[1])
+        fn(torch.zeros(1, k))  # prove it on a real call; the public matmul remains the fallback
+    except (TypeError, ValueError, AttributeError):
         return None
 
     def gemv(x: torch.Tensor) -> torch.Tensor:
-        out = np.empty((1, m), np.float32)
-        kernel(x.numpy().reshape(1, k), *args, out, *tail)
-        return torch.from_numpy(out).view(*x.shape[:-1], m)
+        return fn(x.view(1, k)).view(*x.shape[:-1], m)
 
-    try:  # prove the binding on a real call; fall back to the public API if anything disagrees
-        probe = torch.zeros(1, k)
-        gemv(probe)
-    except Exception:
-        return None
     return gemv
 
 
@@ -166,7 +158,7 @@ class LlamaAttention(nn.Module):
     def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = self.wqkv(x)
+        qkv = self.wqkv.forward(x)
         # q and k sit side by side in the fused output: one RoPE call turns both
         qk, v = qkv.split(self.qk_v_split, dim=-1)
         q, k = apply_rope(qk.view(B, T, H + Hkv, D), rot, self.rope_dim).split(self.q_k_split, dim=2)
@@ -193,7 +185,7 @@ class LlamaAttention(nn.Module):
             else:
                 o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             o = o.transpose(1, 2)
-        return self.wo(o.reshape(B, T, H * D))
+        return self.wo.forward(o.reshape(B, T, H * D))
 
 
 class SwiGLU(nn.Module):
@@ -204,8 +196,8 @@ class SwiGLU(nn.Module):
         self.gate_up, self.down = gate_up, down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        gate, up = self.gate_up.forward(x).chunk(2, dim=-1)
+        return self.down.forward(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -214,5 +206,7 @@ class Block(nn.Module):
         self.attn_norm, self.attention, self.ffn_norm, self.mlp = attn_norm, attention, ffn_norm, mlp
 
     def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
-        h = x + self.attention(self.attn_norm(x), rot, start, mask)
-        return h + self.mlp(self.ffn_norm(h))
+        # leaf modules are called through .forward (no hook machinery: ~2 us saved per call, 8 per
+        # layer); attention keeps __call__ so frugalnn.nn.routing wrappers and hooks still apply
+        h = x + self.attention(self.attn_norm.forward(x), rot, start, mask)
+        return h + self.mlp.forward(self.ffn_norm.forward(h))

@@ -57,8 +57,8 @@ def resolve_model_path(model: str | Path) -> Path:
 class WeightFactory:
     """Turns a GGUF tensor into the weight object a Linear runs on, for one `bits` setting."""
 
-    def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None):
-        self.file, self.bits, self.group_size = file, bits, group_size
+    def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None, gguf_direct: bool = True):
+        self.file, self.bits, self.group_size, self.gguf_direct = file, bits, group_size, gguf_direct
         self.direct = 0  # tensors that went into LUTWeight without a float32 copy
         if bits != "fp32":
             try:
@@ -83,7 +83,7 @@ class WeightFactory:
             return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
         tensors = [self.file.tensor(n) for n in names]
         qtypes = {t.tensor_type for t in tensors}
-        if len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
+        if self.gguf_direct and len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
             self.direct += len(names)
             if len(names) == 1:
                 return self.LUTWeight.from_gguf(tensors[0])
@@ -100,18 +100,25 @@ class WeightFactory:
 
 
 def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
-         max_positions: int | None = None, group_size: int | None = None) -> Llama:
+         max_positions: int | None = None, group_size: int | None = None, gguf_direct: bool = True,
+         head_bits: str = "auto") -> Llama:
     """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`.
 
     threads: for the LUT kernels (None: all cores); fp32 matmuls follow torch.set_num_threads.
     group_size: for re-quantized low-bit weights (default: 128, 64 or 32, whichever divides K).
+    gguf_direct=False re-quantizes every tensor from its dequantized values, even those LUTWeight could
+    take as stored (e.g. the random-byte TQ2_0 files of ../shared/peers hold code 3, not ternary).
+    head_bits (low-bit modes): "auto" keeps the output head as stored when LUTWeight takes its type
+    (SmolLM2: Q8_0), else 4-bit; "4" re-quantizes it to 4 bits (half the bytes of Q8_0, faster decode).
     """
+    if head_bits not in ("auto", "4"):
+        raise ValueError(f"head_bits: expected 'auto' or '4', got {head_bits!r}")
     bits = parse_bits(bits)
     file = GGUFModelFile(resolve_model_path(model))
     c = file.config
     if max_positions is not None and not 1 <= max_positions <= c.context_length:
         raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
-    make = WeightFactory(file, bits, group_size)
+    make = WeightFactory(file, bits, group_size, gguf_direct)
     def linear(*names: str, bits: str | None = None) -> Linear:
         w = make(*names, bits=bits)
         if isinstance(w, list):  # ternary re-quantized per tensor: fuse at the output instead
@@ -132,7 +139,7 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     head_name = "token_embd.weight" if file.tied_embeddings else "output.weight"
     if bits == "fp32":
         output = Linear(embedding if file.tied_embeddings else make(head_name), threads=threads)
-    elif file.type_name(head_name) in HEAD_DIRECT_TYPES:
+    elif gguf_direct and head_bits == "auto" and file.type_name(head_name) in HEAD_DIRECT_TYPES:
         make.direct += 1
         output = Linear(make.LUTWeight.from_gguf(file.tensor(head_name)), threads=threads)
     else:
