@@ -23,21 +23,28 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def _with_unit(v: Any, unit: str) -> str:
+    text = fmt(v)
+    return f"{text} {unit}" if unit and v is not None and not isinstance(v, str) else text
+
+
 def print_summary(outcomes, console) -> None:
+    """One table per experiment (metric, paper, ours, verdict) so it stays readable at 80 columns."""
     from rich.table import Table
 
-    t = Table(title="frugalnn report", show_lines=False)
-    for col in ("technique", "experiment", "metric", "paper", "ours", "unit", "verdict"):
-        t.add_column(col, overflow="fold")
     for o in outcomes:
+        title = f"{o.experiment.technique} - {o.name}" if o.experiment else o.name
         if o.status != "ok":
             style = "yellow" if o.status == "skipped" else "red"
             last = o.error.strip().splitlines()[-1] if o.error.strip() else ""
-            t.add_row(o.experiment.technique if o.experiment else "", o.name, f"[{style}]{o.status}[/]: {last}",
-                      "", "", "", f"[{style}]{o.status}[/]")
+            console.print(f"[bold]{title}[/]: [{style}]{o.status}[/] {last}")
             continue
+        t = Table(title=title, title_justify="left", expand=False)
+        t.add_column("metric", overflow="fold", ratio=3)
+        t.add_column("paper", overflow="fold")
+        t.add_column("ours", overflow="fold")
+        t.add_column("verdict", overflow="fold")
         for r in o.result.rows:
             style = VERDICT_STYLE.get(r.verdict, "")
-            t.add_row(r.technique, r.experiment, r.metric, fmt(r.paper), fmt(r.measured), r.unit,
-                      f"[{style}]{r.verdict}[/]")
-    console.print(t)
+            t.add_row(r.metric, _with_unit(r.paper, r.unit), _with_unit(r.measured, r.unit), f"[{style}]{r.verdict}[/]")
+        console.print(t)
