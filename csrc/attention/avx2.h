@@ -140,47 +140,50 @@ FRUGALNN_AVX2 inline void pv_tile(const float* pt, const float* strip, int64_t c
 }
 
 struct Ops {
-  // Value rows [cols, ev] -> strips [ceil(ev/4)][BK][4], the last strip zero-padded. A whole
-  // 64-byte line (4 strips) of each row at a time, so the stores run down 4 output streams
-  // instead of scattering one 16-byte piece into every strip per row (2.5x faster at Ev = 128).
-  FRUGALNN_AVX2 static const float* pack_values(const float* v, int64_t cols, int64_t ev, float* vp) {
+  // Value row j of a tile -> position j of the strips [ceil(ev/4)][BK][4], the last strip
+  // zero-padded; a whole 64-byte line (4 strips) at a time.
+  FRUGALNN_AVX2 static void pack_row(const float* vj, int64_t j, int64_t ev, float* vp) {
     constexpr int64_t SB = BK * VLANES;  // floats per strip
     const int64_t lines = ev / 16;
     for (int64_t g = 0; g < lines; ++g) {
-      float* d = vp + 4 * g * SB;
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* src = v + j * ev + 16 * g;
-        const __m256 a = _mm256_loadu_ps(src), b = _mm256_loadu_ps(src + 8);
-        _mm_store_ps(d + j * VLANES, _mm256_castps256_ps128(a));
-        _mm_store_ps(d + SB + j * VLANES, _mm256_extractf128_ps(a, 1));
-        _mm_store_ps(d + 2 * SB + j * VLANES, _mm256_castps256_ps128(b));
-        _mm_store_ps(d + 3 * SB + j * VLANES, _mm256_extractf128_ps(b, 1));
-      }
+      const __m256 a = _mm256_loadu_ps(vj + 16 * g), b = _mm256_loadu_ps(vj + 16 * g + 8);
+      float* d = vp + 4 * g * SB + j * VLANES;
+      _mm_store_ps(d, _mm256_castps256_ps128(a));
+      _mm_store_ps(d + SB, _mm256_extractf128_ps(a, 1));
+      _mm_store_ps(d + 2 * SB, _mm256_castps256_ps128(b));
+      _mm_store_ps(d + 3 * SB, _mm256_extractf128_ps(b, 1));
     }
     for (int64_t s = 4 * lines; s * VLANES < ev; ++s) {  // columns past the last whole line
-      float* d = vp + s * SB;
-      const int64_t c0 = s * VLANES, n = std::min(VLANES, ev - c0);
-      for (int64_t j = 0; j < cols; ++j)
-        for (int64_t c = 0; c < VLANES; ++c) d[j * VLANES + c] = c < n ? v[j * ev + c0 + c] : 0.0f;
+      float* d = vp + s * SB + j * VLANES;
+      for (int64_t c = 0; c < VLANES; ++c) d[c] = s * VLANES + c < ev ? vj[s * VLANES + c] : 0.0f;
     }
+  }
+
+  FRUGALNN_AVX2 static const float* pack_values(const float* v, int64_t cols, int64_t ev, float* vp) {
+    for (int64_t j = 0; j < cols; ++j) pack_row(v + j * ev, j, ev, vp);
     return vp;
   }
 
-  FRUGALNN_AVX2 static void prefetch_rows(const Prefetch& pf, int64_t r0, int64_t r1) {
+  static const float* values_of(const float* /*v*/, float* vp) { return vp; }
+
+  FRUGALNN_AVX2 static void prefetch_l2(const float* p, int64_t floats) {
+    for (int64_t x = 0; x < floats; x += 16) _mm_prefetch(reinterpret_cast<const char*>(p + x), _MM_HINT_T1);
+  }
+
+  FRUGALNN_AVX2 static void background_rows(const Background& bg, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t x = 0; x < pf.e; x += 16) _mm_prefetch(reinterpret_cast<const char*>(pf.k + r * pf.e + x), _MM_HINT_T1);
-      for (int64_t x = 0; x < pf.ev; x += 16) _mm_prefetch(reinterpret_cast<const char*>(pf.v + r * pf.ev + x), _MM_HINT_T1);
+      prefetch_l2(bg.k + r * bg.e, bg.e);
+      if (r < bg.ahead_rows) prefetch_l2(bg.v_ahead + r * bg.ev, bg.ev);
+      pack_row(bg.v + r * bg.ev, r, bg.ev, bg.vp);
     }
   }
 
-  FRUGALNN_AVX2 static void prefetch(const Prefetch& pf) { prefetch_rows(pf, 0, pf.rows); }
-
-  // The prefetch rows are spread over the 4-key groups, a few lines between micro-kernels.
+  // The background rows are spread over the 4-key groups, one or two rows between micro-kernels.
   FRUGALNN_AVX2 static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st,
-                                   const Prefetch& pf) {
-    const int64_t groups = (cols + 3) / 4, per_group = (pf.rows + groups - 1) / groups;
+                                   const Background& bg) {
+    const int64_t groups = (cols + 3) / 4, per_group = (bg.r1 - bg.r0 + groups - 1) / groups;
     for (int64_t j = 0, g = 0; j < cols; j += 4, ++g) {
-      prefetch_rows(pf, std::min(pf.rows, g * per_group), std::min(pf.rows, (g + 1) * per_group));
+      background_rows(bg, std::min(bg.r1, bg.r0 + g * per_group), std::min(bg.r1, bg.r0 + (g + 1) * per_group));
       for (int64_t i = 0; i < BQ; i += 24) scores_tile(k + j * e, cols - j, e, qt + i, st + j * BQ + i);
     }
   }

@@ -58,10 +58,11 @@ constexpr int64_t VLANES = 4;                        // value columns per packed
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Floats of per-thread workspace: per block Q^T, accumulator (Ev rounded up to whole strips),
-// m, l, alpha; shared by the blocks: one score tile and one packed value tile.
+// m, l, alpha; shared by the blocks: one score tile and two packed value tiles (this one, and
+// the next one being packed).
 inline int64_t workspace_floats(int64_t e, int64_t ev) {
   const int64_t evp = round_up(ev, VLANES);
-  return MAX_SUB * (e * BQ + evp * BQ + 3 * BQ) + BK * BQ + BK * evp;
+  return MAX_SUB * (e * BQ + evp * BQ + 3 * BQ) + BK * BQ + 2 * BK * evp;
 }
 
 struct Problem {
@@ -74,14 +75,18 @@ struct Problem {
   bool causal;
 };
 
-// Rows of the next key and value tiles to pull into L2 during a scores call: past the L2 size
-// (S*(E+Ev)*4 bytes over ~1 MiB) the tiles come from L3 or DRAM, and the hardware prefetchers
-// restart at every 4 KiB page (8 rows at E = 128), so without this the first block of each tile
-// stalls on misses.
-struct Prefetch {
-  const float* k;
-  const float* v;
-  int64_t rows, e, ev;
+// Work on the following key tiles that a scores call does between its micro-kernels, whose
+// FMA ports are busy while the load/store ports are half idle: rows [r0, r1) of the next tile's
+// keys are prefetched into L2 and its values packed into `vp` (Ops that pack), and the same rows
+// of the tile after that have their values prefetched (so the packing reads L2). Past the L2
+// size (S*(E+Ev)*4 bytes over ~1 MiB) tiles come from L3 or DRAM, and the hardware prefetchers
+// restart at every 4 KiB page (8 rows at E = 128); done separately, the packing cost 3-6%.
+struct Background {
+  const float* k;        // next tile's keys (row 0)
+  const float* v;        // next tile's values (row 0)
+  const float* v_ahead;  // the tile after next's values (row 0); rows >= ahead_rows do not exist
+  float* vp;             // where the next tile's values are packed
+  int64_t r0, r1, ahead_rows, e, ev;
 };
 
 struct Workspace {
@@ -120,7 +125,7 @@ void attention_task(const Problem& p, int64_t n, int64_t first_block, int64_t bl
   const float* vn = p.v + kv * p.s * ev;
 
   Workspace& ws = thread_workspace();
-  const int64_t need = workspace_floats(e, ev) + (5 * MAX_SUB + 2) * 16 + 16;  // + rounding + alignment
+  const int64_t need = workspace_floats(e, ev) + (5 * MAX_SUB + 3) * 16 + 16;  // + rounding + alignment
   if (static_cast<int64_t>(ws.buf.size()) < need) ws.buf.assign(static_cast<size_t>(need), 0.0f);
   int64_t used = 0;
   BlockState blk[MAX_SUB];
@@ -145,24 +150,28 @@ void attention_task(const Problem& p, int64_t n, int64_t first_block, int64_t bl
     }
     std::fill(s.acc, s.acc + evp * BQ, 0.0f);
   }
-  float* st = ws.take(BK * BQ, used);   // [BK, BQ]   scores, then probabilities, of one key tile
-  float* vbuf = ws.take(BK * evp, used);  // the value tile in the layout Ops::accumulate_pv reads
+  float* st = ws.take(BK * BQ, used);  // [BK, BQ]   scores, then probabilities, of one key tile
+  float* vbuf[2] = {ws.take(BK * evp, used), ws.take(BK * evp, used)};  // packed values: this tile, next
 
-  for (int64_t k0 = 0; k0 < last_key; k0 += BK) {
-    const float* values = Ops::pack_values(vn + k0 * ev, std::min(BK, last_key - k0), ev, vbuf);
-    // The next tile's keys and values, prefetched in equal shares while the blocks work on this one.
-    const int64_t next0 = k0 + BK, next_rows = std::max<int64_t>(0, std::min(BK, last_key - next0));
-    const int64_t share = (next_rows + blocks - 1) / blocks;
-    for (int64_t b = 0; b < blocks; ++b) {
+  const float* values = Ops::pack_values(vn, std::min(BK, last_key), ev, vbuf[0]);
+  for (int64_t k0 = 0, t = 0; k0 < last_key; k0 += BK, ++t) {
+    const int64_t next0 = k0 + BK;
+    const int64_t next_rows = std::max<int64_t>(0, std::min(BK, last_key - next0));
+    const int64_t ahead_rows = std::max<int64_t>(0, std::min(BK, last_key - next0 - BK));
+    float* next_vp = vbuf[(t + 1) & 1];
+    // The next tile's rows are shared out over the blocks that work on this tile (with causal
+    // masking the first blocks may be done already).
+    int64_t active = 0;
+    for (int64_t b = 0; b < blocks; ++b) active += k0 < blk[b].last_key;
+    const int64_t share = (next_rows + active - 1) / active;
+    for (int64_t b = 0, a = 0; b < blocks; ++b) {
       BlockState& s = blk[b];
-      const int64_t pf0 = std::min(next_rows, b * share), pf_rows = std::min(next_rows, pf0 + share) - pf0;
-      const Prefetch pf{kn + (next0 + pf0) * e, vn + (next0 + pf0) * ev, pf_rows, e, ev};
-      if (k0 >= s.last_key) {
-        Ops::prefetch(pf);
-        continue;
-      }
+      if (k0 >= s.last_key) continue;
+      const int64_t r0 = std::min(next_rows, a * share), r1 = std::min(next_rows, r0 + share);
+      ++a;
+      const Background bg{kn + next0 * e, vn + next0 * ev, vn + (next0 + BK) * ev, next_vp, r0, r1, ahead_rows, e, ev};
       const int64_t cols = std::min(BK, s.last_key - k0);
-      Ops::scores(kn + k0 * e, cols, e, s.qt, st, pf);
+      Ops::scores(kn + k0 * e, cols, e, s.qt, st, bg);
       if (p.causal && k0 + cols - 1 > s.q0) {  // the tile crosses the diagonal: hide keys j > query i
         for (int64_t j = 0; j < cols; ++j)
           for (int64_t i = 0; i < BQ; ++i)
@@ -172,6 +181,7 @@ void attention_task(const Problem& p, int64_t n, int64_t first_block, int64_t bl
       Ops::rescale(s.acc, evp, s.alpha);
       Ops::accumulate_pv(st, s.rows, values, cols, ev, s.acc);
     }
+    values = Ops::values_of(vn + next0 * ev, next_vp);
   }
 
   for (int64_t b = 0; b < blocks; ++b) {

@@ -19,10 +19,9 @@ struct Ops {
   // st[j, i] = sum_d k[j, d] * qt[d, i]  for keys j < cols, all BQ queries i.
   // Values are read in place: the row layout is already what accumulate_pv walks.
   static const float* pack_values(const float* v, int64_t /*cols*/, int64_t /*ev*/, float* /*vp*/) { return v; }
+  static const float* values_of(const float* v, float* /*vp*/) { return v; }
 
-  static void prefetch(const Prefetch& /*pf*/) {}
-
-  static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st, const Prefetch& /*pf*/) {
+  static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st, const Background& /*bg*/) {
     for (int64_t j = 0; j < cols; ++j) {
       float* srow = st + j * BQ;
       for (int64_t i = 0; i < BQ; ++i) srow[i] = 0.0f;
