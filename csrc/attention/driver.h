@@ -169,7 +169,8 @@ void attention_task(const Problem& p, int64_t n, int64_t first_block, int64_t bl
       if (k0 >= s.last_key) continue;
       const int64_t r0 = std::min(next_rows, a * share), r1 = std::min(next_rows, r0 + share);
       ++a;
-      const Background bg{kn + next0 * e, vn + next0 * ev, vn + (next0 + BK) * ev, next_vp, r0, r1, ahead_rows, e, ev};
+      const Background bg{next_rows ? kn + next0 * e : kn, next_rows ? vn + next0 * ev : vn,
+                          ahead_rows ? vn + (next0 + BK) * ev : vn, next_vp, r0, r1, ahead_rows, e, ev};
       const int64_t cols = std::min(BK, s.last_key - k0);
       Ops::scores(kn + k0 * e, cols, e, s.qt, st, bg);
       if (p.causal && k0 + cols - 1 > s.q0) {  // the tile crosses the diagonal: hide keys j > query i
@@ -181,7 +182,7 @@ void attention_task(const Problem& p, int64_t n, int64_t first_block, int64_t bl
       Ops::rescale(s.acc, evp, s.alpha);
       Ops::accumulate_pv(st, s.rows, values, cols, ev, s.acc);
     }
-    values = Ops::values_of(vn + next0 * ev, next_vp);
+    if (next_rows) values = Ops::values_of(vn + next0 * ev, next_vp);
   }
 
   for (int64_t b = 0; b < blocks; ++b) {
