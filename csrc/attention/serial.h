@@ -16,11 +16,12 @@ namespace attention {
 namespace serial {
 
 struct Ops {
-  // st[j, i] = sum_d k[j, d] * qt[d, i]  for keys j < cols, all BQ queries i.
-  // Values are read in place: the row layout is already what accumulate_pv walks.
+  // Values are read in place: the row layout is already what accumulate_pv walks, and there is
+  // no background work (driver.h Background) to do.
   static const float* pack_values(const float* v, int64_t /*cols*/, int64_t /*ev*/, float* /*vp*/) { return v; }
   static const float* values_of(const float* v, float* /*vp*/) { return v; }
 
+  // st[j, i] = sum_d k[j, d] * qt[d, i]  for keys j < cols, all BQ queries i.
   static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st, const Background& /*bg*/) {
     for (int64_t j = 0; j < cols; ++j) {
       float* srow = st + j * BQ;
