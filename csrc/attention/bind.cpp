@@ -1,4 +1,5 @@
 // Bindings for the one-pass fused attention kernel (layout and algorithm in driver.h).
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -43,11 +44,14 @@ void fused_attention(Array q, Array k, Array v, bool causal, double scale, OutAr
 
   const attention::Problem prob{qp, kp, vp, op, n, nk, l, s, e, ev, static_cast<float>(scale), causal};
   const int64_t blocks = (l + attention::BQ - 1) / attention::BQ;
+  const int64_t sub = attention::blocks_per_task(n, l, threads);
+  const int64_t tasks_per_head = (blocks + sub - 1) / sub;
   nb::gil_scoped_release release;
   auto run = [&](auto ops) {
     using Ops = decltype(ops);
-    parallel_for(n * blocks, threads, [&](int64_t task) {
-      attention::attention_block<Ops>(prob, task / blocks, (task % blocks) * attention::BQ);
+    parallel_for(n * tasks_per_head, threads, [&](int64_t task) {
+      const int64_t first = (task % tasks_per_head) * sub;
+      attention::attention_task<Ops>(prob, task / tasks_per_head, first, std::min(sub, blocks - first));
     });
   };
 #if FRUGALNN_X86
@@ -56,7 +60,8 @@ void fused_attention(Array q, Array k, Array v, bool causal, double scale, OutAr
   run(attention::serial::Ops{});
 }
 
-// exp of a float32 vector with the active backend's exp (std::exp or the AVX2 polynomial).
+// exp of a float32 vector with the active backend's softmax exp (std::exp, or the AVX2 polynomial,
+// valid for x <= 88.3, see avx2.h).
 void exp_f32(Array x, OutArray y) {
   const float* xp = typed<float>(x, "x", {-1});
   float* yp = typed<float>(y, "y", {static_cast<int64_t>(x.shape(0))});
@@ -81,4 +86,5 @@ void frugalnn_bind_attention(nanobind::module_& m) {
         nb::arg("e"), nb::arg("ev"), "Per-thread scratch of the kernel, independent of the sequence lengths.");
   s.attr("BLOCK_Q") = attention::BQ;
   s.attr("BLOCK_K") = attention::BK;
+  s.attr("MAX_SUB_BLOCKS") = attention::MAX_SUB;
 }

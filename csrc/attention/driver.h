@@ -5,14 +5,24 @@
 //   v    float32 [Nk, S, Ev]    query head n reads kv head n / (N / Nk)), S keys
 //   out  float32 [N,  L, Ev]
 //
-// For every (head, block of BQ queries) the loop walks the keys in tiles of BK and keeps, per
-// query row, a running max m, a running denominator l and an unnormalised accumulator O[Ev]:
+// For every block of BQ queries the loop walks the keys in tiles of BK and keeps, per query
+// row, a running max m, a running denominator l and an unnormalised accumulator O[Ev]:
 //   s_j   = scale * q . k_j                       (scores of one key tile)
 //   m'    = max(m, max_j s_j)
 //   p_j   = exp(s_j - m'),  alpha = exp(m - m')
 //   l     = alpha * l + sum_j p_j,   O = alpha * O + sum_j p_j v_j
-// and writes out = O / l after the last tile. Extra memory is the per-thread workspace
-// (workspace_floats below): it depends on BQ, BK, E and Ev, never on L or S.
+// and writes out = O / l after the last tile.
+//
+// Two-level blocking: one task owns up to MAX_SUB query blocks of one head (a "super-block" of
+// up to 192 queries) and walks the key tiles once for all of them, block after block inside
+// each tile. A key/value tile is then fetched from memory (L3/DRAM once S*(E+Ev) outgrows L2)
+// once per 192 queries instead of once per 48, and reused from L2 by the other blocks; the
+// AVX2 ops also pack the value tile once per super-block (avx2.h). The per-block state (Q^T,
+// accumulator, m, l) stays per block, so every query sees exactly the same sequence of
+// operations whatever the grouping: results do not depend on MAX_SUB or on the thread count.
+//
+// Extra memory is the per-thread workspace (workspace_floats below): it depends on BQ, BK,
+// MAX_SUB, E and Ev, never on L or S.
 //
 // Causal masking is top-left aligned like torch's is_causal: query i sees keys j <= i. Key
 // tiles entirely to the right of a query block are skipped, so causal costs about half.
@@ -37,14 +47,22 @@ namespace attention {
 #ifndef FRUGALNN_ATTENTION_BK
 #define FRUGALNN_ATTENTION_BK 128
 #endif
-constexpr int64_t BQ = FRUGALNN_ATTENTION_BQ;  // queries per block (a multiple of the 16-query micro-kernel)
-constexpr int64_t BK = FRUGALNN_ATTENTION_BK;  // keys per tile
+#ifndef FRUGALNN_ATTENTION_SUB
+#define FRUGALNN_ATTENTION_SUB 4
+#endif
+constexpr int64_t BQ = FRUGALNN_ATTENTION_BQ;        // queries per block (a multiple of the 24-query micro-kernel)
+constexpr int64_t BK = FRUGALNN_ATTENTION_BK;        // keys per tile
+constexpr int64_t MAX_SUB = FRUGALNN_ATTENTION_SUB;  // query blocks sharing each key/value tile
+constexpr int64_t VLANES = 4;                        // value columns per packed strip (avx2.h)
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Floats of per-thread workspace: Q^T block, score tile, accumulator, m, l, alpha.
+// Floats of per-thread workspace: per block Q^T, accumulator (Ev rounded up to whole strips),
+// m, l, alpha; shared by the blocks: one score tile and two packed value tiles (this one, and
+// the next one being packed).
 inline int64_t workspace_floats(int64_t e, int64_t ev) {
-  return e * BQ + BK * BQ + ev * BQ + 3 * BQ;
+  const int64_t evp = round_up(ev, VLANES);
+  return MAX_SUB * (e * BQ + evp * BQ + 3 * BQ) + BK * BQ + 2 * BK * evp;
 }
 
 struct Problem {
@@ -57,9 +75,23 @@ struct Problem {
   bool causal;
 };
 
+// Work on the following key tiles that a scores call does between its micro-kernels, whose
+// FMA ports are busy while the load/store ports are half idle: rows [r0, r1) of the next tile's
+// keys are prefetched into L2 and its values packed into `vp` (Ops that pack), and the same rows
+// of the tile after that have their values prefetched (so the packing reads L2). Past the L2
+// size (S*(E+Ev)*4 bytes over ~1 MiB) tiles come from L3 or DRAM, and the hardware prefetchers
+// restart at every 4 KiB page (8 rows at E = 128); done separately, the packing cost 3-6%.
+struct Background {
+  const float* k;        // next tile's keys (row 0)
+  const float* v;        // next tile's values (row 0)
+  const float* v_ahead;  // the tile after next's values (row 0); rows >= ahead_rows do not exist
+  float* vp;             // where the next tile's values are packed
+  int64_t r0, r1, ahead_rows, e, ev;
+};
+
 struct Workspace {
   std::vector<float> buf;
-  // Every array starts on a 64-byte boundary (the AVX2 ops use aligned loads of K^T and scores).
+  // Every array starts on a 64-byte boundary (the AVX2 ops use aligned loads of Q^T and scores).
   float* take(int64_t floats, int64_t& used) {
     const uintptr_t base = (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~static_cast<uintptr_t>(63);
     float* p = reinterpret_cast<float*>(base) + used;
@@ -73,56 +105,103 @@ inline Workspace& thread_workspace() {
   return ws;
 }
 
-// Runs one (head n, query block starting at q0) task. Scores and the accumulator are kept
-// transposed, st[j, i] for key j and query i, acc[c, i] for output column c: the softmax
-// statistics and the rescaling of BQ queries are then vectors across queries.
+// Per query block state, all transposed so the softmax statistics and the rescaling of BQ
+// queries are vectors across queries: qt[d, i], acc[c, i].
+struct BlockState {
+  float* qt;     // [e, BQ]    (q * scale)^T, zero past `rows`
+  float* acc;    // [evp, BQ]  unnormalised output, transposed
+  float* m;      // [BQ]       running max
+  float* lsum;   // [BQ]       running denominator
+  float* alpha;  // [BQ]       exp(m_old - m_new) of the current tile
+  int64_t q0, rows, last_key;
+};
+
+// Runs query blocks first_block .. first_block + blocks - 1 (blocks <= MAX_SUB) of head n.
 template <class Ops>
-void attention_block(const Problem& p, int64_t n, int64_t q0) {
-  const int64_t rows = std::min(BQ, p.l - q0);
-  const int64_t e = p.e, ev = p.ev;
+void attention_task(const Problem& p, int64_t n, int64_t first_block, int64_t blocks) {
+  const int64_t e = p.e, ev = p.ev, evp = round_up(ev, VLANES);
   const int64_t kv = n / (p.n / p.nk);
-  const float* qn = p.q + (n * p.l + q0) * e;
   const float* kn = p.k + kv * p.s * e;
   const float* vn = p.v + kv * p.s * ev;
 
   Workspace& ws = thread_workspace();
-  const int64_t need = workspace_floats(e, ev) + 6 * 16 + 16;  // + rounding + alignment
+  const int64_t need = workspace_floats(e, ev) + (5 * MAX_SUB + 3) * 16 + 16;  // + rounding + alignment
   if (static_cast<int64_t>(ws.buf.size()) < need) ws.buf.assign(static_cast<size_t>(need), 0.0f);
   int64_t used = 0;
-  float* qt = ws.take(e * BQ, used);     // [e, BQ]     (q * scale)^T, zero past `rows`
-  float* st = ws.take(BK * BQ, used);    // [BK, BQ]    scores, then probabilities, of one key tile
-  float* acc = ws.take(ev * BQ, used);   // [ev, BQ]    unnormalised output, transposed
-  float* m = ws.take(BQ, used);          // running max per query
-  float* lsum = ws.take(BQ, used);       // running denominator per query
-  float* alpha = ws.take(BQ, used);      // exp(m_old - m_new) of the current tile
-
-  for (int64_t d = 0; d < e; ++d)
-    for (int64_t i = 0; i < BQ; ++i) qt[d * BQ + i] = i < rows ? qn[i * e + d] * p.scale : 0.0f;
-  for (int64_t i = 0; i < BQ; ++i) {
-    m[i] = -std::numeric_limits<float>::infinity();
-    lsum[i] = 0.0f;
-  }
-  std::fill(acc, acc + ev * BQ, 0.0f);
-
-  const int64_t last_key = p.causal ? std::min(p.s, q0 + rows) : p.s;  // keys [0, last_key) matter
-  for (int64_t k0 = 0; k0 < last_key; k0 += BK) {
-    const int64_t cols = std::min(BK, last_key - k0);
-    const int64_t next = k0 + BK < last_key ? std::min(BK, last_key - k0 - BK) : 0;
-    Ops::scores(kn + k0 * e, cols, e, qt, st, next ? kn + (k0 + BK) * e : nullptr, vn + (k0 + BK) * ev, next, ev);
-    if (p.causal && k0 + cols - 1 > q0) {  // the tile crosses the diagonal: hide keys j > query i
-      for (int64_t j = 0; j < cols; ++j)
-        for (int64_t i = 0; i < BQ; ++i)
-          if (k0 + j > q0 + i) st[j * BQ + i] = -std::numeric_limits<float>::infinity();
+  BlockState blk[MAX_SUB];
+  int64_t last_key = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    BlockState& s = blk[b];
+    s.qt = ws.take(e * BQ, used);
+    s.acc = ws.take(evp * BQ, used);
+    s.m = ws.take(BQ, used);
+    s.lsum = ws.take(BQ, used);
+    s.alpha = ws.take(BQ, used);
+    s.q0 = (first_block + b) * BQ;
+    s.rows = std::min(BQ, p.l - s.q0);
+    s.last_key = p.causal ? std::min(p.s, s.q0 + s.rows) : p.s;  // keys [0, last_key) matter
+    last_key = std::max(last_key, s.last_key);
+    const float* qn = p.q + (n * p.l + s.q0) * e;
+    for (int64_t d = 0; d < e; ++d)
+      for (int64_t i = 0; i < BQ; ++i) s.qt[d * BQ + i] = i < s.rows ? qn[i * e + d] * p.scale : 0.0f;
+    for (int64_t i = 0; i < BQ; ++i) {
+      s.m[i] = -std::numeric_limits<float>::infinity();
+      s.lsum[i] = 0.0f;
     }
-    Ops::online_softmax(st, cols, m, lsum, alpha);
-    Ops::rescale(acc, ev, alpha);
-    Ops::accumulate_pv(st, rows, vn + k0 * ev, cols, ev, acc);
+    std::fill(s.acc, s.acc + evp * BQ, 0.0f);
+  }
+  float* st = ws.take(BK * BQ, used);  // [BK, BQ]   scores, then probabilities, of one key tile
+  float* vbuf[2] = {ws.take(BK * evp, used), ws.take(BK * evp, used)};  // packed values: this tile, next
+
+  const float* values = Ops::pack_values(vn, std::min(BK, last_key), ev, vbuf[0]);
+  for (int64_t k0 = 0, t = 0; k0 < last_key; k0 += BK, ++t) {
+    const int64_t next0 = k0 + BK;
+    const int64_t next_rows = std::max<int64_t>(0, std::min(BK, last_key - next0));
+    const int64_t ahead_rows = std::max<int64_t>(0, std::min(BK, last_key - next0 - BK));
+    float* next_vp = vbuf[(t + 1) & 1];
+    // The next tile's rows are shared out over the blocks that work on this tile (with causal
+    // masking the first blocks may be done already).
+    int64_t active = 0;
+    for (int64_t b = 0; b < blocks; ++b) active += k0 < blk[b].last_key;
+    const int64_t share = (next_rows + active - 1) / active;
+    for (int64_t b = 0, a = 0; b < blocks; ++b) {
+      BlockState& s = blk[b];
+      if (k0 >= s.last_key) continue;
+      const int64_t r0 = std::min(next_rows, a * share), r1 = std::min(next_rows, r0 + share);
+      ++a;
+      const Background bg{next_rows ? kn + next0 * e : kn, next_rows ? vn + next0 * ev : vn,
+                          ahead_rows ? vn + (next0 + BK) * ev : vn, next_vp, r0, r1, ahead_rows, e, ev};
+      const int64_t cols = std::min(BK, s.last_key - k0);
+      Ops::scores(kn + k0 * e, cols, e, s.qt, st, bg);
+      if (p.causal && k0 + cols - 1 > s.q0) {  // the tile crosses the diagonal: hide keys j > query i
+        for (int64_t j = 0; j < cols; ++j)
+          for (int64_t i = 0; i < BQ; ++i)
+            if (k0 + j > s.q0 + i) st[j * BQ + i] = -std::numeric_limits<float>::infinity();
+      }
+      Ops::online_softmax(st, cols, s.m, s.lsum, s.alpha);
+      Ops::rescale(s.acc, evp, s.alpha);
+      Ops::accumulate_pv(st, s.rows, values, cols, ev, s.acc);
+    }
+    if (next_rows) values = Ops::values_of(vn + next0 * ev, next_vp);
   }
 
-  float* on = p.out + (n * p.l + q0) * ev;
-  for (int64_t i = 0; i < rows; ++i) alpha[i] = 1.0f / lsum[i];
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t c = 0; c < ev; ++c) on[i * ev + c] = acc[c * BQ + i] * alpha[i];
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockState& s = blk[b];
+    float* on = p.out + (n * p.l + s.q0) * ev;
+    for (int64_t i = 0; i < s.rows; ++i) s.alpha[i] = 1.0f / s.lsum[i];
+    for (int64_t i = 0; i < s.rows; ++i)
+      for (int64_t c = 0; c < ev; ++c) on[i * ev + c] = s.acc[c * BQ + i] * s.alpha[i];
+  }
+}
+
+// Query blocks per task: MAX_SUB, unless that leaves too few tasks to keep `threads` busy
+// (a few tasks per thread, so uneven causal tasks still balance). Only the grouping changes,
+// never a result.
+inline int64_t blocks_per_task(int64_t heads, int64_t l, int threads) {
+  const int64_t blocks = (l + BQ - 1) / BQ;
+  int64_t sub = MAX_SUB;
+  while (sub > 1 && heads * ((blocks + sub - 1) / sub) < 4 * static_cast<int64_t>(threads)) sub /= 2;
+  return sub;
 }
 
 }  // namespace attention

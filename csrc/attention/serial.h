@@ -16,9 +16,13 @@ namespace attention {
 namespace serial {
 
 struct Ops {
+  // Values are read in place: the row layout is already what accumulate_pv walks, and there is
+  // no background work (driver.h Background) to do.
+  static const float* pack_values(const float* v, int64_t /*cols*/, int64_t /*ev*/, float* /*vp*/) { return v; }
+  static const float* values_of(const float* v, float* /*vp*/) { return v; }
+
   // st[j, i] = sum_d k[j, d] * qt[d, i]  for keys j < cols, all BQ queries i.
-  static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st, const float* /*next_k*/,
-                     const float* /*next_v*/, int64_t /*next_cols*/, int64_t /*ev*/) {
+  static void scores(const float* k, int64_t cols, int64_t e, const float* qt, float* st, const Background& /*bg*/) {
     for (int64_t j = 0; j < cols; ++j) {
       float* srow = st + j * BQ;
       for (int64_t i = 0; i < BQ; ++i) srow[i] = 0.0f;
@@ -49,8 +53,8 @@ struct Ops {
   }
 
   // acc[c, i] *= alpha[i]
-  static void rescale(float* acc, int64_t ev, const float* alpha) {
-    for (int64_t c = 0; c < ev; ++c)
+  static void rescale(float* acc, int64_t evp, const float* alpha) {
+    for (int64_t c = 0; c < evp; ++c)
       for (int64_t i = 0; i < BQ; ++i) acc[c * BQ + i] *= alpha[i];
   }
 

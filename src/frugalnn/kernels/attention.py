@@ -79,7 +79,8 @@ def fused_attention(q, k, v, *, causal: bool = False, scale: float | None = None
 
 
 def exp(x, *, impl: str = "native") -> np.ndarray:
-    """float32 exp with the kernel's exp (AVX2 polynomial or std::exp, by backend); for tests."""
+    """float32 exp with the kernel's softmax exp (std::exp, or the AVX2 polynomial, valid for
+    x <= 88.3, by backend); for tests."""
     xa = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
     y = np.empty_like(xa)
     _impl(impl).exp(xa, y)

@@ -10,12 +10,16 @@ import numpy as np
 
 BLOCK_Q = 48
 BLOCK_K = 128
+MAX_SUB_BLOCKS = 4
+VALUE_LANES = 4
 
 
 def workspace_bytes(e: int, ev: int) -> int:
-    # The compiled kernel's formula (driver.h workspace_floats); the reference itself materialises a
-    # [256, S] score block instead.
-    return 4 * (e * BLOCK_Q + BLOCK_K * BLOCK_Q + ev * BLOCK_Q + 3 * BLOCK_Q)
+    # The compiled kernel's formula (driver.h workspace_floats): per query block Q^T, accumulator
+    # (Ev rounded up to whole 4-column strips), m, l, alpha; one score tile; two packed value tiles.
+    # The reference itself materialises a [256, S] score block instead.
+    evp = -(-ev // VALUE_LANES) * VALUE_LANES
+    return 4 * (MAX_SUB_BLOCKS * (e * BLOCK_Q + evp * BLOCK_Q + 3 * BLOCK_Q) + BLOCK_K * BLOCK_Q + 2 * BLOCK_K * evp)
 
 
 def fused_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool, scale: float, out: np.ndarray,
