@@ -155,3 +155,11 @@ def test_reference_documents_the_same_workspace_formula():
 
     for e, ev in ((64, 64), (128, 128), (17, 33)):
         assert attention_ref.workspace_bytes(e, ev) == attention.workspace_bytes(e, ev)
+
+
+def test_exp_refuses_arguments_above_its_domain(backend):
+    with pytest.raises(ValueError, match="x <= 88.3.*100.0"):
+        attention.exp(np.array([0.0, 100.0], np.float32))
+    with pytest.raises(ValueError, match="inf"):
+        attention.exp(np.array([np.inf], np.float32))
+    assert attention.exp(np.array([88.3], np.float32))[0] > 1e38

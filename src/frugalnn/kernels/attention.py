@@ -78,10 +78,19 @@ def fused_attention(q, k, v, *, causal: bool = False, scale: float | None = None
     return from_numpy(out, as_tensor)
 
 
+EXP_MAX = 88.3  # the AVX2 softmax exp's domain (avx2.h); both backends refuse more
+
+
 def exp(x, *, impl: str = "native") -> np.ndarray:
     """float32 exp with the kernel's softmax exp (std::exp, or the AVX2 polynomial, valid for
     x <= 88.3, by backend); for tests."""
     xa = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
+    # The polynomial has no overflow branch (softmax only passes x - max <= 0): refuse rather than
+    # return garbage above its domain; +inf included, NaN passes through.
+    over = xa > EXP_MAX
+    if over.any():
+        raise ValueError(f"x: exp is defined here for x <= {EXP_MAX}, got {float(xa[over][0])!r} "
+                         f"at flat index {int(np.flatnonzero(over)[0])}")
     y = np.empty_like(xa)
     _impl(impl).exp(xa, y)
     return y
