@@ -49,6 +49,18 @@ def require_floating(a: np.ndarray, name: str) -> None:
         raise TypeError(f"{name}: expected a floating-point array, got dtype {a.dtype}")
 
 
+def float32_array(a: Any, name: str, ndim: int) -> np.ndarray:
+    """A C-contiguous float32 numpy array of `ndim` dimensions, or TypeError/ValueError naming `name`
+    (for kernels whose native side reads raw float32 buffers: no silent dtype conversion)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise TypeError(f"{name}: expected dtype float32, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d array, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
 def require_int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
     """An integer argument (bool rejected) within [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -8,7 +8,8 @@ import numpy as np
 
 def write_tiny_llama(path: Path, arch: str = "llama", dim: int = 64, n_layers: int = 2, n_heads: int = 4,
                      n_kv_heads: int = 2, ffn: int = 96, vocab: int = 128, ctx: int = 64, seed: int = 0,
-                     qtype: str = "F32", drop: str | None = None, tied: bool = True) -> Path:
+                     qtype: str = "F32", drop: str | None = None, tied: bool = True,
+                     rope_dim: int | None = None) -> Path:
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -21,7 +22,7 @@ def write_tiny_llama(path: Path, arch: str = "llama", dim: int = 64, n_layers: i
     w.add_head_count_kv(n_kv_heads)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
-    w.add_rope_dimension_count(dim // n_heads)
+    w.add_rope_dimension_count(rope_dim or dim // n_heads)
     w.add_vocab_size(vocab)
     hd = dim // n_heads
     qt = gguf.GGMLQuantizationType[qtype]

@@ -42,6 +42,8 @@ def add_arguments(p) -> None:
     p.add_argument("--no-peer", action="store_true", help="time our side only")
     p.add_argument("--n-gen", type=int, default=N_GEN)
     p.add_argument("--n-prompt", type=int, default=N_PROMPT)
+    p.add_argument("--torch-path", action="store_true",
+                   help="also time our decode with fast_decode=False (the torch path), same repeats")
 
 
 def prompt_ids(n: int) -> list[int]:
@@ -157,21 +159,33 @@ def bench_llm(args: BenchArgs) -> BenchReport:
             model.set_threads(threads)
             ours = {"pp": [], "tg": []}
             peer = {"pp": [], "tg": []}
+            torch_tg = []
             for _ in range(args.repeats):
                 r = time_ours(model, n_prompt, n_gen)
                 ours["pp"].append(r["pp_s"])
                 ours["tg"].append(r["tg_s"])
+                if o.get("torch_path"):
+                    model.fast_decode = False
+                    try:
+                        torch_tg.append(time_ours(model, n_prompt, n_gen)["tg_s"])
+                    finally:
+                        model.fast_decode = True
                 if run_peer:
                     p = time_peer(script, path, threads, n_prompt, n_gen)
                     peer["pp"].append(p["pp_s"])
                     peer["tg"].append(p["tg_s"])
                     report.meta.setdefault("llama_cpp", p["version"])
             share = time_ours(model, n_prompt, n_gen, profile=True)["linear_share"]
+            why = model.fast_decode_reason()  # the cache is set up now, so this is the timed runs' path
+            if why:
+                report.notes.append(f"{key} threads={threads}: decode took the torch path ({why}).")
             file_type = "Q4_1" if key == "smollm2" else key.split("-")[-1][:-5].upper()
             label = f"{key} ({file_type}; ours {bits}{'' if bits == 'ternary' else '-bit'})"
             for phase, n in (("decode", 1), ("prefill", n_prompt)):
                 ph = "tg" if phase == "decode" else "pp"
                 timings = {"frugalnn": _timing(ours[ph])}
+                if phase == "decode" and torch_tg:
+                    timings["frugalnn torch path"] = _timing(torch_tg)
                 if run_peer:
                     timings["llama.cpp"] = _timing(peer[ph])
                 report.add_case(f"{label} {phase}", threads, timings)

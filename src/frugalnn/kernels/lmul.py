@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from frugalnn import _core
-from frugalnn._arrays import require_choice, threads_arg
+from frugalnn._arrays import float32_array, require_choice, threads_arg
 from frugalnn.kernels import lmul_ref
 
 IMPLS = ("native", "numpy")
@@ -21,20 +21,10 @@ def _impl(impl: str):
     return _core.lmul if require_choice(impl, "impl", IMPLS) == "native" else lmul_ref
 
 
-def _float32(a, name: str, ndim: int) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
-    if a.dtype != np.float32:
-        raise TypeError(f"{name}: expected dtype float32, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-d array, got shape {a.shape}")
-    return np.ascontiguousarray(a)
-
-
 def elementwise(a: np.ndarray, b: np.ndarray, mantissa_bits: int, nearest: bool, offset: int, *,
                 threads: int | None = None, impl: str = "native") -> np.ndarray:
     """float32 [n] x float32 [n] -> float32 [n] L-Mul products."""
-    a, b = _float32(a, "a", 1), _float32(b, "b", 1)
+    a, b = float32_array(a, "a", 1), float32_array(b, "b", 1)
     out = np.empty_like(a)
     _impl(impl).elementwise(a, b, mantissa_bits, bool(nearest), offset, out, threads_arg(threads))
     return out
@@ -44,7 +34,7 @@ def matmul(a: np.ndarray, b: np.ndarray, mantissa_bits: int, nearest: bool, offs
            transpose_b: bool = False, threads: int | None = None, impl: str = "native",
            force_general: bool = False) -> np.ndarray:
     """a [B, M, K] x b [B, K, N] (or [B, N, K] with transpose_b) -> [B, M, N], products by L-Mul."""
-    a, b = _float32(a, "a", 3), _float32(b, "b", 3)
+    a, b = float32_array(a, "a", 3), float32_array(b, "b", 3)
     n = b.shape[1] if transpose_b else b.shape[2]
     k_b = b.shape[2] if transpose_b else b.shape[1]
     if b.shape[0] != a.shape[0] or k_b != a.shape[2]:

@@ -82,10 +82,33 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+class LinearTimer:
+    """Seconds spent inside linear layers, read and reset as `timer[0]` (the layout callers used when
+    this was a one-element list): torch-path calls are timed by wrappers around each Linear's
+    forward, decode steps on the compiled decoder by the decoder itself."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def __getitem__(self, i: int) -> float:
+        if i != 0:
+            raise IndexError(i)
+        return self.seconds
+
+    def __setitem__(self, i: int, value: float) -> None:
+        if i != 0:
+            raise IndexError(i)
+        self.seconds = value
+
+
 @contextlib.contextmanager
 def time_linears(model: Llama):
-    """Accumulate wall time spent inside every Linear's forward; yields a one-element list [seconds]."""
-    total = [0.0]
+    """Accumulate wall time spent inside every Linear's forward (output head included); yields a
+    LinearTimer (`timer[0]` = seconds so far)."""
+    timer = LinearTimer()
     patched = []
     for lin in model.linears().values():
         inner = lin.forward
@@ -93,16 +116,19 @@ def time_linears(model: Llama):
         def timed(x, _inner=inner):
             t0 = time.perf_counter()
             y = _inner(x)
-            total[0] += time.perf_counter() - t0
+            timer.add(time.perf_counter() - t0)
             return y
 
-        lin.forward = timed
+        timed._frugalnn_inner = inner  # lets the fast path see that the real forward is still in place
+        lin.__dict__["forward"] = timed  # no attribute assignment: profiling must not rebuild the fast path
         patched.append((lin, inner))
+    model.__dict__["_linear_timer"] = timer
     try:
-        yield total
+        yield timer
     finally:
+        model.__dict__.pop("_linear_timer", None)
         for lin, inner in patched:
-            lin.forward = inner
+            lin.__dict__["forward"] = inner
 
 
 class Session:

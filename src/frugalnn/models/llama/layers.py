@@ -13,7 +13,55 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class RMSNorm(nn.Module):
+class StructureWatch:
+    """A counter that `Watched` modules bump whenever their structure may have changed: a submodule,
+    parameter, buffer or attribute assigned (how convert_/route_ swap modules), a forward hook
+    registered. The fast decode path (fast.py) compares it with the version it was built at, so a
+    converted or rerouted model falls back to the torch path at once, at no per-token cost."""
+
+    __slots__ = ("version",)
+
+    def __init__(self):
+        self.version = 0
+
+
+class Watched(nn.Module):
+    """Mixin for the model's modules: reports changes to the StructureWatch in `_watch`, if any.
+
+    Bumping on every assignment is deliberately blunt: assignments are rare outside __init__.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        watch = self.__dict__.get("_watch")
+        if watch is not None:
+            watch.version += 1
+
+    def _bump(self) -> None:
+        watch = self.__dict__.get("_watch")
+        if watch is not None:
+            watch.version += 1
+
+    def register_forward_hook(self, *args, **kwargs):
+        handle = super().register_forward_hook(*args, **kwargs)
+        self._bump()
+        return handle
+
+    def register_forward_pre_hook(self, *args, **kwargs):
+        handle = super().register_forward_pre_hook(*args, **kwargs)
+        self._bump()
+        return handle
+
+
+class ModuleList(Watched, nn.ModuleList):
+    pass
+
+
+class Embedding(Watched, nn.Embedding):
+    pass
+
+
+class RMSNorm(Watched):
     def __init__(self, weight: torch.Tensor, eps: float):
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)
@@ -44,7 +92,7 @@ def apply_rope(x: torch.Tensor, rot: torch.Tensor, rope_dim: int) -> torch.Tenso
     return torch.cat([torch.view_as_real(xc * rot).flatten(-2), tail], dim=-1)
 
 
-class Linear(nn.Module):
+class Linear(Watched):
     """y = x W^T where W is either a float32 tensor [N, K] or a frugalnn.lut.LUTWeight.
 
     The backend is fixed at construction so forward does no per-call dispatch work. For LUT
@@ -98,13 +146,13 @@ class Linear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, weight={self.backend}"
 
 
-class StackedLinear(nn.Module):
+class StackedLinear(Watched):
     """Several Linear layers on the same input, outputs concatenated (a fused projection whose parts
     must keep their own weights, e.g. ternary with one scale per projection)."""
 
     def __init__(self, parts: list[Linear]):
         super().__init__()
-        self.parts = nn.ModuleList(parts)
+        self.parts = ModuleList(parts)
         self.in_features = parts[0].in_features
         self.out_features = sum(p.out_features for p in parts)
 
@@ -133,7 +181,7 @@ def _bind_gemv(w: Any, threads: int | None):
     return gemv
 
 
-class LlamaAttention(nn.Module):
+class LlamaAttention(Watched):
     """Grouped-query attention with RoPE and a preallocated KV cache.
 
     Every attention product goes through F.scaled_dot_product_attention (so frugalnn.nn.routing
@@ -188,7 +236,7 @@ class LlamaAttention(nn.Module):
         return self.wo.forward(o.reshape(B, T, H * D))
 
 
-class SwiGLU(nn.Module):
+class SwiGLU(Watched):
     """down(silu(gate x) * up x), gate and up fused row-wise into one weight [2 * ffn, dim]."""
 
     def __init__(self, gate_up: Linear, down: Linear):
@@ -200,7 +248,7 @@ class SwiGLU(nn.Module):
         return self.down.forward(F.silu(gate) * up)
 
 
-class Block(nn.Module):
+class Block(Watched):
     def __init__(self, attn_norm: RMSNorm, attention: LlamaAttention, ffn_norm: RMSNorm, mlp: SwiGLU):
         super().__init__()
         self.attn_norm, self.attention, self.ffn_norm, self.mlp = attn_norm, attention, ffn_norm, mlp

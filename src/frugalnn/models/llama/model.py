@@ -4,25 +4,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from frugalnn.models.llama import fast
 from frugalnn.models.llama.gguf_file import LlamaConfig
-from frugalnn.models.llama.layers import Block, Linear, RMSNorm, rope_table
+from frugalnn.models.llama.layers import Block, Embedding, Linear, ModuleList, RMSNorm, StructureWatch, Watched, \
+    rope_table
 
 
-class Llama(nn.Module):
+class Llama(Watched):
     """A Llama decoder. Build one with `frugalnn.models.llama.load(path_or_'smollm2', bits=...)`.
 
     forward(tokens [B, T], start=None): with start=None a full causal pass over the tokens that
     neither reads nor writes the cache; with `setup_cache(...)` done, `start` is the position of tokens[:, 0] and k/v are
     written into the cache. Returns float32 logits [B, T, vocab] (only [B, 1, vocab] for the
     last position with last_only=True, which is all generation needs).
+
+    Decode steps (one token, batch 1, with a cache) run on the compiled one-token decoder
+    (fast.py, csrc/llama/decoder.h) over the same buffers whenever the model is as loaded;
+    converted/rerouted models, hooks and torch modes take the torch path. `fast_decode = False`
+    forces the torch path; `fast_decode_reason()` says why a model is not on the fast path.
     """
 
     def __init__(self, config: LlamaConfig, embedding: torch.Tensor, layers: list[Block], norm: RMSNorm,
                  output: Linear, max_positions: int | None = None):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding.from_pretrained(embedding, freeze=True)
-        self.layers = nn.ModuleList(layers)
+        self.embedding = Embedding.from_pretrained(embedding, freeze=True)
+        self.layers = ModuleList(layers)
         self.norm = norm
         self.output = output
         self.max_positions = max_positions or config.context_length
@@ -30,6 +37,11 @@ class Llama(nn.Module):
                                                 config.rope_linear_scale).unsqueeze(1), persistent=False)
         self.cache_len = 0  # positions the preallocated cache can hold (0: no cache)
         self.cache_batch = 0
+        self.fast_decode = True
+        self.__dict__["_watch"] = StructureWatch()
+        for m in self.modules():
+            if isinstance(m, Watched):
+                m.__dict__["_watch"] = self._watch
 
     def setup_cache(self, max_len: int, batch: int = 1) -> None:
         """Preallocate k/v for `max_len` positions once; decode then writes into it in place."""
@@ -63,6 +75,10 @@ class Llama(nn.Module):
                              f"({self.cache_len} positions, batch {self.cache_batch}); call setup_cache first")
         if end > self.max_positions:
             raise ValueError(f"sequence of {end} tokens exceeds the model's context of {self.max_positions}")
+        if T == 1 and B == 1 and start is not None and self.fast_decode:
+            logits = fast.fast_step(self, tokens, pos0)
+            if logits is not None:
+                return logits
         rot = self.rope[pos0:end]
         mask = None
         if T > 1 and pos0 > 0:  # new tokens see all cached positions and the causal part of themselves
@@ -74,6 +90,10 @@ class Llama(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self.output(self.norm(x))
+
+    def fast_decode_reason(self) -> str:
+        """'' when decode steps run on the compiled decoder, else why they take the torch path."""
+        return fast.reason(self)
 
     def set_threads(self, threads: int | None) -> None:
         """Threads for every LUT kernel call (None: all cores); also sets torch's intra-op threads."""
