@@ -14,6 +14,7 @@
 
 #include "attention/avx2.h"
 #include "common/cpu.h"
+#include "common/vexp.h"
 #include "llama/serial.h"
 
 #if FRUGALNN_X86
@@ -30,10 +31,11 @@ FRUGALNN_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// exp: the fused-attention kernels' vectorised exp (attention/avx2.h: <= 2 ulp, tested over the
-// whole float range there), the nonpositive variant for softmax arguments x - max.
-using attention::avx2::exp256;
-using attention::avx2::exp256_nonpositive;
+// exp: the whole-range exp256 (common/vexp.h, <= 2 ulp) for SiLU's unbounded exp(-v); the fused
+// attention kernels' cheaper softmax exp (attention/avx2.h, valid for x <= 88.3) for the softmax,
+// whose arguments x - max are <= 0.
+using vec::exp256;
+using attention::avx2::exp256_softmax;
 
 FRUGALNN_AVX2 inline void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
   __m256d acc = _mm256_setzero_pd();
@@ -153,7 +155,7 @@ FRUGALNN_AVX2 inline void attend(const float* q, const float* keys, const float*
     __m256 acc = _mm256_setzero_ps();
     int64_t t = 0;
     for (; t + 8 <= s; t += 8) {
-      const __m256 e = exp256_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(scores + t), mv));
+      const __m256 e = exp256_softmax(_mm256_sub_ps(_mm256_loadu_ps(scores + t), mv));
       _mm256_storeu_ps(scores + t, e);
       acc = _mm256_add_ps(acc, e);
     }

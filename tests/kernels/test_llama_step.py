@@ -118,6 +118,18 @@ def test_silu_mul_edges(backend):
     assert out[np.isinf(ref)].tolist() == ref[np.isinf(ref)].tolist()
 
 
+def test_silu_mul_sweeps_the_whole_exp_range(backend):
+    """SiLU needs exp(-v) for any v (common/vexp.h, not the softmax-only exp): every float32 result
+    stays within float32 rounding of the float64 reference, overflowing and underflowing ends included."""
+    g = np.linspace(-110.0, 110.0, 400_001, dtype=np.float32)
+    u = np.ones_like(g)
+    out, ref = kl.silu_mul(g, u), kl.silu_mul(g, u, impl="numpy")
+    # Below v = -88.72 exp(-v) overflows to inf in float32 and v / (1 + inf) gives -0 where the true
+    # value v * e^v is a tiny float (|.| < 3e-37): both backends flush it, hence the atol.
+    np.testing.assert_allclose(out, ref, rtol=4e-6, atol=3e-37)
+    assert np.isfinite(out).all()
+
+
 def test_silu_matches_torch(backend):
     import torch
     import torch.nn.functional as F

@@ -1,0 +1,56 @@
+// exp256: exp of 8 floats over the whole float range (AVX2+FMA), for callers whose arguments are
+// not bounded (SiLU's exp(-v) in csrc/llama). The softmax kernels use the cheaper
+// attention::avx2::exp256_softmax, valid for x <= 88.3 only.
+//
+// n = round(x * log2 e), r = x - n ln2 with a two-constant (Cody-Waite) reduction, exp(r) by the
+// degree-7 Cephes expf polynomial on |r| <= ln2/2, then the result is scaled by 2^n as
+// 2^(n/2) * 2^(n - n/2) so that n = 128 and gradual underflow (results down to 2^-149) both come out
+// right. Error (tests/kernels/test_llama_step.py sweeps SiLU over [-110, 110]): <= 2 ulp for results
+// >= FLT_MIN, subnormal results within one subnormal spacing; x > 88.72284 gives +inf,
+// x < -103.97 gives +0, exp(-inf) = 0, exp(+inf) = +inf, NaN stays NaN.
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/common/vexp.h
+#pragma once
+
+#include "common/cpu.h"
+
+#if FRUGALNN_X86
+#include <immintrin.h>
+
+#include <cmath>
+
+namespace frugalnn {
+namespace vec {
+
+FRUGALNN_AVX2 inline __m256 exp256(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.72283935546875f);  // largest x with a finite exp(x)
+  const __m256 lo = _mm256_set1_ps(-103.972084045410f);  // below this exp(x) rounds to 0
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  // 2^n in two halves: each half lies in [-52, 65], a normal float's exponent range.
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  y = _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+  y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+  y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  // NaN in, NaN out
+}
+
+}  // namespace vec
+}  // namespace frugalnn
+
+#endif  // FRUGALNN_X86
