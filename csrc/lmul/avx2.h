@@ -65,24 +65,55 @@ FRUGALNN_AVX2 inline void elementwise(const float* a, const float* b, float* out
   if (i < n) serial::elementwise(a + i, b + i, out + i, n - i, p);
 }
 
+// Running magnitude statistics of prepared operands (matmul.h PanelStats), 8 lanes per step:
+// min / max of the nonzero finite magnitudes, and whether any lane was zero or inf/NaN. Kept in
+// registers across a panel and folded into PanelStats once.
+struct LaneStats {
+  __m256i lo, hi, zeros, specials;
+};
+
+FRUGALNN_AVX2 inline void lane_stats_reset(LaneStats& s) {
+  s.lo = _mm256_set1_epi32(-1);
+  s.hi = s.zeros = s.specials = _mm256_setzero_si256();
+}
+
+// Adds the prepared operands v; returns the mask of their zero lanes (the caller's keep mask).
+FRUGALNN_AVX2 inline __m256i lane_stats_add(LaneStats& s, __m256i v) {
+  const __m256i a = _mm256_and_si256(v, splat(kAbs));
+  const __m256i z = _mm256_cmpeq_epi32(a, _mm256_setzero_si256()), sp = _mm256_cmpgt_epi32(a, splat(kInf - 1));
+  const __m256i invalid = _mm256_or_si256(z, sp);
+  s.lo = _mm256_min_epu32(s.lo, _mm256_or_si256(a, invalid));
+  s.hi = _mm256_max_epu32(s.hi, _mm256_andnot_si256(invalid, a));
+  s.zeros = _mm256_or_si256(s.zeros, z);
+  s.specials = _mm256_or_si256(s.specials, sp);
+  return z;
+}
+
+FRUGALNN_AVX2 inline void lane_stats_fold(const LaneStats& s, PanelStats& stats) {
+  alignas(32) uint32_t l8[8], h8[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(l8), s.lo);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(h8), s.hi);
+  for (int j = 0; j < 8; ++j) {
+    stats.lo = l8[j] < stats.lo ? l8[j] : stats.lo;
+    stats.hi = h8[j] > stats.hi ? h8[j] : stats.hi;
+  }
+  stats.zero = stats.zero || !_mm256_testz_si256(s.zeros, s.zeros);
+  stats.special = stats.special || !_mm256_testz_si256(s.specials, s.specials);
+}
+
 struct Ops {
   // matmul.h's SerialOps::prepare_run, eight operands at a time.
   FRUGALNN_AVX2 static void prepare_run(const uint32_t* src, int64_t count, bool y_side, const Params& p,
                                         uint32_t* side, uint32_t* keep, int64_t step, PanelStats& stats) {
-    const __m256i ones = _mm256_set1_epi32(-1), zero_v = _mm256_setzero_si256();
-    const __m256i off = splat(p.offset), abs = splat(kAbs), sign = splat(kSign), inf_m1 = splat(kInf - 1);
-    __m256i lo = ones, hi = zero_v, zeros = zero_v, specials = zero_v;
+    const __m256i ones = _mm256_set1_epi32(-1);
+    const __m256i off = splat(p.offset), sign = splat(kSign);
+    LaneStats ls;
+    lane_stats_reset(ls);
     alignas(32) uint32_t sv[8], kv[8];
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) {
       const __m256i r = prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)), p);
-      const __m256i a = _mm256_and_si256(r, abs);
-      const __m256i z = _mm256_cmpeq_epi32(a, zero_v), sp = _mm256_cmpgt_epi32(a, inf_m1);
-      const __m256i invalid = _mm256_or_si256(z, sp);
-      lo = _mm256_min_epu32(lo, _mm256_or_si256(a, invalid));
-      hi = _mm256_max_epu32(hi, _mm256_andnot_si256(invalid, a));
-      zeros = _mm256_or_si256(zeros, z);
-      specials = _mm256_or_si256(specials, sp);
+      const __m256i z = lane_stats_add(ls, r);
       const __m256i kp = _mm256_or_si256(_mm256_andnot_si256(z, ones), sign);
       const __m256i sd = y_side ? _mm256_sub_epi32(r, _mm256_andnot_si256(z, off))
                                 : _mm256_add_epi32(r, _mm256_and_si256(z, off));
@@ -98,17 +129,7 @@ struct Ops {
         }
       }
     }
-    if (i > 0) {
-      alignas(32) uint32_t l8[8], h8[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(l8), lo);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(h8), hi);
-      for (int j = 0; j < 8; ++j) {
-        stats.lo = l8[j] < stats.lo ? l8[j] : stats.lo;
-        stats.hi = h8[j] > stats.hi ? h8[j] : stats.hi;
-      }
-      stats.zero = stats.zero || !_mm256_testz_si256(zeros, zeros);
-      stats.special = stats.special || !_mm256_testz_si256(specials, specials);
-    }
+    if (i > 0) lane_stats_fold(ls, stats);
     if (i < count) SerialOps::prepare_run(src + i, count - i, y_side, p, side + i * step, keep + i * step, step, stats);
   }
 
@@ -116,22 +137,17 @@ struct Ops {
   // registers so the strip is written with whole-vector stores.
   FRUGALNN_AVX2 static void prepare_columns(const uint32_t* src, int64_t ld, int64_t cols, int64_t count,
                                             const Params& p, uint32_t* side, uint32_t* keep, PanelStats& stats) {
-    const __m256i ones = _mm256_set1_epi32(-1), zero_v = _mm256_setzero_si256();
-    const __m256i off = splat(p.offset), abs = splat(kAbs), sign = splat(kSign), inf_m1 = splat(kInf - 1);
-    __m256i lo = ones, hi = zero_v, zeros = zero_v, specials = zero_v;
+    const __m256i ones = _mm256_set1_epi32(-1);
+    const __m256i off = splat(p.offset), sign = splat(kSign);
+    LaneStats ls;
+    lane_stats_reset(ls);
     int64_t c0 = 0, k8 = count & ~int64_t(7);
     for (; c0 + 8 <= cols; c0 += 8) {
       for (int64_t kk = 0; kk < k8; kk += 8) {
         __m256i sd[8], kp[8];
         for (int r = 0; r < 8; ++r) {
           const __m256i v = prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (c0 + r) * ld + kk)), p);
-          const __m256i a = _mm256_and_si256(v, abs);
-          const __m256i z = _mm256_cmpeq_epi32(a, zero_v), sp = _mm256_cmpgt_epi32(a, inf_m1);
-          const __m256i invalid = _mm256_or_si256(z, sp);
-          lo = _mm256_min_epu32(lo, _mm256_or_si256(a, invalid));
-          hi = _mm256_max_epu32(hi, _mm256_andnot_si256(invalid, a));
-          zeros = _mm256_or_si256(zeros, z);
-          specials = _mm256_or_si256(specials, sp);
+          const __m256i z = lane_stats_add(ls, v);
           kp[r] = _mm256_or_si256(_mm256_andnot_si256(z, ones), sign);
           sd[r] = _mm256_sub_epi32(v, _mm256_andnot_si256(z, off));
         }
@@ -147,15 +163,7 @@ struct Ops {
           SerialOps::prepare_run(src + (c0 + r) * ld + k8, count - k8, true, p, side + k8 * kNR + c0 + r,
                                  keep + k8 * kNR + c0 + r, kNR, stats);
     }
-    alignas(32) uint32_t l8[8], h8[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(l8), lo);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(h8), hi);
-    for (int j = 0; j < 8; ++j) {
-      stats.lo = l8[j] < stats.lo ? l8[j] : stats.lo;
-      stats.hi = h8[j] > stats.hi ? h8[j] : stats.hi;
-    }
-    stats.zero = stats.zero || !_mm256_testz_si256(zeros, zeros);
-    stats.special = stats.special || !_mm256_testz_si256(specials, specials);
+    lane_stats_fold(ls, stats);
     for (; c0 < cols; ++c0) prepare_run(src + c0 * ld, count, true, p, side + c0, keep + c0, kNR, stats);
   }
 
@@ -164,33 +172,20 @@ struct Ops {
   FRUGALNN_AVX2 static void prepare_rows(const uint32_t* src, int64_t ld, int64_t rows, int64_t cols, const Params& p,
                                          uint32_t* side, uint32_t* keep, PanelStats& stats) {
     if (cols != kNR) return SerialOps::prepare_rows(src, ld, rows, cols, p, side, keep, stats);
-    const __m256i ones = _mm256_set1_epi32(-1), zero_v = _mm256_setzero_si256();
-    const __m256i off = splat(p.offset), abs = splat(kAbs), sign = splat(kSign), inf_m1 = splat(kInf - 1);
-    __m256i lo = ones, hi = zero_v, zeros = zero_v, specials = zero_v;
+    const __m256i ones = _mm256_set1_epi32(-1);
+    const __m256i off = splat(p.offset), sign = splat(kSign);
+    LaneStats ls;
+    lane_stats_reset(ls);
     for (int64_t r = 0; r < rows; ++r)
       for (int h = 0; h < 2; ++h) {
         const __m256i v = prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * ld + 8 * h)), p);
-        const __m256i a = _mm256_and_si256(v, abs);
-        const __m256i z = _mm256_cmpeq_epi32(a, zero_v), sp = _mm256_cmpgt_epi32(a, inf_m1);
-        const __m256i invalid = _mm256_or_si256(z, sp);
-        lo = _mm256_min_epu32(lo, _mm256_or_si256(a, invalid));
-        hi = _mm256_max_epu32(hi, _mm256_andnot_si256(invalid, a));
-        zeros = _mm256_or_si256(zeros, z);
-        specials = _mm256_or_si256(specials, sp);
+        const __m256i z = lane_stats_add(ls, v);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(keep + r * kNR + 8 * h),
                             _mm256_or_si256(_mm256_andnot_si256(z, ones), sign));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(side + r * kNR + 8 * h),
                             _mm256_sub_epi32(v, _mm256_andnot_si256(z, off)));
       }
-    alignas(32) uint32_t l8[8], h8[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(l8), lo);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(h8), hi);
-    for (int j = 0; j < 8; ++j) {
-      stats.lo = l8[j] < stats.lo ? l8[j] : stats.lo;
-      stats.hi = h8[j] > stats.hi ? h8[j] : stats.hi;
-    }
-    stats.zero = stats.zero || !_mm256_testz_si256(zeros, zeros);
-    stats.special = stats.special || !_mm256_testz_si256(specials, specials);
+    lane_stats_fold(ls, stats);
   }
 
   // In-place transpose of an 8 x 8 block of 32-bit lanes (row r in v[r] -> column r in v[r]).
