@@ -111,17 +111,7 @@ FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* t
     _mm256_store_si256(reinterpret_cast<__m256i*>(s8), vsum);
     int32_t sum = 0;
     for (int j = 0; j < 8; ++j) sum += s8[j];
-    for (int64_t c = vec_chunks; c < cpg; ++c) {
-      int8_t* t16 = tg + c * 16;
-      for (int e = 0; e < 8; ++e) {
-        float r = std::nearbyint(scratch[c * 8 + e] * inv);
-        r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
-        int v = static_cast<int>(r);
-        t16[8 + e] = static_cast<int8_t>(v);
-        t16[7 - e] = static_cast<int8_t>(-v);
-      }
-      sum += t16[15];
-    }
+    for (int64_t c = vec_chunks; c < cpg; ++c) sum += store_chunk_table(scratch + c * 8, inv, tg + c * 16);
     isum[g] = sum;
   }
 }

@@ -91,6 +91,21 @@ inline void chunk_table_upper(const float* a, float* t8) {
   }
 }
 
+// Rounds one chunk's 8 upper float entries to int8 (scale `inv`, clamped to +-127) and writes all
+// 16 entries of its table, the lower half mirrored: t16[8 + e] = v, t16[7 - e] = -v. Returns
+// t16[15], the chunk's contribution to the group's table sum. Shared by both backends, so their
+// tables agree bit for bit.
+inline int32_t store_chunk_table(const float* upper8, float inv, int8_t* t16) {
+  for (int e = 0; e < 8; ++e) {
+    float r = std::nearbyint(upper8[e] * inv);
+    r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+    int v = static_cast<int>(r);
+    t16[8 + e] = static_cast<int8_t>(v);
+    t16[7 - e] = static_cast<int8_t>(-v);
+  }
+  return t16[15];
+}
+
 namespace serial {
 
 // One activation column x [K] (already free of special values) -> int8 tables, per-group table
@@ -113,17 +128,8 @@ inline void build_tables(const float* x, const Shape& s, int8_t* tables, float* 
     int8_t* tg = tables + g * spg * kSlabBytes;
     std::memset(tg, 0, static_cast<size_t>(spg * kSlabBytes));
     int32_t sum = 0;
-    for (int64_t c = 0; c < cpg; ++c) {
-      int8_t* t16 = tg + c * 16;  // chunk c = step c/2, lane c%2
-      for (int e = 0; e < 8; ++e) {
-        float r = std::nearbyint(upper[c * 8 + e] * inv);
-        r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
-        int v = static_cast<int>(r);
-        t16[8 + e] = static_cast<int8_t>(v);
-        t16[7 - e] = static_cast<int8_t>(-v);
-      }
-      sum += t16[15];
-    }
+    for (int64_t c = 0; c < cpg; ++c)  // chunk c = step c/2, lane c%2
+      sum += store_chunk_table(upper.data() + c * 8, inv, tg + c * 16);
     isum[g] = sum;
   }
 }
