@@ -22,9 +22,9 @@ def test_user_errors_are_one_line(capsys):
     assert "no experiment named 'does-not-exist'" in err and "Traceback" not in err
 
 
-def test_bench_pack_quick(tmp_path, capsys):
+def test_bench_formats_quick(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["bench", "pack", "--quick", "--threads", "1", "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["bench", "formats", "--quick", "--threads", "1", "--repeats", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| case | impl |" in text
     doc = json.loads(out.read_text())

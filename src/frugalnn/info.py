@@ -59,6 +59,29 @@ def collect(threads: int | None = None) -> dict:
     return data
 
 
+def kernel_isa() -> str:
+    """The ISA our compiled kernels run at right now: 'serial' (portable C++) or 'avx2' (AVX2+FMA+F16C)."""
+    from frugalnn import kernels
+
+    return kernels.backend()
+
+
+def torch_isa() -> str:
+    """The CPU capability torch's kernels dispatch to here (e.g. 'AVX2', 'AVX512'), or 'not installed'."""
+    try:
+        import torch
+    except ImportError:
+        return "not installed"
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def machine_line(threads: int | None = None) -> str:
+    """One line for a figure's provenance, computed here and now: CPU model, cores, our kernels' ISA."""
+    c = cpu()
+    t = "" if threads is None else f", {threads} thread{'s' if threads != 1 else ''}"
+    return f"{c['model']} ({c['logical_cores']} logical cores){t}, frugalnn kernels: {kernel_isa()}"
+
+
 def render(data: dict) -> None:
     from rich.console import Console
     from rich.table import Table

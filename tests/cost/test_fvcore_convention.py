@@ -1,16 +1,15 @@
 """Cross-check against fvcore (test extra) on a standard ResNet-like model.
 
 convention="fvcore" must equal fvcore.nn.FlopCountAnalysis exactly, module by module; the default
-convention differs only by the norm and pooling counts fvcore adds (documented in docs/cost.md).
+convention differs only by the norm and pooling counts fvcore adds (documented in docs/scaling.md).
 """
+import fvcore.nn as fvcore_nn  # a test dependency (pyproject [test])
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from frugalnn.cost import Profiler, profile
-
-fvcore_nn = pytest.importorskip("fvcore.nn")
 
 
 class BasicBlock(nn.Module):

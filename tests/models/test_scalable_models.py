@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from frugalnn import models
-from frugalnn.cost import profile, scale
+from frugalnn.cost import profile
+from frugalnn.scaling import scale
 from frugalnn.models.effnet import EffNetConfig, effnet_config
 from frugalnn.models.regnet import RegNetConfig, regnet_config
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from frugalnn.report import MEASURED, Context, Figure, Result, Row, experiment
+from frugalnn.report import MEASURED, Context, Figure, ExperimentResult, Row, experiment
 from frugalnn.report.discover import select
 from frugalnn.report.registry import registered
 from frugalnn.report.runner import run_one, write
@@ -19,14 +19,14 @@ def _fig():
     return Figure.from_matplotlib(fig, "line", "a line")
 
 
-@experiment("test-ok", technique="Testing", title="an experiment that works")
-def _ok(ctx: Context) -> Result:
+@experiment("test-ok", title="an experiment that works")
+def _ok(ctx: Context) -> ExperimentResult:
     ctx.step(0.5, "halfway")
-    return Result(rows=[Row("Testing", "test-ok", "answer", 42, 42.0, "", MEASURED)], figures=[_fig()])
+    return ExperimentResult(rows=[Row("Testing", "test-ok", "answer", 42, 42.0, "", MEASURED)], figures=[_fig()])
 
 
-@experiment("test-broken", technique="Testing", title="an experiment that raises")
-def _broken(ctx: Context) -> Result:
+@experiment("test-broken", title="an experiment that raises")
+def _broken(ctx: Context) -> ExperimentResult:
     raise RuntimeError("boom")
 
 

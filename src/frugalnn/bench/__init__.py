@@ -1,11 +1,9 @@
-"""`frugalnn bench <name>`: one module per benchmark in this package, registered with `@benchmark`.
+"""The bench harness: `frugalnn bench <technique>` runs the benchmark that the technique's
+`bench.py` registers with `@benchmark`.
 
-Run one from the command line (`frugalnn bench pack`) or as a script (`benchmarks/bench_pack.py`).
+Run one from the command line (`frugalnn bench tmac`) or as a script (`benchmarks/bench_tmac.py`).
 """
 from __future__ import annotations
-
-import importlib
-import pkgutil
 
 from frugalnn.bench.harness import BenchArgs, BenchReport, benchmark, registered, time_interleaved
 
@@ -13,10 +11,12 @@ __all__ = ["BenchArgs", "BenchReport", "benchmark", "load_benchmarks", "time_int
 
 
 def load_benchmarks():
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("harness",) and not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
-    return registered()
+    """(benchmarks by name, import errors by technique): a technique whose bench.py fails to import
+    is named by `frugalnn bench`, never a crash of the CLI."""
+    from frugalnn.techniques import discover
+
+    errors = discover("bench")
+    return registered(), errors
 
 
 def main(argv: list[str] | None = None) -> int:

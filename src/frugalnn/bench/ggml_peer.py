@@ -6,7 +6,7 @@ quantized type (filled by ggml_quantize_chunk from random floats) and x [N, K] f
 by the CPU backend with a persistent ggml threadpool, as llama.cpp's decode does. The time
 therefore includes what llama.cpp does per matmul (quantizing x to its dot-product type, e.g.
 Q8_K, then the vec_dot kernel over all rows) and nothing else: no graph building, no other layers.
-Not a module of the benchmark registry (it starts with no @benchmark); `frugalnn bench lut` uses it.
+The llama.cpp peer (shared by the tmac and llm benchmarks); `frugalnn bench tmac` uses it.
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from frugalnn.techniques import Registry
+
 
 @dataclass
 class Timing:
@@ -57,7 +59,7 @@ class BenchRow:
     case: str
     impl: str
     threads: int
-    median_ms: float
+    median_ms: float | None  # None: not measured (see `extra["not measured"]`)
     vs_baseline: float | None  # baseline time / this time: >1 means faster than the baseline
     extra: dict = field(default_factory=dict)
 
@@ -77,13 +79,18 @@ class BenchReport:
             ratio = base.median_s / t.median_s if base else None
             self.rows.append(BenchRow(case, impl, threads, t.median_s * 1e3, ratio, dict(extra or {})))
 
+    def add_not_measured(self, case: str, impl: str, threads: int, reason: str) -> None:
+        """A visible row for a contender that is absent or failed (never a silent gap)."""
+        self.rows.append(BenchRow(case, impl, threads, None, None, {"not measured": reason}))
+
     def to_markdown(self) -> str:
         extra_keys = list(dict.fromkeys(k for r in self.rows for k in r.extra))
         head = ["case", "impl", "threads", "median (ms)", f"x vs {self.baseline}", *extra_keys]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             ratio = "-" if r.vs_baseline is None else f"{r.vs_baseline:.2f}"
-            cells = [r.case, r.impl, str(r.threads), f"{r.median_ms:.4g}", ratio,
+            time_ms = "not measured" if r.median_ms is None else f"{r.median_ms:.4g}"
+            cells = [r.case, r.impl, str(r.threads), time_ms, ratio,
                      *(_fmt(r.extra.get(k)) for k in extra_keys)]
             lines.append("| " + " | ".join(cells) + " |")
         for n in self.notes:
@@ -123,16 +130,16 @@ class Benchmark:
     add_arguments: Callable | None = None
 
 
-_REGISTRY: dict[str, Benchmark] = {}
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 
 def benchmark(name: str, description: str, add_arguments: Callable | None = None) -> Callable:
-    """Register `fn(args: BenchArgs) -> BenchReport` as `frugalnn bench <name>`."""
+    """Register `fn(args: BenchArgs) -> BenchReport` as `frugalnn bench <name>` (name = the technique's)."""
     def wrap(fn):
-        _REGISTRY[name] = Benchmark(name, description, fn, add_arguments)
+        BENCHMARKS.add(name, Benchmark(name, description, fn, add_arguments), f"{fn.__module__}.{fn.__qualname__}")
         return fn
     return wrap
 
 
 def registered() -> dict[str, Benchmark]:
-    return dict(_REGISTRY)
+    return BENCHMARKS.items()

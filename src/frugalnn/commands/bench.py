@@ -3,7 +3,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("bench", help="run a benchmark: markdown table to stdout, JSON to a file")
     inner = p.add_subparsers(dest="benchmark", metavar="NAME")
-    for b in load_benchmarks().values():
+    benchmarks, errors = load_benchmarks()
+    for b in benchmarks.values():
         q = inner.add_parser(b.name, help=b.description)
         q.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
         q.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default: 1 and all)")
@@ -12,7 +13,17 @@ def register(sub) -> None:
         if b.add_arguments:
             b.add_arguments(q)
         q.set_defaults(handler=run, bench=b)
+    for technique, error in errors.items():
+        q = inner.add_parser(technique, help=f"(fails to import: {error.strip().splitlines()[-1]})")
+        q.set_defaults(handler=lambda args, e=error, t=technique: _broken(t, e))
     p.set_defaults(handler=lambda args: p.print_help() or 2)
+
+
+def _broken(technique: str, error: str) -> int:
+    import sys
+
+    print(f"frugalnn bench {technique}: its bench module fails to import:\n{error}", file=sys.stderr)
+    return 1
 
 
 def run(args) -> int:

@@ -36,12 +36,12 @@ def setup(args):
     import torch
 
     from frugalnn import _core
-    from frugalnn.models import llama
+    from frugalnn import llm as llama
 
     bits = llama.parse_bits(args.bits)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
-    from frugalnn.models.llama.model import torch_threads
+    from frugalnn.llm.model import torch_threads
 
     threads = args.threads or _core.hardware_threads()
     torch.set_num_threads(torch_threads(bits, threads))
@@ -71,7 +71,7 @@ class Streamer:
 
 
 def run(args) -> int:
-    from frugalnn.models import llama
+    from frugalnn import llm as llama
 
     if args.max_tokens < 1:
         raise ValueError(f"--max-tokens: expected >= 1, got {args.max_tokens}")

@@ -1,5 +1,5 @@
 """`frugalnn perplexity`: perplexity of a Llama GGUF on the fixed reference text (see
-frugalnn.models.llama.perplexity for the exact slice of CPython's pydoc_data/topics.py)."""
+frugalnn.llm.perplexity for the exact slice of CPython's pydoc_data/topics.py)."""
 from __future__ import annotations
 
 import sys
@@ -20,7 +20,7 @@ def run(args) -> int:
     import json
 
     from frugalnn.commands.generate import setup
-    from frugalnn.models import llama
+    from frugalnn import llm as llama
 
     if args.window < 2:
         raise ValueError(f"--window: expected >= 2, got {args.window}")

@@ -12,7 +12,7 @@ Error bounds, per element of a block with exponent e (tested in tests/formats/te
   rounding="nearest"     |x - x'| <= 2^(e-1) <= M * 2^-(bits-1-headroom)   (ties to even)
   rounding="stochastic"  |x - x'| <  2^e, and E[x'] = x (unbiased)
 With headroom 0 a value can round up to 2^(bits-1) and is saturated to 2^(bits-1)-1, which costs
-up to 2^e. `to_float()` is exact whenever m * 2^e is a normal float32.
+up to 2^e. `dequantize()` is exact whenever m * 2^e is a normal float32.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class DFP:
     headroom: int
 
     @classmethod
-    def quantize(cls, x, bits: int = 16, block_size: int | None = None, headroom: int = 2,
+    def from_float(cls, x, bits: int = 16, block_size: int | None = None, headroom: int = 2,
                  rounding: str = "nearest", rng: np.random.Generator | int | None = None) -> "DFP":
         if bits not in _INT:
             raise ValueError(f"bits: expected 16 or 8, got {bits!r}")
@@ -82,12 +82,12 @@ class DFP:
         per = np.repeat(self.exponent, self.block_size)[: self.mantissa.size]
         return per.reshape(self.shape)
 
-    def to_float(self, as_tensor: bool = False):
+    def dequantize(self, as_tensor: bool = False):
         out = np.ldexp(self.mantissa.astype(np.float64), self.block_exponents()).astype(np.float32)
         return from_numpy(out, as_tensor)
 
     def abs_error_bound(self, rounding: str = "nearest") -> np.ndarray:
-        """Per-element bound on |x - to_float()| (see the module docstring)."""
+        """Per-element bound on |x - dequantize()| (see the module docstring)."""
         require_choice(rounding, "rounding", ROUNDINGS)
         e = self.block_exponents().astype(np.float64)
         half = rounding == "nearest" and self.headroom > 0
@@ -96,6 +96,12 @@ class DFP:
     @property
     def nbytes(self) -> int:
         return self.mantissa.nbytes + self.exponent.size  # exponents fit one byte each
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Bits really stored per value: mantissas plus the shared exponents."""
+        n = self.mantissa.size
+        return 8.0 * self.nbytes / n if n else float("nan")
 
     def __repr__(self) -> str:
         scope = "per tensor" if self.block_size is None else f"blocks of {self.block_size}"

@@ -26,7 +26,7 @@ class GroupQuant:
     shape: tuple[int, ...]  # the original weight shape [..., K]
 
     @classmethod
-    def quantize(cls, w, bits: int, group_size: int, symmetric: bool = True,
+    def from_float(cls, w, bits: int, group_size: int, symmetric: bool = True,
                  threads: int | None = None) -> "GroupQuant":
         bits = require_int(bits, "bits", 1, 8)
         group_size = require_int(group_size, "group_size", 1)

@@ -2,7 +2,7 @@
 allocating wrappers over `_core.llama` (`impl="native"`: serial or AVX2, see
 `frugalnn.kernels.use_backend`) and the numpy reference (`impl="numpy"`, `llama_ref`).
 
-The decoder itself is `frugalnn.models.llama.fast`; these exist so each piece is tested on its own
+The decoder itself is `frugalnn.llm.fast`; these exist so each piece is tested on its own
 against a reference, on odd shapes and edge values, under both backends.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `impl="native"` runs the compiled kernel (serial or AVX2, see `frugalnn.kernels.use_backend`),
 `impl="numpy"` the bit-identical reference in `lmul_ref`. Rules and summation order:
 csrc/lmul/serial.h. The user-facing functions (any shapes, numpy or torch) are in
-`frugalnn.arith.lmul`.
+`frugalnn.lmul.arith`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """T-MAC lookup-table kernels: allocating wrappers over the compiled core (`impl="native"`) and the
 bit-identical numpy reference (`impl="numpy"`, `lut_ref`). Layout: csrc/lut/layout.h.
 
-These are the raw kernels; `frugalnn.lut` (LUTWeight, matmul) is the user-facing API.
+These are the raw kernels; `frugalnn.tmac` (LUTWeight, matmul) is the user-facing API.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """An EfficientNet-style network of our own (after pycls's EffNet), with config, closed-form
-complexity and scaler.
+complexity (its scaler is frugalnn.scaling.scalers).
 
     stem    3x3 conv stride 2, BN, SiLU
     MBConv  [1x1 expand (w_in -> w_in * e), BN, SiLU] (skipped when e = 1), k x k depthwise (stride s),
@@ -11,13 +11,12 @@ it changes training noise, not cost.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from frugalnn.cost.analytic import Complexity, Cx
-from frugalnn.cost.strategies import ScaleFactors, register_scaler, round_depth, round_resolution, round_width
 from frugalnn.models.blocks import SqueezeExcite, init_weights, positive_ints
 
 
@@ -130,16 +129,6 @@ class EffNet(nn.Module):
 
     def forward(self, x):
         return self.fc(self.dropout(torch.flatten(self.pool(self.head(self.blocks(self.stem(x)))), 1)))
-
-
-@register_scaler(EffNetConfig)
-def _scale_effnet(config: EffNetConfig, f: ScaleFactors) -> EffNetConfig:
-    """pycls's EfficientNet scaling: depths, widths, stem and head widths (multiples of 8), resolution."""
-    return replace(config, depths=tuple(round_depth(d, f.depth) for d in config.depths),
-                   widths=tuple(round_width(w, f.width) for w in config.widths),
-                   stem_width=round_width(config.stem_width, f.width),
-                   head_width=round_width(config.head_width, f.width),
-                   resolution=round_resolution(config.resolution, f.resolution))
 
 
 PRESETS = {

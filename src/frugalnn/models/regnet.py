@@ -1,5 +1,5 @@
 """RegNet(X/Y) of our own (after pycls's AnyNet with residual bottleneck blocks), with its config,
-its closed-form complexity and its scaler.
+its closed-form complexity (its scaler is frugalnn.scaling.scalers).
 
     stem   3x3 conv stride 2, BN, ReLU
     stage  d blocks; the first has stride 2 and a 1x1 projection shortcut
@@ -11,16 +11,15 @@ parameters (w_a, w_0, w_m, depth, group width) into per-stage widths and depths,
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from frugalnn.cost.analytic import Complexity, Cx
-from frugalnn.cost.strategies import (ScaleFactors, fit_group_widths, register_scaler, round_depth, round_group_width,
-                                 round_resolution, round_width)
 from frugalnn.models.blocks import SqueezeExcite, conv_bn, init_weights, positive_ints
+from frugalnn.models.rounding import fit_group_widths
 
 
 @dataclass
@@ -154,16 +153,6 @@ class RegNet(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
-
-
-@register_scaler(RegNetConfig)
-def _scale_regnet(config: RegNetConfig, f: ScaleFactors) -> RegNetConfig:
-    """pycls's AnyNet scaling: depths, widths (multiples of 8), group widths, resolution; stem kept."""
-    widths = [round_width(w, f.width) for w in config.widths]
-    groups = [round_group_width(g, f.group_width) for g in config.group_widths]
-    widths = fit_group_widths(widths, list(config.bottleneck_ratios), groups)
-    return replace(config, depths=tuple(round_depth(d, f.depth) for d in config.depths), widths=tuple(widths),
-                   group_widths=tuple(groups), resolution=round_resolution(config.resolution, f.resolution))
 
 
 # Design-space parameters of the published RegNetY models (pycls model zoo / the RegNet paper).

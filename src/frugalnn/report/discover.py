@@ -1,26 +1,14 @@
-"""Find every experiment: import each module of frugalnn.experiments (a module that fails to
-import is reported as a failed experiment, not a crash of the whole report)."""
+"""Find every experiment: import each technique's `experiment` module (one that fails to import is
+reported as a failed experiment, not a crash of the whole report)."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import traceback
-
 from frugalnn.report.registry import Experiment, registered
+from frugalnn.techniques import discover
 
 
 def load_experiments() -> tuple[dict[str, Experiment], dict[str, str]]:
-    """(experiments by name, import errors by module name)."""
-    import frugalnn.experiments as pkg
-
-    errors: dict[str, str] = {}
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name.startswith("_"):
-            continue
-        try:
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
-        except Exception:
-            errors[mod.name] = traceback.format_exc()
+    """(experiments by name, import errors by technique name)."""
+    errors = discover("experiment")
     return registered(), errors
 
 
@@ -32,11 +20,11 @@ def select(experiments: dict[str, Experiment], only: list[str] | None) -> list[E
     for want in only:
         w = want.lower()
         hits = [e for e in experiments.values()
-                if w in (e.name.lower(), e.module.rsplit(".", 1)[-1].lower(), e.technique.lower())]
+                if w in (e.name.lower(), e.technique.lower())]
         if not hits:
             unknown.append(want)
         chosen += [e for e in hits if e not in chosen]
     if unknown:
-        names = sorted({e.name for e in experiments.values()} | {e.module.rsplit('.', 1)[-1] for e in experiments.values()})
+        names = sorted({e.name for e in experiments.values()} | {e.technique for e in experiments.values() if e.technique})
         raise ValueError(f"--only: no experiment named {', '.join(map(repr, unknown))}; known: {', '.join(names)}")
     return chosen

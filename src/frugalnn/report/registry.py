@@ -1,8 +1,9 @@
 """The experiment registry: what an experiment returns and how a technique registers one.
 
-An experiment is a function `fn(ctx: Context) -> Result` registered with `@experiment(...)` in a
-module of `frugalnn.experiments`. It returns summary rows (the paper's claim beside our
-measurement, with a verdict), optional detail tables, and optional matplotlib figures.
+An experiment is a function `fn(ctx: Context) -> ExperimentResult` registered with `@experiment(...)`
+in its technique's `frugalnn.<technique>.experiment` module. It returns summary rows (the paper's
+claim beside our measurement, with a verdict from `frugalnn.report.verdicts` and the rule that
+gave it), optional detail tables, and optional matplotlib figures.
 """
 from __future__ import annotations
 
@@ -12,12 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-# Verdicts, from the reader's point of view.
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-PARTLY = "partly reproduced"
-MEASURED = "measured"  # a figure with no claim to hold it against
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, PARTLY, MEASURED)
+from frugalnn.report.verdicts import CLAIM_VERDICTS, MEASURED, VERDICTS
+from frugalnn.techniques import Registry, technique_of
 
 
 @dataclass
@@ -30,10 +27,15 @@ class Row:
     unit: str = ""
     verdict: str = MEASURED
     notes: str = ""
+    rule: str = ""  # the threshold that gave the verdict (frugalnn.report.verdicts)
+    headline: bool = False  # the technique's headline figure, shown on its card in index.html
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict: expected one of {VERDICTS}, got {self.verdict!r}")
+        if self.verdict in CLAIM_VERDICTS and not self.rule:
+            raise ValueError(f"rule: a {self.verdict!r} row must state its rule ({self.metric!r}); "
+                             "use frugalnn.report.verdicts")
 
     def to_dict(self) -> dict:
         return {k: _jsonable(v) for k, v in asdict(self).items()}
@@ -59,8 +61,9 @@ class Figure:
 
     @classmethod
     def from_matplotlib(cls, fig, name: str, title: str = "", dpi: int = 110) -> "Figure":
-        import matplotlib.pyplot as plt
+        from frugalnn.report.figures import pyplot
 
+        plt = pyplot()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
@@ -68,10 +71,13 @@ class Figure:
 
 
 @dataclass
-class Result:
+class ExperimentResult:
     rows: list[Row] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
+    # what each peer reported about itself in this run, e.g. {"llama.cpp": {"version": ..., "isa": "AVX2 FMA"}};
+    # shown in index.html's machine section and results.json's meta
+    peers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,27 +96,27 @@ class Context:
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    technique: str
+    technique: str  # the package: frugalnn.<technique>.experiment
     title: str
-    fn: Callable[[Context], Result]
+    fn: Callable[[Context], ExperimentResult]
     module: str
 
 
-_REGISTRY: dict[str, Experiment] = {}
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def experiment(name: str, technique: str, title: str) -> Callable:
-    """Register `fn(ctx) -> Result` under `name` (what `frugalnn report --only` matches)."""
-    def wrap(fn: Callable[[Context], Result]) -> Callable[[Context], Result]:
-        if name in _REGISTRY and _REGISTRY[name].fn.__qualname__ != fn.__qualname__:
-            raise ValueError(f"experiment {name!r} is registered twice ({_REGISTRY[name].module}, {fn.__module__})")
-        _REGISTRY[name] = Experiment(name, technique, title, fn, fn.__module__)
+def experiment(name: str, title: str) -> Callable:
+    """Register `fn(ctx) -> ExperimentResult` under `name` (what `frugalnn report --only` matches, with
+    the technique's name)."""
+    def wrap(fn: Callable[[Context], ExperimentResult]) -> Callable[[Context], ExperimentResult]:
+        technique = technique_of(fn.__module__)
+        EXPERIMENTS.add(name, Experiment(name, technique, title, fn, fn.__module__), fn.__module__ + "." + fn.__qualname__)
         return fn
     return wrap
 
 
 def registered() -> dict[str, Experiment]:
-    return dict(_REGISTRY)
+    return EXPERIMENTS.items()
 
 
 def _jsonable(v: Any) -> Any:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from frugalnn.report.discover import load_experiments, select
-from frugalnn.report.registry import Context, Experiment, Result
+from frugalnn.report.registry import Context, Experiment, ExperimentResult
 
 
 @dataclass
@@ -17,7 +19,7 @@ class Outcome:
     name: str
     status: str  # "ok" | "failed" | "skipped"
     seconds: float
-    result: Result = field(default_factory=Result)
+    result: ExperimentResult = field(default_factory=ExperimentResult)
     error: str = ""
 
     def to_dict(self, figure_dir: str) -> dict:
@@ -42,8 +44,8 @@ def run_one(exp: Experiment, ctx: Context) -> Outcome:
     start = time.perf_counter()
     try:
         result = exp.fn(ctx)
-        if not isinstance(result, Result):
-            raise TypeError(f"experiment {exp.name!r} returned {type(result).__name__}, not Result")
+        if not isinstance(result, ExperimentResult):
+            raise TypeError(f"experiment {exp.name!r} returned {type(result).__name__}, not ExperimentResult")
         return Outcome(exp, exp.name, "ok", time.perf_counter() - start, result)
     except MissingDataError as e:
         return Outcome(exp, exp.name, "skipped", time.perf_counter() - start, error=str(e))
@@ -51,10 +53,98 @@ def run_one(exp: Experiment, ctx: Context) -> Outcome:
         return Outcome(exp, exp.name, "failed", time.perf_counter() - start, error=traceback.format_exc())
 
 
+class _Bar:
+    """rich's live progress bar, for a terminal."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.fields[name]:<16}"), BarColumn(),
+                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                                 transient=False)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, exp: Experiment, index: int, total: int) -> Callable[[float, str], None]:
+        self.task = self.progress.add_task("starting", total=1.0, name=exp.name)
+
+        def update(fraction: float, message: str = "", task=self.task) -> None:
+            self.progress.update(task, completed=fraction, description=message)
+        return update
+
+    def import_failed(self, outcome: Outcome) -> None:
+        self.progress.console.print(f"[bold]{outcome.name:<16}[/] [red]failed[/] {_last_line(outcome.error)}")
+
+    def end(self, outcome: Outcome, index: int, total: int) -> None:
+        self.progress.update(self.task, completed=1.0, description={
+            "ok": "[green]done", "skipped": "[yellow]skipped", "failed": "[red]failed"}[outcome.status])
+
+
+class _Lines:
+    """One plain, flushed line per experiment as it starts and as it ends, for a log or a pipe: a live
+    bar writes nothing there until the whole report is over."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def _say(self, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} report {text}", file=self.file, flush=True)
+
+    def start(self, exp: Experiment, index: int, total: int) -> Callable[[float, str], None]:
+        self._say(f"[{index}/{total}] {exp.name}: started ({exp.title})")
+        return lambda fraction, message="": None
+
+    def import_failed(self, outcome: Outcome) -> None:
+        self._say(f"{outcome.name}: failed: {_last_line(outcome.error)}")
+
+    def end(self, outcome: Outcome, index: int, total: int) -> None:
+        why = f": {_last_line(outcome.error)}" if outcome.status != "ok" else ""
+        self._say(f"[{index}/{total}] {outcome.name}: {outcome.status} in {outcome.seconds:.1f} s{why}")
+
+
+def _last_line(text: str) -> str:
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+@contextmanager
+def quiet_progress_bars():
+    """Silence tqdm bars (transformers' "Converting and de-quantizing GGUF tensors") while experiments
+    run: they would interleave with the report's own progress and fill logs. tqdm reads TQDM_DISABLE only
+    when it is first imported, so its constructor is wrapped for the duration instead."""
+    try:
+        from tqdm import std
+    except ImportError:
+        yield
+        return
+    original = vars(std.tqdm)["__init__"]  # may be a partialmethod (tqdm's env overrides): restore as is
+
+    def quiet_init(self, *args, **kwargs):
+        kwargs["disable"] = True
+        original.__get__(self, type(self))(*args, **kwargs)
+
+    std.tqdm.__init__ = quiet_init
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = original
+
+
 def run_report(only: list[str] | None = None, quick: bool = False, out: Path | None = None,
-               seed: int = 0, threads: int | None = None, console=None) -> list[Outcome]:
+               seed: int = 0, threads: int | None = None, console=None, summary_console=None) -> list[Outcome]:
+    """Run the chosen experiments. Progress goes to `console` (default: stderr): a live bar on a terminal,
+    plain start/end lines elsewhere; the summary tables go to `summary_console` (default: stdout)."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from frugalnn import info
     from frugalnn.report import tables
@@ -65,26 +155,24 @@ def run_report(only: list[str] | None = None, quick: bool = False, out: Path | N
     outcomes = [Outcome(None, f"import:{m}", "failed", 0.0, error=err) for m, err in import_errors.items()
                 if not only or m in only]
 
-    with Progress(TextColumn("[bold]{task.fields[name]:<16}"), BarColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
-        for exp in chosen:
-            task = progress.add_task("starting", total=1.0, name=exp.name)
-
-            def update(fraction: float, message: str = "", task=task) -> None:
-                progress.update(task, completed=fraction, description=message)
-
+    progress = _Bar(console) if console.is_terminal else _Lines(console.file)
+    with progress, quiet_progress_bars():
+        for o in outcomes:
+            progress.import_failed(o)
+        for index, exp in enumerate(chosen, 1):
+            update = progress.start(exp, index, len(chosen))
             ctx = Context(quick=quick, out_dir=out, seed=seed, threads=threads, progress=update)
             outcome = run_one(exp, ctx)
             outcomes.append(outcome)
-            progress.update(task, completed=1.0,
-                            description={"ok": "[green]done", "skipped": "[yellow]skipped",
-                                         "failed": "[red]failed"}[outcome.status])
+            progress.end(outcome, index, len(chosen))
 
-    meta = {"created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick, "seed": seed,
-            "machine": info.collect(threads)}
+    machine = info.collect(threads)
+    machine.setdefault("torch_isa", info.torch_isa())
+    meta = {"created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": quick, "seed": seed, "machine": machine,
+            "peers": {name: what for o in outcomes for name, what in o.result.peers.items()}}
     if out is not None:
         write(outcomes, meta, Path(out))
-    tables.print_summary(outcomes, console=Console())
+    tables.print_summary(outcomes, console=summary_console or Console())
     return outcomes
 
 

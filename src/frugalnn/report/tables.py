@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-VERDICT_STYLE = {"reproduced": "green", "not reproduced": "red", "partly reproduced": "yellow", "measured": "cyan"}
+from frugalnn.report.verdicts import DERIVED, MEASURED, NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED
+
+VERDICT_STYLE = {REPRODUCED: "green", PARTLY: "yellow", NOT_REPRODUCED: "red", DERIVED: "magenta", MEASURED: "cyan",
+                 NOT_MEASURED: "dim"}
 
 
 def fmt(v: Any) -> str:

@@ -1,0 +1,11 @@
+"""T-MAC LUT GEMV/GEMM vs torch fp32, torch dequantize+matmul and llama.cpp. Same as `frugalnn bench tmac`.
+
+    flock /tmp/frugalnn-bench.lock python benchmarks/bench_tmac.py [--quick] [--threads 1 2]
+        [--shapes all|llama|bitnet] [--bits 2 4 ternary] [--gemm-n 32 256] [--no-peer] [--json out.json]
+"""
+import sys
+
+from frugalnn.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main(["tmac", *sys.argv[1:]]))

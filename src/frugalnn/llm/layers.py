@@ -1,0 +1,260 @@
+"""The pieces of a Llama block: RMSNorm, RoPE on adjacent pairs, a linear layer with a pluggable
+weight backend, grouped-query attention over a preallocated KV cache, and SwiGLU.
+
+Shapes: B batch, T new tokens, S tokens attended (cache + new), H query heads, Hkv key/value
+heads, G = H / Hkv, D head_dim.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StructureWatch:
+    """A counter that `Watched` modules bump whenever their structure may have changed: a submodule,
+    parameter, buffer or attribute assigned (how convert_/route_ swap modules), a forward hook
+    registered. The fast decode path (fast.py) compares it with the version it was built at, so a
+    converted or rerouted model falls back to the torch path at once, at no per-token cost."""
+
+    __slots__ = ("version",)
+
+    def __init__(self):
+        self.version = 0
+
+
+class Watched(nn.Module):
+    """Mixin for the model's modules: reports changes to the StructureWatch in `_watch`, if any.
+
+    Bumping on every assignment is deliberately blunt: assignments are rare outside __init__.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        watch = self.__dict__.get("_watch")
+        if watch is not None:
+            watch.version += 1
+
+    def _bump(self) -> None:
+        watch = self.__dict__.get("_watch")
+        if watch is not None:
+            watch.version += 1
+
+    def register_forward_hook(self, *args, **kwargs):
+        handle = super().register_forward_hook(*args, **kwargs)
+        self._bump()
+        return handle
+
+    def register_forward_pre_hook(self, *args, **kwargs):
+        handle = super().register_forward_pre_hook(*args, **kwargs)
+        self._bump()
+        return handle
+
+
+class ModuleList(Watched, nn.ModuleList):
+    pass
+
+
+class Embedding(Watched, nn.Embedding):
+    pass
+
+
+class RMSNorm(Watched):
+    def __init__(self, weight: torch.Tensor, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.eps = eps
+        self.shape = (weight.shape[0],)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Written out rather than F.rms_norm: on CPU float32 that one makes two dtype copies and
+        # about ten kernel calls per invocation (5x slower at decode sizes); same arithmetic as HF.
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight
+
+
+def rope_table(rope_dim: int, max_pos: int, base: float, linear_scale: float = 1.0) -> torch.Tensor:
+    """Complex rotations [max_pos, rope_dim/2]: position p turns pair i by p / scale * base^(-2i/rope_dim)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, rope_dim, 2, dtype=torch.float64) / rope_dim))
+    pos = torch.arange(max_pos, dtype=torch.float64) / linear_scale
+    angles = torch.outer(pos, inv_freq)
+    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+
+
+def apply_rope(x: torch.Tensor, rot: torch.Tensor, rope_dim: int) -> torch.Tensor:
+    """x [B, T, heads, D]; rot [T, 1, rope_dim/2] complex. Rotates adjacent pairs (GGUF's layout)."""
+    if rope_dim == x.shape[-1]:
+        xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+        return torch.view_as_real(xc * rot).flatten(-2)
+    head, tail = x[..., :rope_dim], x[..., rope_dim:]
+    xc = torch.view_as_complex(head.reshape(*head.shape[:-1], -1, 2))
+    return torch.cat([torch.view_as_real(xc * rot).flatten(-2), tail], dim=-1)
+
+
+class Linear(Watched):
+    """y = x W^T where W is either a float32 tensor [N, K] or a frugalnn.tmac.LUTWeight.
+
+    The backend is fixed at construction so forward does no per-call dispatch work. For LUT
+    weights a one-token call (decode) uses `LUTWeight.gemv_fn`, whose threads and tile config are
+    resolved once: per-call argument handling costs as much as the kernel on SmolLM2's 576-wide
+    matrices. Batched calls (prefill) use frugalnn.tmac.matmul.
+    """
+
+    def __init__(self, weight: Any, threads: int | None = None):
+        super().__init__()
+        self.threads = threads
+        if isinstance(weight, torch.Tensor):
+            if weight.dtype != torch.float32 or weight.dim() != 2:
+                raise TypeError(f"weight: expected a 2-D float32 tensor, got {weight.dtype} {tuple(weight.shape)}")
+            self.weight = nn.Parameter(weight, requires_grad=False)
+            self.backend = "fp32"
+            self.out_features, self.in_features = weight.shape
+            self.forward = self._dense  # type: ignore[method-assign]
+        else:
+            self.lut = weight
+            kind = "ternary" if getattr(weight, "kind", "") == "ternary" else f"{weight.bits}-bit g{weight.group_size}"
+            self.backend = f"lut {kind} ({getattr(weight, 'source', '')})"
+            self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
+            from frugalnn.tmac import matmul
+
+            self._lut_matmul = matmul
+            self._gemv = _bind_gemv(weight, threads)
+            self.forward = self._lut  # type: ignore[method-assign]
+
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+    def _lut(self, x: torch.Tensor) -> torch.Tensor:
+        if self._gemv is not None and x.numel() == self.in_features and x.dtype == torch.float32 \
+                and x.is_contiguous():
+            return self._gemv(x)
+        return self._lut_matmul(x, self.lut, threads=self.threads)
+
+    def set_threads(self, threads: int | None) -> None:
+        """Threads for the LUT kernel (fp32 matmuls follow torch.set_num_threads)."""
+        self.threads = threads
+        if self.backend != "fp32":
+            self._gemv = _bind_gemv(self.lut, threads)
+
+    def nbytes(self) -> int:
+        if self.backend == "fp32":
+            return self.weight.numel() * 4
+        return int(self.lut.nbytes)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, weight={self.backend}"
+
+
+class StackedLinear(Watched):
+    """Several Linear layers on the same input, outputs concatenated (a fused projection whose parts
+    must keep their own weights, e.g. ternary with one scale per projection)."""
+
+    def __init__(self, parts: list[Linear]):
+        super().__init__()
+        self.parts = ModuleList(parts)
+        self.in_features = parts[0].in_features
+        self.out_features = sum(p.out_features for p in parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p(x) for p in self.parts], dim=-1)
+
+    def nbytes(self) -> int:
+        return sum(p.nbytes() for p in self.parts)
+
+
+def _bind_gemv(w: Any, threads: int | None):
+    """A one-token GEMV closure for a LUTWeight (threads and tile config resolved once), or None."""
+    make = getattr(w, "gemv_fn", None)
+    if make is None:
+        return None
+    try:
+        fn = make(threads=threads)
+        m, k = int(w.shape[0]), int(w.shape[1])
+        fn(torch.zeros(1, k))  # prove it on a real call; the public matmul remains the fallback
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+    def gemv(x: torch.Tensor) -> torch.Tensor:
+        return fn(x.view(1, k)).view(*x.shape[:-1], m)
+
+    return gemv
+
+
+class LlamaAttention(Watched):
+    """Grouped-query attention with RoPE and a preallocated KV cache.
+
+    Every attention product goes through F.scaled_dot_product_attention (so frugalnn.routing
+    can swap it), with plain 4-D arguments and no `enable_gqa`:
+      - decode (T == 1): q is viewed as [B, Hkv, G, D] against the cache's k/v [B, Hkv, S, D],
+        no mask: one kv head's G query heads ride in the query-length slot, nothing is copied;
+        with G == 1 (no GQA) this is the ordinary query length 1;
+      - prefill (T > 1): q [B, H, T, D], k/v repeated to H heads, is_causal when the cache was
+        empty, otherwise an explicit boolean mask [T, S].
+    """
+
+    def __init__(self, wqkv: Linear, wo: Linear, n_heads: int, n_kv_heads: int, head_dim: int, rope_dim: int):
+        super().__init__()
+        self.wqkv, self.wo = wqkv, wo  # q, k, v projections fused row-wise: one kernel call instead of three
+        self.n_heads, self.n_kv_heads, self.head_dim, self.rope_dim = n_heads, n_kv_heads, head_dim, rope_dim
+        self.group = n_heads // n_kv_heads
+        self.qk_v_split = ((n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim)
+        self.q_k_split = (n_heads, n_kv_heads)
+        self.k_cache: torch.Tensor | None = None  # [B, Hkv, max_len, D], views into the model's cache
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = self.wqkv.forward(x)
+        # q and k sit side by side in the fused output: one RoPE call turns both
+        qk, v = qkv.split(self.qk_v_split, dim=-1)
+        q, k = apply_rope(qk.view(B, T, H + Hkv, D), rot, self.rope_dim).split(self.q_k_split, dim=2)
+        v = v.view(B, T, Hkv, D)
+        if start < 0 or self.k_cache is None:  # cache-free pass (start = -1)
+            keys, values = k.transpose(1, 2), v.transpose(1, 2)
+        else:
+            end = start + T
+            k_cache, v_cache = self.k_cache, self.v_cache
+            if B != k_cache.shape[0]:
+                k_cache, v_cache = k_cache.narrow(0, 0, B), v_cache.narrow(0, 0, B)
+            k_cache.narrow(2, start, T).copy_(k.transpose(1, 2))
+            v_cache.narrow(2, start, T).copy_(v.transpose(1, 2))
+            keys, values = k_cache.narrow(2, 0, end), v_cache.narrow(2, 0, end)
+        if T == 1:
+            o = F.scaled_dot_product_attention(q.reshape(B, Hkv, self.group, D), keys, values)
+        else:
+            if self.group > 1:
+                keys = keys.repeat_interleave(self.group, dim=1)
+                values = values.repeat_interleave(self.group, dim=1)
+            q = q.transpose(1, 2)
+            if mask is None:
+                o = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+            else:
+                o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            o = o.transpose(1, 2)
+        return self.wo.forward(o.reshape(B, T, H * D))
+
+
+class SwiGLU(Watched):
+    """down(silu(gate x) * up x), gate and up fused row-wise into one weight [2 * ffn, dim]."""
+
+    def __init__(self, gate_up: Linear, down: Linear):
+        super().__init__()
+        self.gate_up, self.down = gate_up, down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up.forward(x).chunk(2, dim=-1)
+        return self.down.forward(F.silu(gate) * up)
+
+
+class Block(Watched):
+    def __init__(self, attn_norm: RMSNorm, attention: LlamaAttention, ffn_norm: RMSNorm, mlp: SwiGLU):
+        super().__init__()
+        self.attn_norm, self.attention, self.ffn_norm, self.mlp = attn_norm, attention, ffn_norm, mlp
+
+    def forward(self, x: torch.Tensor, rot: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
+        # leaf modules are called through .forward (no hook machinery: ~2 us saved per call, 8 per
+        # layer); attention keeps __call__ so frugalnn.routing wrappers and hooks still apply
+        h = x + self.attention(self.attn_norm.forward(x), rot, start, mask)
+        return h + self.mlp.forward(self.ffn_norm.forward(h))

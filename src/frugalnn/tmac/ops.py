@@ -1,0 +1,82 @@
+"""`matmul(x, w, threads=None)`: x [..., K] times a LUTWeight [M, K] -> [..., M] (x @ w.T).
+
+x may be numpy or a torch CPU tensor (the answer comes back in kind, float32). NaN/inf in x
+propagate exactly as in a dense float32 matmul (csrc/lut/driver.h).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from frugalnn import _core
+from frugalnn._arrays import from_numpy, require_floating, to_numpy
+from frugalnn.threads import resolve_threads
+from frugalnn.tmac import tune
+from frugalnn.tmac.weight import LUTWeight
+
+
+
+
+def config(w: LUTWeight, n: int, threads: int) -> dict:
+    """Tile configuration for this weight and batch size, remembered on the weight (tuned once)."""
+    from frugalnn.kernels import backend
+
+    key = (n == 1, threads, backend())
+    cache = w.__dict__.setdefault("_configs", {})
+    cfg = cache.get(key)
+    if cfg is None:
+        cfg = cache[key] = tune.config_for(w, n, threads)
+    return cfg
+
+
+def matmul_numpy(x: np.ndarray, w: LUTWeight, threads: int, config: dict | None = None) -> np.ndarray:
+    """x [N, K] float32 (C-contiguous) -> [N, M]; `threads` already resolved (>= 1).
+
+    Calls the compiled kernel directly: it validates dtypes, shapes and contiguity itself.
+    """
+    m, _ = w.shape
+    cfg = config or _config(w, x.shape[0], threads)
+    out = np.empty((x.shape[0], m), np.float32)
+    _core.lut.matmul(x, w.packed, w.ws, w.ws if w.zt is None else w.zt, m, w.bits, w.group_size, w.zt is not None,
+                     out, threads, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
+    return out
+
+
+_config = config
+
+
+def gemv_fn(w: LUTWeight, threads: int | None = None):
+    """A lean one-token function for `w`: fn(x) with x float32 C-contiguous [K] or [1, K] (numpy or torch
+    CPU) -> [1, M] of the same kind. Threads and tile configuration are resolved once, here; the call
+    itself only allocates the output and enters the kernel (which still validates x)."""
+    if not isinstance(w, LUTWeight):
+        raise TypeError(f"w: expected a LUTWeight, got {type(w).__name__}")
+    t = resolve_threads(threads)
+    cfg = _config(w, 1, t)
+    m, k = w.shape
+    args = (w.packed, w.ws, w.ws if w.zt is None else w.zt, m, w.bits, w.group_size, w.zt is not None)
+    tail = (t, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
+    kernel = _core.lut.matmul
+
+    def fn(x):
+        tensor = not isinstance(x, np.ndarray)
+        a = x.detach().numpy() if tensor else x
+        out = np.empty((1, m), np.float32)
+        kernel(a.reshape(1, k), *args, out, *tail)
+        return from_numpy(out, True) if tensor else out
+
+    return fn
+
+
+def matmul(x, w: LUTWeight, threads: int | None = None):
+    """x [..., K] @ w.T -> [..., M] with the T-MAC lookup-table kernel."""
+    if not isinstance(w, LUTWeight):
+        raise TypeError(f"w: expected a LUTWeight, got {type(w).__name__}")
+    a, as_tensor = to_numpy(x, "x")
+    require_floating(a, "x")
+    m, k = w.shape
+    if a.ndim < 1 or a.shape[-1] != k:
+        raise ValueError(f"x: expected shape [..., {k}] to multiply a {m}x{k} weight, got {a.shape}")
+    lead = a.shape[:-1]
+    a2 = np.ascontiguousarray(a.reshape(-1, k), np.float32)
+    out = matmul_numpy(a2, w, resolve_threads(threads))
+    return from_numpy(out.reshape(*lead, m), as_tensor)

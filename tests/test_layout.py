@@ -1,0 +1,55 @@
+"""One technique, one name: every built technique has its package, report experiments, benchmark,
+docs page, tests folder and benchmark script under the same name, and the old names are gone."""
+import importlib
+from pathlib import Path
+
+import pytest
+
+from frugalnn.bench import load_benchmarks
+from frugalnn.report.discover import load_experiments
+from frugalnn.techniques import TECHNIQUES, technique_of
+
+ROOT = Path(__file__).parents[1]
+BUILT = [t.name for t in TECHNIQUES if t.status == "built"]
+
+
+def test_the_built_techniques():
+    assert {"tmac", "lmul", "fusemax", "scaling", "llm"} <= set(BUILT)
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_one_name_everywhere(name):
+    experiments, errors = load_experiments()
+    assert not errors, errors
+    assert any(e.technique == name for e in experiments.values()), f"report --only {name}"
+    benchmarks, errors = load_benchmarks()
+    assert not errors, errors
+    assert name in benchmarks, f"frugalnn bench {name}"
+    assert (ROOT / "tests" / name).is_dir(), f"tests/{name}/"
+    assert (ROOT / "benchmarks" / f"bench_{name}.py").is_file(), f"benchmarks/bench_{name}.py"
+    if name != "formats":  # the shared number formats are documented in the README
+        assert (ROOT / "docs" / f"{name}.md").is_file(), f"docs/{name}.md"
+
+
+@pytest.mark.parametrize("old", ["frugalnn.lut", "frugalnn.cascade", "frugalnn.arith", "frugalnn.experiments",
+                                 "frugalnn.nn", "frugalnn.models.llama"])
+def test_old_names_are_gone(old):
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
+
+
+def test_tmac_public_api_lives_in_tmac_only():
+    """No module outside frugalnn/tmac/ defines LUTWeight, LUTLinear or LUTConfig."""
+    src = ROOT / "src" / "frugalnn"
+    for path in src.rglob("*.py"):
+        if path.is_relative_to(src / "tmac"):
+            continue
+        text = path.read_text()
+        for name in ("LUTWeight", "LUTLinear", "LUTConfig"):
+            assert f"class {name}" not in text, f"{path} defines {name}"
+
+
+def test_technique_of():
+    assert technique_of("frugalnn.tmac.experiment") == "tmac"
+    assert technique_of("frugalnn.report.runner") == ""
+    assert technique_of("tests.report.test_report") == ""
