@@ -53,3 +53,36 @@ def test_technique_of():
     assert technique_of("frugalnn.tmac.experiment") == "tmac"
     assert technique_of("frugalnn.report.runner") == ""
     assert technique_of("tests.report.test_report") == ""
+
+
+def test_registry_refuses_a_name_registered_from_two_places():
+    from frugalnn.techniques import Registry
+
+    r = Registry("experiment")
+    r.add("x", 1, "a.f")
+    r.add("x", 1, "a.f")  # a re-import is not a duplicate
+    with pytest.raises(ValueError, match="registered twice"):
+        r.add("x", 2, "b.g")
+
+
+def test_a_technique_that_fails_to_import_is_reported_not_raised(monkeypatch):
+    from frugalnn import techniques
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name == "frugalnn.tmac.bench":
+            raise ImportError("simulated")
+        return real(name, *args)
+
+    monkeypatch.setattr(techniques.importlib, "import_module", broken)
+    errors = techniques.discover("bench")
+    assert "simulated" in errors["tmac"]
+
+
+def test_planned_techniques_have_no_package_yet():
+    from frugalnn.techniques import BY_NAME
+
+    assert BY_NAME["tdnn"].status == "planned" and BY_NAME["tmac"].status == "built"
+    with pytest.raises(ValueError, match="name"):
+        __import__("frugalnn.techniques").techniques.has_module("tmac.bench")

@@ -14,24 +14,21 @@
 // Scores and the accumulator are transposed (queries in lanes), so the online softmax and the
 // rescaling run across 8 queries per vector with no horizontal reductions.
 //
-// exp256_softmax (exp of 8 floats, for x <= 88.3; the softmax only passes x <= 0):
-// n = round(x log2 e) comes from one FMA with a shifter constant (1.5 * 2^23 + 127), whose low
-// mantissa bits are then n + 127, already the biased exponent of 2^n, so no round/convert
-// instructions; r = x - n ln2 by a two-constant (Cody-Waite) reduction, |r| <= ln2/2; exp(r)
-// by a degree-6 polynomial (minimax for relative error; 1.7e-8 before float rounding);
-// result = p(r) * 2^n. x is clamped at -88 first: below about -87.68 the biased exponent is 0
-// and the result is exactly +0 (the true value is under 8.3e-39, below FLT_MIN), so exp(-inf),
-// the masked keys of causal attention, is exactly 0 with no extra compare. NaN stays NaN.
-// Measured against float64 (tests/kernels/test_attention.py sweeps [-104, 88.3] at a stride and
-// checks this bound): at most 2 ulp for results >= FLT_MIN (1.4 ulp worst seen), subnormal
-// results within one subnormal spacing, results below 8.3e-39 flushed to +0.
-// 13 instructions, against 20 for the Cephes-style exp this replaced (degree 7, round +
-// convert, separate underflow mask): the softmax cost per score roughly halves.
+// The softmax exp is vec::exp256_softmax (common/vexp.h, shared with the decode-step attention
+// of csrc/llama): 13 instructions, at most 2 ulp for results >= FLT_MIN, exp(-inf) = +0 exactly
+// (the masked keys of causal attention).
+//
+// Role: avx2 (function-level target kernels). Checked against: the float64 numpy reference
+// (frugalnn/kernels/attention_ref.py) within a tolerance (FMA and the polynomial exp round
+// differently from serial.h), and the exp's error bound over [-104, 88.3], by
+// tests/kernels/test_attention.py under the avx2 backend.
 //
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/attention/avx2.h
 #pragma once
 
+#include "attention/layout.h"
 #include "common/cpu.h"
+#include "common/vexp.h"
 
 #if FRUGALNN_X86
 #include <immintrin.h>
@@ -40,30 +37,11 @@
 #include <cmath>
 #include <cstdint>
 
-#include "attention/driver.h"
-
 namespace frugalnn {
 namespace attention {
 namespace avx2 {
 
-FRUGALNN_AVX2 inline __m256 exp256_softmax(__m256 x) {
-  const __m256 xc = _mm256_max_ps(_mm256_set1_ps(-88.0f), x);  // max_ps returns its 2nd operand on NaN
-  const __m256 shifter = _mm256_set1_ps(12583039.0f);           // 1.5 * 2^23 + 127
-  const __m256 kn = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), shifter);
-  const __m256 n = _mm256_sub_ps(kn, shifter);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 y = _mm256_set1_ps(1.3843653723597527e-3f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.37415549904108e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166800156235695e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666431725025177e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.999999403953552e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
-  // kn's low mantissa bits hold n + 127 in [0, 254]; shifted into the exponent field they are 2^n
-  // (the mantissa's leading bits shift out of the word), or +0 when n = -127.
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kn), 23)));
-}
+using vec::exp256_softmax;
 
 // Row pointer r of a 4-row micro-kernel; rows past `rows` repeat the last real one (computed,
 // never stored), so tails need no separate kernels.

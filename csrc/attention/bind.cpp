@@ -1,13 +1,10 @@
-// Bindings for the one-pass fused attention kernel (layout and algorithm in driver.h).
-#include <algorithm>
+// Bindings for the one-pass fused attention kernel (algorithm in driver.h, tiles in layout.h).
+// Role: bind (argument checks, then one call into driver.h with the GIL released).
 #include <cmath>
 #include <string>
 
-#include "attention/avx2.h"
 #include "attention/driver.h"
-#include "attention/serial.h"
 #include "common/arrays.h"
-#include "common/cpu.h"
 
 namespace frugalnn {
 namespace {
@@ -43,34 +40,18 @@ void fused_attention(Array q, Array k, Array v, bool causal, double scale, OutAr
   threads = resolve_threads(threads);
 
   const attention::Problem prob{qp, kp, vp, op, n, nk, l, s, e, ev, static_cast<float>(scale), causal};
-  const int64_t blocks = (l + attention::BQ - 1) / attention::BQ;
-  const int64_t sub = attention::blocks_per_task(n, l, threads);
-  const int64_t tasks_per_head = (blocks + sub - 1) / sub;
   nb::gil_scoped_release release;
-  auto run = [&](auto ops) {
-    using Ops = decltype(ops);
-    parallel_for(n * tasks_per_head, threads, [&](int64_t task) {
-      const int64_t first = (task % tasks_per_head) * sub;
-      attention::attention_task<Ops>(prob, task / tasks_per_head, first, std::min(sub, blocks - first));
-    });
-  };
-#if FRUGALNN_X86
-  if (use_avx2()) return run(attention::avx2::Ops{});
-#endif
-  run(attention::serial::Ops{});
+  attention::fused_attention(prob, threads);
 }
 
 // exp of a float32 vector with the active backend's softmax exp (std::exp, or the AVX2 polynomial,
-// valid for x <= 88.3, see avx2.h).
+// valid for x <= 88.3, see common/vexp.h).
 void exp_f32(Array x, OutArray y) {
   const float* xp = typed<float>(x, "x", {-1});
   float* yp = typed<float>(y, "y", {static_cast<int64_t>(x.shape(0))});
   require_disjoint(x, y, "x", "y");
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (use_avx2()) return attention::avx2::exp_array(xp, x.shape(0), yp);
-#endif
-  attention::serial::exp_array(xp, x.shape(0), yp);
+  attention::exp_array(xp, x.shape(0), yp);
 }
 
 }  // namespace

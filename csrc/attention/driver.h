@@ -29,7 +29,14 @@
 //
 // `Ops` supplies the arithmetic (serial.h: scalar loops + std::exp; avx2.h: register-blocked
 // FMA micro-kernels + a vectorised exp). The loop structure, and so the order of the online
-// updates, is the same for both.
+// updates, is the same for both. Tile shapes and the Background hand-off: layout.h.
+//
+// Role: driver (tiling, threads, backend choice). Checked against: the float64 numpy reference
+// (frugalnn/kernels/attention_ref.py) within a tolerance, on both backends, odd shapes, causal
+// and GQA; and results invariant to MAX_SUB grouping and the thread count, bit for bit
+// (tests/kernels/test_attention.py).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/attention/driver.h
 #pragma once
 
 #include <algorithm>
@@ -38,24 +45,19 @@
 #include <limits>
 #include <vector>
 
+#include "attention/avx2.h"
+#include "attention/layout.h"
+#include "attention/serial.h"
+#include "common/cpu.h"
+#include "common/threads.h"
+
 namespace frugalnn {
 namespace attention {
 
-#ifndef FRUGALNN_ATTENTION_BQ
-#define FRUGALNN_ATTENTION_BQ 48
-#endif
-#ifndef FRUGALNN_ATTENTION_BK
-#define FRUGALNN_ATTENTION_BK 128
-#endif
 #ifndef FRUGALNN_ATTENTION_SUB
 #define FRUGALNN_ATTENTION_SUB 4
 #endif
-constexpr int64_t BQ = FRUGALNN_ATTENTION_BQ;        // queries per block (a multiple of the 24-query micro-kernel)
-constexpr int64_t BK = FRUGALNN_ATTENTION_BK;        // keys per tile
 constexpr int64_t MAX_SUB = FRUGALNN_ATTENTION_SUB;  // query blocks sharing each key/value tile
-constexpr int64_t VLANES = 4;                        // value columns per packed strip (avx2.h)
-
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Floats of per-thread workspace: per block Q^T, accumulator (Ev rounded up to whole strips),
 // m, l, alpha; shared by the blocks: one score tile and two packed value tiles (this one, and
@@ -73,20 +75,6 @@ struct Problem {
   int64_t n, nk, l, s, e, ev;
   float scale;
   bool causal;
-};
-
-// Work on the following key tiles that a scores call does between its micro-kernels, whose
-// FMA ports are busy while the load/store ports are half idle: rows [r0, r1) of the next tile's
-// keys are prefetched into L2 and its values packed into `vp` (Ops that pack), and the same rows
-// of the tile after that have their values prefetched (so the packing reads L2). Past the L2
-// size (S*(E+Ev)*4 bytes over ~1 MiB) tiles come from L3 or DRAM, and the hardware prefetchers
-// restart at every 4 KiB page (8 rows at E = 128); done separately, the packing cost 3-6%.
-struct Background {
-  const float* k;        // next tile's keys (row 0)
-  const float* v;        // next tile's values (row 0)
-  const float* v_ahead;  // the tile after next's values (row 0); rows >= ahead_rows do not exist
-  float* vp;             // where the next tile's values are packed
-  int64_t r0, r1, ahead_rows, e, ev;
 };
 
 struct Workspace {
@@ -202,6 +190,34 @@ inline int64_t blocks_per_task(int64_t heads, int64_t l, int threads) {
   int64_t sub = MAX_SUB;
   while (sub > 1 && heads * ((blocks + sub - 1) / sub) < 4 * static_cast<int64_t>(threads)) sub /= 2;
   return sub;
+}
+
+// The whole problem on `threads` threads with the active backend's ops: one task per group of
+// up to blocks_per_task query blocks of one head. Shapes were validated by the binding.
+inline void fused_attention(const Problem& p, int threads) {
+  const int64_t blocks = (p.l + BQ - 1) / BQ;
+  const int64_t sub = blocks_per_task(p.n, p.l, threads);
+  const int64_t tasks_per_head = (blocks + sub - 1) / sub;
+  auto run = [&](auto ops) {
+    using Ops = decltype(ops);
+    parallel_for(p.n * tasks_per_head, threads, [&](int64_t task) {
+      const int64_t first = (task % tasks_per_head) * sub;
+      attention_task<Ops>(p, task / tasks_per_head, first, std::min(sub, blocks - first));
+    });
+  };
+#if FRUGALNN_X86
+  if (use_avx2()) return run(avx2::Ops{});
+#endif
+  run(serial::Ops{});
+}
+
+// The active backend's softmax exp over an array (std::exp, or vec::exp256_softmax, valid for
+// x <= 88.3), for the accuracy tests of the vectorised exp.
+inline void exp_array(const float* x, int64_t n, float* y) {
+#if FRUGALNN_X86
+  if (use_avx2()) return avx2::exp_array(x, n, y);
+#endif
+  serial::exp_array(x, n, y);
 }
 
 }  // namespace attention

@@ -1,6 +1,10 @@
 // Fused attention, portable reference ops: plain loops and std::exp (correctly rounded to
 // about 0.5 ulp by glibc). Same tile loop as the AVX2 kernel (driver.h); the AVX2 ops differ
-// only in summation order and in their exp (avx2.h documents its error).
+// only in summation order and in their exp (common/vexp.h documents its error).
+//
+// Role: serial (portable reference kernels). Checked against: the float64 numpy reference
+// (frugalnn/kernels/attention_ref.py), within float32 rounding, by tests/kernels/test_attention.py
+// under the serial backend.
 //
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/attention/serial.h
 #pragma once
@@ -9,7 +13,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "attention/driver.h"
+#include "attention/layout.h"
 
 namespace frugalnn {
 namespace attention {
@@ -17,7 +21,7 @@ namespace serial {
 
 struct Ops {
   // Values are read in place: the row layout is already what accumulate_pv walks, and there is
-  // no background work (driver.h Background) to do.
+  // no background work (layout.h Background) to do.
   static const float* pack_values(const float* v, int64_t /*cols*/, int64_t /*ev*/, float* /*vp*/) { return v; }
   static const float* values_of(const float* v, float* /*vp*/) { return v; }
 

@@ -3,8 +3,12 @@
 // Rounding vs serial.h: RoPE and the final multiplies are the same operations in the same order
 // (bit-identical); the sum of squares is accumulated in double in 4 lanes (float products are
 // exact in double, so it rounds like the serial sum except in rare ties); dot products use
-// 8 float32 lanes with FMA and exp is a polynomial (attention/avx2.h), so GEMV, attention and SwiGLU agree
-// with the serial path to float32 rounding only.
+// 8 float32 lanes with FMA and exp is a polynomial (common/vexp.h), so GEMV, attention and SwiGLU
+// agree with the serial path to float32 rounding only.
+//
+// Role: avx2 (function-level target kernels). Checked against: frugalnn/kernels/llama_ref.py
+// (RoPE bit for bit, RMSNorm to 1 ulp, the rest to float32 rounding), torch's complex RoPE, SDPA
+// and SiLU, and SiLU over the whole exp range (tests/kernels/test_llama_step.py, avx2 backend).
 //
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/llama/avx2.h
 #pragma once
@@ -12,7 +16,6 @@
 #include <cmath>
 #include <cstdint>
 
-#include "attention/avx2.h"
 #include "common/cpu.h"
 #include "common/vexp.h"
 #include "llama/serial.h"
@@ -31,11 +34,11 @@ FRUGALNN_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// exp: the whole-range exp256 (common/vexp.h, <= 2 ulp) for SiLU's unbounded exp(-v); the fused
-// attention kernels' cheaper softmax exp (attention/avx2.h, valid for x <= 88.3) for the softmax,
+// exp (common/vexp.h): the whole-range exp256 (<= 2 ulp) for SiLU's unbounded exp(-v); the cheaper
+// exp256_softmax (valid for x <= 88.3, shared with the fused attention kernel) for the softmax,
 // whose arguments x - max are <= 0.
 using vec::exp256;
-using attention::avx2::exp256_softmax;
+using vec::exp256_softmax;
 
 FRUGALNN_AVX2 inline void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
   __m256d acc = _mm256_setzero_pd();

@@ -1,15 +1,16 @@
-// Binding of the one-token Llama decoder (decoder.h). Python (frugalnn/models/llama/fast.py)
-// builds one from a torch Llama: norms, linear parts (float32 or LUT), the cache, then `step`.
+// Binding of the one-token Llama decoder (driver.h). Python (frugalnn/llm/fast.py) builds one
+// from a torch Llama: norms, linear parts (float32 or LUT), the cache, then `step`.
 // The decoder keeps a reference to every array it reads or writes, so none can be freed under it,
 // and checks every shape once, at build time; `step` only checks its own arguments.
+// Role: bind (argument checks, then calls into driver.h with the GIL released). LUT parts are
+// checked against the T-MAC layout (csrc/lut/layout.h, which driver.h brings in with lut/driver.h).
 #include <mutex>
 #include <string>
 
 #include <nanobind/stl/string.h>
 
 #include "common/arrays.h"
-#include "llama/decoder.h"
-#include "lut/layout.h"
+#include "llama/driver.h"
 
 namespace frugalnn {
 namespace {
@@ -210,10 +211,7 @@ void k_rms_norm(Array x, Array w, float eps, OutArray out) {
   if (!(eps >= 0.0f)) throw nb::value_error("eps: expected >= 0");
   require_disjoint(w, out, "w", "out");
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (use_avx2()) return llama::avx2::rms_norm(xp, wp, n, eps, op);
-#endif
-  llama::serial::rms_norm(xp, wp, n, eps, op);
+  llama::rms_norm(llama::avx2_active(), xp, wp, n, eps, op);
 }
 
 void k_rope(OutArray x, int64_t rope_dim, Array cs) {
@@ -224,10 +222,7 @@ void k_rope(OutArray x, int64_t rope_dim, Array cs) {
   const float* cp = typed<float>(cs, "cs", {rope_dim / 2, 2});
   require_disjoint(x, cs, "x", "cs");
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (use_avx2()) return llama::avx2::rope(xp, heads, d, rope_dim, cp);
-#endif
-  llama::serial::rope(xp, heads, d, rope_dim, cp);
+  llama::rope(llama::avx2_active(), xp, heads, d, rope_dim, cp);
 }
 
 void k_attend(Array q, Array keys, Array values, float scale, OutArray out) {
@@ -243,10 +238,7 @@ void k_attend(Array q, Array keys, Array values, float scale, OutArray out) {
   require_disjoint(values, out, "values", "out");
   nb::gil_scoped_release release;
   std::vector<float> scores(static_cast<size_t>(s));
-#if FRUGALNN_X86
-  if (use_avx2()) return llama::avx2::attend(qp, kp, vp, g, s, d, scale, scores.data(), op);
-#endif
-  llama::serial::attend(qp, kp, vp, g, s, d, scale, scores.data(), op);
+  llama::attend(llama::avx2_active(), qp, kp, vp, g, s, d, scale, scores.data(), op);
 }
 
 void k_silu_mul(Array gate, Array up, OutArray out) {
@@ -255,10 +247,7 @@ void k_silu_mul(Array gate, Array up, OutArray out) {
   const float* up_ = typed<float>(up, "up", {n});
   float* op = typed<float>(out, "out", {n});
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (use_avx2()) return llama::avx2::silu_mul(gp, up_, n, op);
-#endif
-  llama::serial::silu_mul(gp, up_, n, op);
+  llama::silu_mul(llama::avx2_active(), gp, up_, n, op);
 }
 
 void k_gemv(Array w, Array x, OutArray out, int threads) {
@@ -275,7 +264,7 @@ void k_gemv(Array w, Array x, OutArray out, int threads) {
   p.rows = m;
   p.k = k;
   p.threads = threads;
-  llama::Decoder::dense(p, xp, op);
+  llama::dense(p, xp, op);
 }
 
 }  // namespace
@@ -283,7 +272,7 @@ void k_gemv(Array w, Array x, OutArray out, int threads) {
 
 void frugalnn_bind_llama(nanobind::module_& m) {
   using namespace frugalnn;
-  auto s = m.def_submodule("llama", "One-token Llama decode step over a torch model's buffers (csrc/llama/decoder.h).");
+  auto s = m.def_submodule("llama", "One-token Llama decode step over a torch model's buffers (csrc/llama/driver.h).");
   nb::class_<PyDecoder>(s, "Decoder")
       .def("__init__", &init, nb::arg("dim"), nb::arg("n_layers"), nb::arg("n_heads"), nb::arg("n_kv_heads"),
            nb::arg("head_dim"), nb::arg("rope_dim"), nb::arg("ffn_dim"), nb::arg("vocab"), nb::arg("max_pos"),

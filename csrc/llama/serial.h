@@ -1,12 +1,16 @@
 // The element-wise and attention pieces of one Llama decode step (one token, batch 1), portable
-// reference. decoder.h chains them with the linear layers; avx2.h has the vector versions.
+// reference. driver.h chains them with the linear layers; avx2.h has the vector versions.
 //
-// Each function mirrors the torch model (frugalnn/models/llama/layers.py) operation by operation
+// Each function mirrors the torch model (frugalnn/llm/layers.py) operation by operation
 // where torch's rounding is knowable: RoPE is the complex product torch computes (ac - bs,
 // as + bc, no fused multiply-add), RMSNorm is (x * r) * w. Reductions (sum of squares, dot
 // products, softmax sums) run in a different order than torch's kernels, so results agree to
 // float32 rounding, not bit for bit; the sum of squares is accumulated in double (exact products)
 // so serial and AVX2 round it the same way almost always.
+//
+// Role: serial (portable reference kernels). Checked against: frugalnn/kernels/llama_ref.py
+// (RoPE bit for bit, RMSNorm to 1 ulp, the rest to float32 rounding) and torch's complex RoPE,
+// SDPA and SiLU (tests/kernels/test_llama_step.py under the serial backend).
 //
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/llama/serial.h
 #pragma once

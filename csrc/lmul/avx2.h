@@ -1,10 +1,15 @@
 // L-Mul, AVX2 variant: the rules of serial.h eight lanes at a time, and the matmul micro-kernels
-// for the driver in matmul.h. Same bits as the serial reference (integer logic, and the float
+// for the driver in driver.h. Same bits as the serial reference (integer logic, and the float
 // additions happen in the same order per output).
+//
+// Role: avx2 (function-level target kernels). Checked against: frugalnn/kernels/lmul_ref.py bit for
+// bit, as serial.h is, and the fast micro-kernels against the every-rule ones (force_general)
+// (tests/kernels/test_lmul_kernel.py under the avx2 backend).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lmul/avx2.h
 #pragma once
 
 #include "common/cpu.h"
-#include "lmul/matmul.h"
 #include "lmul/serial.h"
 
 #if FRUGALNN_X86
@@ -65,7 +70,7 @@ FRUGALNN_AVX2 inline void elementwise(const float* a, const float* b, float* out
   if (i < n) serial::elementwise(a + i, b + i, out + i, n - i, p);
 }
 
-// Running magnitude statistics of prepared operands (matmul.h PanelStats), 8 lanes per step:
+// Running magnitude statistics of prepared operands (serial.h PanelStats), 8 lanes per step:
 // min / max of the nonzero finite magnitudes, and whether any lane was zero or inf/NaN. Kept in
 // registers across a panel and folded into PanelStats once.
 struct LaneStats {
@@ -102,7 +107,7 @@ FRUGALNN_AVX2 inline void lane_stats_fold(const LaneStats& s, PanelStats& stats)
 }
 
 struct Ops {
-  // matmul.h's SerialOps::prepare_run, eight operands at a time.
+  // serial::Ops::prepare_run, eight operands at a time.
   FRUGALNN_AVX2 static void prepare_run(const uint32_t* src, int64_t count, bool y_side, const Params& p,
                                         uint32_t* side, uint32_t* keep, int64_t step, PanelStats& stats) {
     const __m256i ones = _mm256_set1_epi32(-1);
@@ -130,10 +135,10 @@ struct Ops {
       }
     }
     if (i > 0) lane_stats_fold(ls, stats);
-    if (i < count) SerialOps::prepare_run(src + i, count - i, y_side, p, side + i * step, keep + i * step, step, stats);
+    if (i < count) serial::Ops::prepare_run(src + i, count - i, y_side, p, side + i * step, keep + i * step, step, stats);
   }
 
-  // matmul.h's SerialOps::prepare_columns: 8 rows x 8 k at a time, prepared, then transposed in
+  // serial::Ops::prepare_columns: 8 rows x 8 k at a time, prepared, then transposed in
   // registers so the strip is written with whole-vector stores.
   FRUGALNN_AVX2 static void prepare_columns(const uint32_t* src, int64_t ld, int64_t cols, int64_t count,
                                             const Params& p, uint32_t* side, uint32_t* keep, PanelStats& stats) {
@@ -160,18 +165,18 @@ struct Ops {
       }
       if (k8 < count)
         for (int r = 0; r < 8; ++r)
-          SerialOps::prepare_run(src + (c0 + r) * ld + k8, count - k8, true, p, side + k8 * kNR + c0 + r,
+          serial::Ops::prepare_run(src + (c0 + r) * ld + k8, count - k8, true, p, side + k8 * kNR + c0 + r,
                                  keep + k8 * kNR + c0 + r, kNR, stats);
     }
     lane_stats_fold(ls, stats);
     for (; c0 < cols; ++c0) prepare_run(src + c0 * ld, count, true, p, side + c0, keep + c0, kNR, stats);
   }
 
-  // matmul.h's SerialOps::prepare_rows: full 16-column strips two vectors per row, statistics kept in
+  // serial::Ops::prepare_rows: full 16-column strips two vectors per row, statistics kept in
   // registers across rows (a partial strip takes the scalar path).
   FRUGALNN_AVX2 static void prepare_rows(const uint32_t* src, int64_t ld, int64_t rows, int64_t cols, const Params& p,
                                          uint32_t* side, uint32_t* keep, PanelStats& stats) {
-    if (cols != kNR) return SerialOps::prepare_rows(src, ld, rows, cols, p, side, keep, stats);
+    if (cols != kNR) return serial::Ops::prepare_rows(src, ld, rows, cols, p, side, keep, stats);
     const __m256i ones = _mm256_set1_epi32(-1);
     const __m256i off = splat(p.offset), sign = splat(kSign);
     LaneStats ls;

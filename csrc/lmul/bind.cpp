@@ -1,12 +1,10 @@
 // Bindings for L-Mul: elementwise products and the blocked matmul (semantics in serial.h,
-// blocking in matmul.h). Outputs are allocated by frugalnn/kernels/lmul.py and passed in.
+// blocking in driver.h). Outputs are allocated by frugalnn/kernels/lmul.py and passed in.
+// Role: bind (argument checks, then one call into driver.h with the GIL released).
 #include <string>
 
 #include "common/arrays.h"
-#include "common/cpu.h"
-#include "lmul/avx2.h"
-#include "lmul/matmul.h"
-#include "lmul/serial.h"
+#include "lmul/driver.h"
 
 namespace frugalnn {
 namespace {
@@ -38,13 +36,7 @@ void elementwise(Array a, Array b, int mantissa_bits, bool nearest, int offset, 
   require_disjoint(b, out, "b", "out");
   threads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  const bool avx2 = FRUGALNN_X86 && use_avx2();
-  parallel_range(n, threads, 1 << 15, [&](int64_t lo, int64_t hi) {
-#if FRUGALNN_X86
-    if (avx2) return lmul::avx2::elementwise(ap + lo, bp + lo, op + lo, hi - lo, p);
-#endif
-    lmul::serial::elementwise(ap + lo, bp + lo, op + lo, hi - lo, p);
-  });
+  lmul::elementwise(ap, bp, op, n, p, threads);
 }
 
 // out[e] = sum_k lmul(a[e, :, k], b[e, k, :]); a [B, M, K], b [B, K, N] (or [B, N, K] with
@@ -62,11 +54,7 @@ void matmul(Array a, Array b, int mantissa_bits, bool nearest, int offset, bool 
   require_disjoint(b, out, "b", "out");
   threads = resolve_threads(threads);
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (use_avx2())
-    return lmul::matmul<lmul::avx2::Ops>(ap, bp, op, batch, m, n, k, transpose_b, p, threads, force_general);
-#endif
-  lmul::matmul<lmul::SerialOps>(ap, bp, op, batch, m, n, k, transpose_b, p, threads, force_general);
+  lmul::matmul(ap, bp, op, batch, m, n, k, transpose_b, p, threads, force_general);
 }
 
 }  // namespace

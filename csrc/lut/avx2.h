@@ -6,7 +6,12 @@
 //   the two planes by 2^i and widen to int16 in one go), 2 int16 adds.
 // int16 lanes are widened to int32 every Shape::sub_steps() steps (never overflow), and to
 // float32 once per weight group. Templates: BITS (1..8), R units and NC columns per register
-// block (chosen per shape by the tuner in frugalnn/lut/tune.py).
+// block (chosen per shape by the tuner in frugalnn/tmac/tune.py).
+//
+// Role: avx2 (function-level target kernels). Checked against: frugalnn/kernels/lut_ref.py bit for
+// bit, as serial.h is, tables included (tests/kernels/test_lut.py under the avx2 backend).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lut/avx2.h
 #pragma once
 
 #include <cstdint>

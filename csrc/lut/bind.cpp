@@ -1,13 +1,11 @@
 // Bindings for the T-MAC lookup-table kernels (layouts in layout.h, driver in driver.h).
+// Role: bind (argument checks, then one call into driver.h with the GIL released).
 #include <string>
 
 #include <nanobind/stl/tuple.h>
 
 #include "common/arrays.h"
-#include "common/cpu.h"
 #include "lut/driver.h"
-#include "lut/layout.h"
-#include "lut/serial.h"
 
 namespace frugalnn {
 namespace {
@@ -49,7 +47,7 @@ void transform(Array codes, int bits, int64_t group, OutArray packed, int thread
       throw nb::value_error(("codes: value " + std::to_string(cp[i]) + " at row " + std::to_string(i / s.k) +
                              " does not fit in " + std::to_string(bits) + " bits").c_str());
   nb::gil_scoped_release release;
-  parallel_range(s.units(), threads, 1, [&](int64_t u0, int64_t u1) { lut::transform_units(cp, s, u0, u1, pp); });
+  lut::transform(cp, s, pp, threads);
 }
 
 void untransform(Array packed, int bits, int64_t group, OutArray codes, int threads) {
@@ -59,7 +57,7 @@ void untransform(Array packed, int bits, int64_t group, OutArray codes, int thre
   require_disjoint(codes, packed, "codes", "packed");
   threads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  parallel_range(s.m, threads, 32, [&](int64_t m0, int64_t m1) { lut::untransform_rows(pp, s, m0, m1, cp); });
+  lut::untransform(pp, s, cp, threads);
 }
 
 void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray isum) {
@@ -72,14 +70,7 @@ void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray
     if (lut::is_special(xp[k]))
       throw nb::value_error(("x: element " + std::to_string(k) + " is NaN/inf or beyond 2^125 (tables exclude it)").c_str());
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (use_avx2()) {
-    std::vector<float> scratch(static_cast<size_t>(s.chunks_per_group() * 8 + 8));
-    lut::avx2::build_tables(xp, s, tp, sp, ip, scratch.data());
-    return;
-  }
-#endif
-  lut::serial::build_tables(xp, s, tp, sp, ip);
+  lut::build_tables(xp, s, tp, sp, ip);
 }
 
 void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int bits, int64_t group, bool has_zero,

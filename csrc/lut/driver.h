@@ -7,6 +7,14 @@
 // Activations that are NaN/inf or too large for float32 tables (layout.h) are zeroed before the
 // tables are built and added back afterwards as w[m,k] * x[k] in ascending k, which is how the
 // dense matmul propagates them (inf * w = +-inf, inf - inf = nan, nan -> nan).
+//
+// Role: driver (special values, tiling, threads, backend choice). Also the entry point of the
+// compiled Llama decoder's LUT layers (csrc/llama/driver.h calls matmul below): a cross-op
+// dependency on this driver, not on the kernels. Checked against: the numpy reference bit for bit
+// for every tile configuration and thread count, and NaN/inf/huge activations against a dense
+// matmul (tests/kernels/test_lut.py on both backends).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lut/driver.h
 #pragma once
 
 #include <cmath>
@@ -205,6 +213,29 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
       }
     }
   });
+}
+
+// codes [M, K] -> packed (layout.h), units split over threads.
+inline void transform(const uint8_t* codes, const Shape& s, uint8_t* packed, int threads) {
+  parallel_range(s.units(), threads, 1,
+                 [&](int64_t u0, int64_t u1) { transform_units(codes, s, u0, u1, packed); });
+}
+
+// packed -> codes [M, K], rows split over threads.
+inline void untransform(const uint8_t* packed, const Shape& s, uint8_t* codes, int threads) {
+  parallel_range(s.m, threads, 32, [&](int64_t m0, int64_t m1) { untransform_rows(packed, s, m0, m1, codes); });
+}
+
+// One activation column's tables with the active backend (x free of special values), for tests.
+inline void build_tables(const float* x, const Shape& s, int8_t* tables, float* ts, int32_t* isum) {
+#if FRUGALNN_X86
+  if (use_avx2()) {
+    std::vector<float> scratch(static_cast<size_t>(s.chunks_per_group() * 8 + 8));
+    avx2::build_tables(x, s, tables, ts, isum, scratch.data());
+    return;
+  }
+#endif
+  serial::build_tables(x, s, tables, ts, isum);
 }
 
 }  // namespace lut

@@ -34,6 +34,10 @@
 //
 // Table layout (int8) per activation column: tables[group][step][32], lane L = T_{2 step + L}.
 //
+// Role: layout (the contract serial.h, avx2.h, driver.h and lut_ref.py share), no kernels. Checked
+// against: lut_ref.py's own slab_position / transform, which must give the same bytes
+// (tests/kernels/test_lut.py, transform round trip).
+//
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lut/layout.h
 #pragma once
 

@@ -3,6 +3,10 @@
 // reference (frugalnn/kernels/lut_ref.py) follow the same order, and the integer sums are exact,
 // so all three agree bit for bit.
 //
+// Role: serial (portable reference kernels; the weight transform, which both backends use, lives
+// here too). Checked against: frugalnn/kernels/lut_ref.py, bit for bit, on every bit width, group
+// size and tile configuration (tests/kernels/test_lut.py under the serial backend).
+//
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lut/serial.h
 #pragma once
 

@@ -2,6 +2,11 @@
 // operation order as serial.h (which documents both), so results are bit-identical.
 //   bits 1/2/4: 32 codes per step with byte shuffles / maddubs / movemask
 //   bits 3/5/6/7: 8 codes per step with pext/pdep (8 codes <-> exactly `bits` bytes)
+//
+// Role: avx2 (function-level target kernels). Checked against: frugalnn/kernels/pack_ref.py bit for
+// bit, as serial.h is (tests/kernels/test_pack.py under the avx2 backend).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/pack/avx2.h
 #pragma once
 
 #include "common/cpu.h"
@@ -11,6 +16,7 @@
 #include <immintrin.h>
 
 namespace frugalnn {
+namespace pack {
 namespace avx2 {
 
 FRUGALNN_AVX2 inline uint64_t lane_mask(int bits) {
@@ -157,5 +163,6 @@ FRUGALNN_AVX2 inline void dequantize_group(const uint8_t* codes, int64_t n, floa
 }
 
 }  // namespace avx2
+}  // namespace pack
 }  // namespace frugalnn
 #endif  // FRUGALNN_X86

@@ -1,41 +1,14 @@
 // Bindings for group-wise k-bit quantization and packing (layout documented in serial.h).
-#include <mutex>
+// Role: bind (argument checks, then one call into driver.h with the GIL released).
 #include <string>
-#include <vector>
 
 #include "common/arrays.h"
-#include "common/cpu.h"
-#include "pack/avx2.h"
-#include "pack/serial.h"
+#include "pack/driver.h"
 
 namespace frugalnn {
 namespace {
 
-struct SerialPack {
-  static void pack_row(const uint8_t* c, int64_t k, int b, uint8_t* o) { serial::pack_row(c, k, b, o); }
-  static void unpack_row(const uint8_t* p, int64_t k, int b, uint8_t* c) { serial::unpack_row(p, k, b, c); }
-  static bool stats(const float* w, int64_t n, float* lo, float* hi, float* am) { return serial::group_stats(w, n, lo, hi, am); }
-  static void quantize(const float* w, int64_t n, const GroupParams& p, bool s, int b, uint8_t* c) { serial::quantize_group(w, n, p, s, b, c); }
-  static void dequantize(const uint8_t* c, int64_t n, float s, float o, float* out) { serial::dequantize_group(c, n, s, o, out); }
-};
-
-#if FRUGALNN_X86
-struct Avx2Pack {
-  static void pack_row(const uint8_t* c, int64_t k, int b, uint8_t* o) { avx2::pack_row(c, k, b, o); }
-  static void unpack_row(const uint8_t* p, int64_t k, int b, uint8_t* c) { avx2::unpack_row(p, k, b, c); }
-  static bool stats(const float* w, int64_t n, float* lo, float* hi, float* am) { return avx2::group_stats(w, n, lo, hi, am); }
-  static void quantize(const float* w, int64_t n, const GroupParams& p, bool s, int b, uint8_t* c) { avx2::quantize_group(w, n, p, s, b, c); }
-  static void dequantize(const uint8_t* c, int64_t n, float s, float o, float* out) { avx2::dequantize_group(c, n, s, o, out); }
-};
-#endif
-
-template <class F>
-void dispatch(F&& f) {
-#if FRUGALNN_X86
-  if (use_avx2()) return f(Avx2Pack{});
-#endif
-  f(SerialPack{});
-}
+using pack::packed_row_bytes;
 
 void check_bits(int bits) {
   if (bits < 1 || bits > 8)
@@ -63,34 +36,10 @@ void quantize_pack(Array w, int bits, int64_t group, bool symmetric, OutArray pa
   require_disjoint(w, scales, "w", "scales");
   require_disjoint(w, offsets, "w", "offsets");
   threads = resolve_threads(threads);
-  int64_t first_bad = -1;
-  std::mutex bad_mutex;
+  int64_t first_bad;
   {
     nb::gil_scoped_release release;
-    dispatch([&](auto ops) {
-      using Ops = decltype(ops);
-      parallel_range(n, threads, 1, [&](int64_t r0, int64_t r1) {
-        std::vector<uint8_t> codes(static_cast<size_t>(k));
-        for (int64_t r = r0; r < r1; ++r) {
-          const float* row = wp + r * k;
-          for (int64_t g = 0; g < groups; ++g) {
-            float lo, hi, amax;
-            GroupParams p{};
-            if (!Ops::stats(row + g * group, group, &lo, &hi, &amax) ||
-                !group_params(lo, hi, amax, bits, symmetric, &p)) {
-              std::lock_guard<std::mutex> lock(bad_mutex);
-              int64_t where = r * groups + g;
-              if (first_bad < 0 || where < first_bad) first_bad = where;
-              p = GroupParams{0.0f, 0.0f, 0.0f, 0.0f};
-            }
-            sp[r * groups + g] = p.scale;
-            op[r * groups + g] = p.offset;
-            Ops::quantize(row + g * group, group, p, symmetric, bits, codes.data() + g * group);
-          }
-          Ops::pack_row(codes.data(), k, bits, pp + r * packed_row_bytes(k, bits));
-        }
-      });
-    });
+    first_bad = pack::quantize_pack(wp, n, k, group, bits, symmetric, pp, sp, op, threads);
   }
   if (first_bad >= 0) {
     int64_t r = first_bad / groups, g = first_bad % groups;
@@ -113,18 +62,7 @@ void dequantize_unpack(Array packed, Array scales, Array offsets, int bits, int6
   require_disjoint(out, offsets, "out", "offsets");
   threads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  dispatch([&](auto ops) {
-    using Ops = decltype(ops);
-    parallel_range(n, threads, 1, [&](int64_t r0, int64_t r1) {
-      std::vector<uint8_t> codes(static_cast<size_t>(k));
-      for (int64_t r = r0; r < r1; ++r) {
-        Ops::unpack_row(pp + r * packed_row_bytes(k, bits), k, bits, codes.data());
-        for (int64_t g = 0; g < groups; ++g)
-          Ops::dequantize(codes.data() + g * group, group, sp[r * groups + g], op[r * groups + g],
-                          dst + r * k + g * group);
-      }
-    });
-  });
+  pack::dequantize_unpack(pp, sp, op, n, k, group, bits, dst, threads);
 }
 
 void pack_codes(Array codes, int bits, OutArray packed, int threads) {
@@ -135,12 +73,7 @@ void pack_codes(Array codes, int bits, OutArray packed, int threads) {
   require_disjoint(codes, packed, "codes", "packed");
   threads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  dispatch([&](auto ops) {
-    using Ops = decltype(ops);
-    parallel_range(n, threads, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) Ops::pack_row(cp + r * k, k, bits, pp + r * packed_row_bytes(k, bits));
-    });
-  });
+  pack::pack_codes(cp, n, k, bits, pp, threads);
 }
 
 void unpack_codes(Array packed, int bits, OutArray codes, int threads) {
@@ -151,12 +84,7 @@ void unpack_codes(Array packed, int bits, OutArray codes, int threads) {
   require_disjoint(codes, packed, "codes", "packed");
   threads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  dispatch([&](auto ops) {
-    using Ops = decltype(ops);
-    parallel_range(n, threads, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) Ops::unpack_row(pp + r * packed_row_bytes(k, bits), k, bits, cp + r * k);
-    });
-  });
+  pack::unpack_codes(pp, n, k, bits, cp, threads);
 }
 
 }  // namespace
@@ -165,7 +93,7 @@ void unpack_codes(Array packed, int bits, OutArray codes, int threads) {
 void frugalnn_bind_pack(nanobind::module_& m) {
   using namespace frugalnn;
   auto s = m.def_submodule("pack", "Group-wise k-bit quantization and bit packing.");
-  s.def("packed_row_bytes", &packed_row_bytes, nb::arg("k"), nb::arg("bits"));
+  s.def("packed_row_bytes", &pack::packed_row_bytes, nb::arg("k"), nb::arg("bits"));
   s.def("quantize_pack", &quantize_pack, nb::arg("w"), nb::arg("bits"), nb::arg("group_size"),
         nb::arg("symmetric"), nb::arg("packed"), nb::arg("scales"), nb::arg("offsets"), nb::arg("threads") = -1);
   s.def("dequantize_unpack", &dequantize_unpack, nb::arg("packed"), nb::arg("scales"), nb::arg("offsets"),

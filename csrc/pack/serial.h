@@ -1,6 +1,6 @@
 // Group-wise k-bit weight quantization and bit packing: the portable reference.
 //
-// Layout (shared with frugalnn/kernels/pack.py, the numpy reference):
+// Layout (shared with frugalnn/kernels/pack_ref.py, the numpy reference):
 //   w       float32 [N, K]                 N rows (output features), K along the reduction
 //   codes   uint8   [N, K]                 q in [0, 2^bits)
 //   packed  uint8   [N, row_bytes(K,bits)] per row an LSB-first bit stream: code k occupies
@@ -14,6 +14,10 @@
 // a zero scale (constant group) uses 1/scale = 0. Every step is a float32 operation in this
 // order, so the AVX2 kernel and the numpy reference agree bit for bit.
 //
+// Role: serial (portable reference kernels, and the layout both backends share). Checked against:
+// frugalnn/kernels/pack_ref.py bit for bit on odd shapes and every bit width, plus a property test
+// (tests/kernels/test_pack.py under the serial backend).
+//
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/pack/serial.h
 #pragma once
 
@@ -22,6 +26,7 @@
 #include <cstring>
 
 namespace frugalnn {
+namespace pack {
 
 inline int64_t packed_row_bytes(int64_t k, int bits) { return (k * bits + 7) / 8; }
 
@@ -44,7 +49,7 @@ inline bool group_params(float lo, float hi, float amax, int bits, bool symmetri
   if (!std::isfinite(p->scale) || !std::isfinite(p->offset) || !std::isfinite(levels * p->scale)) return false;
   p->inv_scale = p->scale != 0.0f ? 1.0f / p->scale : 0.0f;
   // Asymmetric codes are rint((w - lo) * inv); written as w * inv + bias it would round twice
-  // differently, so the asymmetric path subtracts first (see quantize_group_serial).
+  // differently, so the asymmetric path subtracts first (see serial::quantize_group).
   p->bias = symmetric ? half : 0.0f;
   return true;
 }
@@ -114,4 +119,5 @@ inline void dequantize_group(const uint8_t* codes, int64_t n, float scale, float
 }
 
 }  // namespace serial
+}  // namespace pack
 }  // namespace frugalnn

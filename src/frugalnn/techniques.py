@@ -8,9 +8,9 @@ imports those modules. A technique counts as built when its package has an `expe
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 
@@ -73,10 +73,12 @@ class Registry(Generic[T]):
 
 
 def has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # the parent package does not exist (a planned technique)
-        return False
+    """Whether frugalnn.<technique>.<module> exists, looked up on disk: importing the technique's package
+    to ask would run its __init__, and a broken one must be reported by discover(), not crash the caller."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[0] != "frugalnn":
+        raise ValueError(f"name: expected 'frugalnn.<technique>.<module>', got {name!r}")
+    return (Path(__file__).parent / parts[1] / f"{parts[2]}.py").is_file()
 
 
 def discover(module: str) -> dict[str, str]:

@@ -1,29 +1,13 @@
 """`frugalnn generate` / `frugalnn perplexity` end to end on the real SmolLM2 file (4-bit LUT path)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from tiny_gguf import write_tiny_llama
 
 from frugalnn.cli import main
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
-from tiny_gguf import write_tiny_llama  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def smollm2():
-    pytest.importorskip("transformers")
-    pytest.importorskip("frugalnn.tmac")
-    from frugalnn.data import MissingDataError, smollm2_gguf
-
-    try:
-        return smollm2_gguf()
-    except MissingDataError as e:
-        pytest.skip(str(e))
-
-
-def test_generate_tokyo(smollm2, capsys):
+def test_generate_tokyo(smollm2_path, capsys):
     rc = main(["generate", "--model", "smollm2", "--bits", "4", "--threads", "1", "--max-tokens", "12",
                "The capital of Japan is"])
     out, err = capsys.readouterr()
@@ -32,8 +16,8 @@ def test_generate_tokyo(smollm2, capsys):
     assert "prefill" in err and "decode" in err and "tok/s" in err and "peak memory" in err
 
 
-def test_perplexity_quick_json(smollm2, capsys):
-    rc = main(["perplexity", "--model", str(smollm2), "--bits", "4", "--threads", "1", "--quick", "--json"])
+def test_perplexity_quick_json(smollm2_path, capsys):
+    rc = main(["perplexity", "--model", str(smollm2_path), "--bits", "4", "--threads", "1", "--quick", "--json"])
     out, _ = capsys.readouterr()
     assert rc == 0
     r = json.loads(out)
@@ -41,7 +25,7 @@ def test_perplexity_quick_json(smollm2, capsys):
     assert 5 < r["perplexity"] < 40
 
 
-def test_prompt_longer_than_context(smollm2, capsys):
+def test_prompt_longer_than_context(smollm2_path, capsys):
     rc = main(["generate", "--model", "smollm2", "--bits", "4", "--threads", "1", "--no-template", "word " * 8300])
     err = capsys.readouterr().err
     assert rc == 2 and "does not fit the context of 8192" in err and "Traceback" not in err

@@ -1,46 +1,64 @@
 """`frugalnn bench llm` wiring: our side only (llama.cpp is an optional peer, never in tests)."""
 import pytest
+import torch
 
+from frugalnn.bench.accuracy import CheckFailed
 from frugalnn.bench.harness import BenchArgs
+from frugalnn.llm import bench as llm_bench
+
+OPTIONS = {"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"]}
 
 
-def test_bench_llm_quick_our_side_only():
-    pytest.importorskip("frugalnn.tmac")
-    from frugalnn.llm.bench import bench_llm
-    from frugalnn.data import MissingDataError
+def run(**options):
+    return llm_bench.bench_llm(BenchArgs(quick=True, threads=[1], repeats=1, options={**OPTIONS, **options}))
 
-    args = BenchArgs(quick=True, threads=[1], repeats=1,
-                     options={"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"]})
-    try:
-        report = bench_llm(args)
-    except MissingDataError as e:
-        pytest.skip(str(e))
+
+def test_bench_llm_quick_our_side_checked_and_with_accuracy():
+    report = run(torch_path=True)
+    label = "smollm2 (Q4_1; ours 4-bit)"
     cases = [(r.case, r.impl) for r in report.rows]
-    assert cases == [("smollm2 (Q4_1; ours 4-bit) decode", "frugalnn"), ("smollm2 (Q4_1; ours 4-bit) prefill", "frugalnn")]
-    decode = report.rows[0]
+    assert cases == [(f"{label} decode", "frugalnn"), (f"{label} decode", "frugalnn torch path"),
+                     (f"{label} decode", "llama.cpp"), (f"{label} prefill", "frugalnn"),
+                     (f"{label} prefill", "llama.cpp")]
+    decode, torch_path, peer = report.rows[:3]
     assert decode.extra["tok/s"] > 0 and decode.extra["weights MB"] > 50 and decode.extra["linear share"].endswith("%")
-    assert any("--no-peer" in n for n in report.notes)
-    assert not any("torch path" in n for n in report.notes)  # decode ran on the compiled decoder
+    assert 0 <= decode.extra["check"] <= 1  # checked before it was timed
+    assert 4.5 < decode.extra["bits/weight"] < 8  # Q4_1 codes + float32 scale and zero per 32, Q8_0 head
+    assert 0 < decode.extra["logits nmse vs fp32"] < 0.05 and 0 < torch_path.extra["logits nmse vs fp32"] < 0.05
+    assert peer.median_ms is None and "--no-peer" in peer.extra["not measured"]  # absent, and visible
+    assert not any("took the torch path" in n for n in report.notes)  # decode ran on the compiled decoder
 
 
-def test_bench_llm_times_the_torch_path_on_request():
-    pytest.importorskip("frugalnn.tmac")
-    from frugalnn.llm.bench import bench_llm
-    from frugalnn.data import MissingDataError
+def test_file_bits_per_weight_is_what_the_file_holds(smollm2_path):
+    assert 5.0 <= llm_bench.file_bits_per_weight(smollm2_path) < 6  # Q4_1 (5.0) blocks + the Q8_0 (8.5) head
 
-    args = BenchArgs(quick=True, threads=[1], repeats=1,
-                     options={"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"], "torch_path": True})
-    try:
-        report = bench_llm(args)
-    except MissingDataError as e:
-        pytest.skip(str(e))
-    decode = [r.impl for r in report.rows if r.case.endswith("decode")]
-    assert decode == ["frugalnn", "frugalnn torch path"]
-    assert all(r.extra["tok/s"] > 0 for r in report.rows)
+
+def test_a_decoder_that_disagrees_with_the_torch_path_is_not_timed(monkeypatch):
+    from frugalnn.llm import check
+
+    def broken(model, ids, layers=None):
+        out = real(model, ids, layers)
+        out[-1].fast_vs_torch = 3 * out[-1].table_error
+        return out
+
+    real = check.check_layers
+    monkeypatch.setattr(check, "check_layers", broken)
+    with pytest.raises(CheckFailed, match="not timing a wrong answer"):
+        run()
 
 
 def test_bench_llm_rejects_unknown_model_key():
-    from frugalnn.llm.bench import bench_llm
-
     with pytest.raises(ValueError, match="unknown model keys"):
-        bench_llm(BenchArgs(quick=True, threads=[1], repeats=1, options={"no_peer": True, "only": ["gpt5"]}))
+        llm_bench.bench_llm(BenchArgs(quick=True, threads=[1], repeats=1, options={"no_peer": True, "only": ["gpt5"]}))
+
+
+def test_last_logits_paths_agree_on_a_tiny_model(tmp_path):
+    from tiny_gguf import write_tiny_llama
+
+    from frugalnn import llm as llama
+
+    model = llama.load(write_tiny_llama(tmp_path / "t.gguf"))
+    ids = [1, 5, 9, 2]
+    fast, slow = llm_bench.last_logits(model, ids, True), llm_bench.last_logits(model, ids, False)
+    torch.testing.assert_close(torch.from_numpy(fast), torch.from_numpy(slow), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(fast), model(torch.tensor([ids]))[0, -1], rtol=1e-5, atol=1e-5)

@@ -43,7 +43,6 @@ def test_scope_all_swaps_the_models_own_linear_layers(tiny):
 
 
 def test_lookup_table_weights_are_refused(tmp_path):
-    pytest.importorskip("frugalnn.tmac")
     path = write_tiny_llama(tmp_path / "q.gguf", qtype="Q4_0", dim=128, ffn=256, tied=False)
     with pytest.raises(ValueError, match="no dense float weight"):
         convert_(llama.load(path, bits=4), LMulConfig(scope="all"))

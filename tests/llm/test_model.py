@@ -69,7 +69,6 @@ def test_untied_head_and_quantized_file(tmp_path):
 
 
 def test_low_bit_paths_run_and_stay_close(tmp_path):
-    pytest.importorskip("frugalnn.tmac")
     path = write_tiny_llama(tmp_path / "q4.gguf", qtype="Q4_0", dim=128, ffn=256, tied=False)
     tokens = torch.tensor([[1, 2, 3, 4, 5]])
     ref = llama.load(path)(tokens)

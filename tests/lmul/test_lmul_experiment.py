@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from frugalnn.lmul import energy
 from frugalnn.lmul import accuracy as models
-from frugalnn.lmul import precision
+from frugalnn.lmul import energy, experiment, precision
 from frugalnn.lmul.nn import LMulLinear
+from frugalnn.report.discover import load_experiments, select
+from frugalnn.report.verdicts import CLAIM_VERDICTS, REPRODUCED
 from frugalnn.routing import RoutedModule
 
 
@@ -70,3 +71,22 @@ def test_schemes_convert_a_copy(scheme):
         assert isinstance(converted[0], RoutedModule) and 0 < (y - y32).abs().max() < 0.5
     if scheme.kind == "lmul" and scheme.scope == "all":
         assert isinstance(converted[1], LMulLinear)
+
+
+def test_precision_rows_judge_gaussian_products_with_one_headline():
+    rng = np.random.default_rng(1)
+    pairs = {name: (rng.standard_normal(1 << 14).astype(np.float32), rng.standard_normal(1 << 14).astype(np.float32))
+             for name in (experiment.HEADLINE_DATA, "other")}
+    _, by_data = precision.precision_table(pairs)
+    rows = experiment.precision_rows(by_data)
+    headline = [r for r in rows if r.headline]
+    assert len(headline) == 1 and "e4m3" in headline[0].metric and experiment.HEADLINE_DATA in headline[0].metric
+    assert headline[0].verdict == REPRODUCED  # 4-bit truncated L-Mul ~3.0% vs e4m3 ~3.4% on N(0,1)
+    assert all(r.rule for r in rows if r.verdict in CLAIM_VERDICTS)
+
+
+def test_report_only_lmul_selects_its_three_experiments():
+    experiments, errors = load_experiments()
+    assert "lmul" not in errors
+    assert {e.name for e in select(experiments, ["lmul"])} == {"lmul_precision", "lmul_models", "lmul_energy"}
+    assert all(e.technique == "lmul" for e in select(experiments, ["lmul"]))

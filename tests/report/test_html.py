@@ -42,7 +42,7 @@ def test_card_shows_headline_with_verdict_and_counts(tiny_outcomes, tiny_meta):
     assert "no headline row" in lmul
     assert _counts(lmul)["derived"] == 2 and _counts(lmul)["measured"] == 1
     fusemax = _card(page, "fusemax")
-    assert "tiny-fusemax: failed" in fusemax and sum(_counts(fusemax).values()) == 0
+    assert "tiny-fusemax failed: RuntimeError: boom in fusemax" in fusemax and sum(_counts(fusemax).values()) == 0
 
 
 def test_counts_follow_the_rows(tiny_outcomes):

@@ -9,12 +9,9 @@ from frugalnn.report.runner import run_one, write
 
 
 def _fig():
-    import matplotlib
+    from frugalnn.report.figures import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
+    fig, ax = figure()
     ax.plot([0, 1], [1, 0])
     return Figure.from_matplotlib(fig, "line", "a line")
 
@@ -66,3 +63,29 @@ def test_formats_report_end_to_end(tmp_path):
     assert exp["tables"][0]["rows"] and exp["figures"]
     assert all(r["verdict"] != "not reproduced" for r in exp["rows"])
     assert "data:image/png;base64," in (tmp_path / "index.html").read_text()
+
+
+def test_console_summary_styles_every_verdict(tiny_outcomes):
+    import io
+
+    from rich.console import Console
+
+    from frugalnn.report import tables
+    from frugalnn.report.verdicts import VERDICTS
+
+    assert set(tables.VERDICT_STYLE) == set(VERDICTS)
+    console = Console(file=io.StringIO(), width=120)
+    tables.print_summary(tiny_outcomes, console)
+    text = console.file.getvalue()
+    assert "derived" in text and "not measured" in text and "boom in fusemax" in text
+
+
+def test_list_names_planned_techniques(capsys):
+    from frugalnn.cli import main
+    from frugalnn.techniques import TECHNIQUES
+
+    assert main(["report", "--list"]) == 0
+    out = capsys.readouterr().out
+    for t in TECHNIQUES:
+        if t.status == "planned":
+            assert f"{t.name}" in out and f"{t.title} (planned: no experiment yet)" in out

@@ -97,3 +97,14 @@ def test_bad_input_is_a_clear_error():
         scale(wide_groups, 0.05, "w", scale_group_width=False)
     with pytest.raises(ValueError, match="resolution"):
         scale(base, 1e-5, "r")
+
+
+def test_models_know_nothing_of_scaling():
+    """The scalers live in frugalnn.scaling.scalers: building and counting a model never imports the technique."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from frugalnn import models; models.build('effnet-b0'); models.build('regnety-200mf'); "
+            "print(sorted(m for m in sys.modules if m.startswith('frugalnn.scaling')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

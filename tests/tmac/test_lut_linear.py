@@ -84,3 +84,46 @@ def test_config_validation_and_roundtrip(bad):
         LUTConfig(**bad)
     c = LUTConfig(bits=3, group_size=32, symmetric=False)
     assert LUTConfig.from_dict(c.to_dict()) == c
+
+
+def test_one_token_path_is_the_operators_answer():
+    """A one-row input takes LUTLinear's direct kernel call (threads and tiles resolved once); with a
+    mode active (here FlopCounterMode) the same call goes through torch.ops.frugalnn.lut_matmul."""
+    lin = nn.Linear(128, 40)
+    layer = LUTLinear.from_linear(lin, bits=4, group_size=32, threads=1)
+    x = torch.randn(1, 1, 128, generator=torch.Generator().manual_seed(2))
+    direct = layer(x)
+    with FlopCounterMode(display=False) as fc:
+        through_op = layer(x)
+    assert fc.get_total_flops() == 2 * 128 * 40  # the one-token call is visible to the mode
+    torch.testing.assert_close(direct, through_op, rtol=0, atol=0)
+    expected = frugalnn.tmac.matmul(x.reshape(1, 128), layer.lut_weight, threads=1) + lin.bias
+    torch.testing.assert_close(direct.reshape(1, 40), expected, rtol=0, atol=0)
+    assert direct.shape == (1, 1, 40) and layer(x[0, 0]).shape == (40,)
+    assert layer.gemv_plan().threads == 1 and layer.gemv_plan() is layer.gemv_plan()  # resolved once
+    compiled = torch.compile(layer)
+    torch.testing.assert_close(compiled(x), direct, rtol=0, atol=0)
+
+
+def test_changes_are_seen_and_copies_are_independent():
+    import copy
+
+    layer = LUTLinear.from_linear(nn.Linear(64, 32, bias=False), bits=2, group_size=32)
+    x = torch.randn(1, 64, generator=torch.Generator().manual_seed(3))
+    y = layer(x)
+    twin = copy.deepcopy(layer)
+    torch.testing.assert_close(twin(x), y, rtol=0, atol=0)
+    layer.ws = layer.ws * 2  # symmetric weights: every output doubles, on the one-token path too
+    torch.testing.assert_close(layer(x), 2 * y)
+    torch.testing.assert_close(twin(x), y, rtol=0, atol=0)  # the copy holds its own buffers
+    layer.set_threads(2)
+    assert layer.gemv_plan().threads == 2
+    layer.set_threads(None)
+    assert layer.gemv_plan().threads == frugalnn._core.hardware_threads()  # None: all cores
+    with pytest.raises(ValueError, match="threads"):
+        layer.set_threads(-1)
+    with pytest.raises(ValueError, match="threads"):
+        LUTLinear(layer.lut_weight, threads=0)
+    with pytest.raises(ValueError, match=r"x: expected shape \[\.\.\., 64\]"):
+        layer(torch.randn(32, 2))  # 64 values, but not a row of 64
+    assert layer.nbytes == layer.lut_weight.nbytes and 2 < layer.bits_per_weight < 32

@@ -1,39 +1,86 @@
-"""`frugalnn bench tmac --quick` runs end to end; the llama.cpp peer (optional) computes a real matmul."""
+"""`frugalnn bench tmac --quick` runs end to end: checks before timing, both sides' bits and accuracy,
+visible rows for an absent or failing llama.cpp; the peer (optional) computes a real matmul."""
 import json
 
 import numpy as np
 import pytest
 
+import frugalnn.tmac
+from frugalnn.bench import ggml_peer
+from frugalnn.bench.accuracy import CheckFailed, nmse
 from frugalnn.cli import main
+from frugalnn.tmac.bench import PEER_NMSE_BOUND, race
 
 
-def test_bench_lut_quick(tmp_path, capsys):
-    out = tmp_path / "lut.json"
-    assert main(["bench", "lut", "--quick", "--threads", "1", "--repeats", "1", "--bits", "2", "ternary",
+def test_bench_tmac_quick(tmp_path, capsys):
+    out = tmp_path / "tmac.json"
+    assert main(["bench", "tmac", "--quick", "--threads", "1", "--repeats", "1", "--bits", "2", "ternary",
                  "--no-peer", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    impls = {r["impl"] for r in data["rows"]}
-    assert {"torch fp32", "lut 2-bit", "lut ternary", "torch dequant 2"} <= impls
-    ours = [r for r in data["rows"] if r["impl"] == "lut 2-bit"]
-    assert all(r["extra"]["x vs dequant"] > 1 and r["extra"]["nmse vs fp32"] < 0.4 for r in ours)
-    assert "llama.cpp: skipped" in capsys.readouterr().out
+    rows = {(r["case"], r["impl"]): r for r in data["rows"]}
+    impls = {impl for _, impl in rows}
+    assert {"torch fp32", "lut 2-bit", "lut ternary", "torch dequant 2", "llama.cpp Q2_K", "llama.cpp TQ2_0"} <= impls
+    for (case, impl), r in rows.items():
+        if impl.startswith("llama.cpp"):  # --no-peer: visible, with the reason
+            assert r["median_ms"] is None and "--no-peer" in r["extra"]["not measured"]
+            continue
+        assert r["extra"]["check nmse"] < 1e-3 and "nmse vs fp32" in r["extra"] and r["vs_baseline"] > 0
+    ours = rows[("GEMV 1024x1024", "lut 2-bit")]["extra"]
+    assert ours["bits/weight"] == pytest.approx(2.5) and ours["x vs dequant"] > 1 and ours["nmse vs fp32"] < 0.4
+    assert rows[("GEMV 1024x1024", "torch fp32")]["extra"]["bits/weight"] == 32
+    assert "not measured" in capsys.readouterr().out
+    assert data["meta"]["torch"]["isa"] and data["meta"]["ours"]["kernel_isa"]
 
 
-def test_bench_lut_rejects_bad_bits(capsys):
-    assert main(["bench", "lut", "--quick", "--bits", "5", "--no-peer"]) == 2
+def test_bench_tmac_rejects_bad_bits(capsys):
+    assert main(["bench", "tmac", "--quick", "--bits", "5", "--no-peer"]) == 2
     assert "--bits" in capsys.readouterr().err
 
 
-def test_ggml_peer_matches_dense_when_installed():
-    from frugalnn.bench import ggml_peer
+def _inputs(m=64, k=256, n=1):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((n, k)).astype(np.float32)
 
+
+def test_race_stops_on_a_wrong_answer(monkeypatch):
+    real = frugalnn.tmac.matmul
+    monkeypatch.setattr(frugalnn.tmac, "matmul", lambda x, w, threads=None: real(x, w, threads) * 1.1)
+    w, x = _inputs()
+    with pytest.raises(CheckFailed, match="lut 2-bit"):
+        race("test", w, x, (2,), 1, 1, peer=None, peer_missing="absent")
+
+
+def test_race_keeps_a_failing_peer_as_a_row(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("ggml exploded")
+
+    monkeypatch.setattr(ggml_peer, "MulMat", broken)
+    w, x = _inputs(k=320)  # K = 320 fits Q4_0's 32-blocks but not Q4_K's 256
+    r = race("test", w, x, (4,), 1, 1, peer=object())
+    assert "ggml exploded" in r.not_measured["llama.cpp Q4_0"]
+    assert "256" in r.not_measured["llama.cpp Q4_K"]
+    assert r.ms("lut 4-bit") > 0 and r.ms("torch fp32") > 0
+
+
+def test_bits_per_weight_from_ggml_block_sizes():
+    expected = {"Q2_K": 2.625, "Q3_K": 3.4375, "Q4_0": 4.5, "Q4_K": 4.5, "TQ2_0": 2.0625}
+    assert {qt: ggml_peer.bits_per_weight(qt) for qt in expected} == expected
+    with pytest.raises(ValueError, match="Q9_9"):
+        ggml_peer.bits_per_weight("Q9_9")
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q2_K", "Q4_0", "TQ2_0"])
+def test_ggml_peer_matches_its_dequantized_weight_when_installed(qtype):
     try:
         g = ggml_peer.load()
     except ggml_peer.PeerUnavailable as e:
-        pytest.skip(str(e))
-    w = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
-    mm = ggml_peer.MulMat(g, "Q8_0", 64, 256, 3, 1, weight=w)
+        pytest.skip(f"optional llama.cpp peer: {e}")
+    w, x = _inputs(n=3)
+    mm = ggml_peer.MulMat(g, qtype, 64, 256, 3, 1, weight=w, x=x)
     mm.run()
     y = mm.result()
+    held = mm.dequantize()
     mm.close()
-    assert y.shape == (3, 64) and np.isfinite(y).all() and np.abs(y).max() > 1
+    assert mm.bits_per_weight == ggml_peer.bits_per_weight(qtype)
+    assert nmse(y, x @ held.T) < PEER_NMSE_BOUND
+    assert nmse(held, ggml_peer.ternarize(w) if qtype.startswith("TQ") else w) < 0.2

@@ -35,16 +35,15 @@ def setup(args):
     """Validate the shared model flags, set threads, load model + tokenizer."""
     import torch
 
-    from frugalnn import _core
     from frugalnn import llm as llama
+    from frugalnn.llm.model import torch_threads
+    from frugalnn.threads import resolve_threads
 
     bits = llama.parse_bits(args.bits)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
-    from frugalnn.llm.model import torch_threads
-
-    threads = args.threads or _core.hardware_threads()
-    torch.set_num_threads(torch_threads(bits, threads))
+    threads = resolve_threads(args.threads)  # None: all cores
+    torch.set_num_threads(torch_threads(bits, threads))  # this process only runs the model
     path = llama.resolve_model_path(args.model)
     what = "fp32" if bits == "fp32" else ("ternary" if bits == "ternary" else f"{bits} bits")
     print(f"loading {path.name} at {what} ...", file=sys.stderr, flush=True)

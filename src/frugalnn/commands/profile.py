@@ -73,7 +73,7 @@ def load_spec(spec: str):
 
 def build_builtin(args):
     from frugalnn import models
-    from frugalnn.scaling.strategies import achieved, scale
+    from frugalnn.scaling import achieved, scale
 
     overrides = {} if args.resolution is None else {"resolution": args.resolution}
     cfg = models.config(args.model, **overrides)

@@ -1,7 +1,9 @@
 """Fused 1-pass attention (ours) vs torch SDPA (whatever CPU backend it picks) vs a naive 3-pass.
 
-One head (batch 1), float32, non-causal, head dim 64 and 128, sequence 512..32K. Time: median of
-interleaved repeats in this process. Memory: each (impl, case) runs once more in a fresh
+One head (batch 1), float32, non-causal, head dim 64 and 128, sequence 512..32K. Check before
+timing: at every benched shape each implementation's output is compared with torch SDPA's, and
+up to FLOAT64_MAX_SEQ with a float64 reference, and the run stops (CheckFailed) past CHECK_BOUND.
+Time: median of interleaved repeats in this process. Memory: each (impl, case) runs once more in a fresh
 subprocess that resets Linux's resident-memory high-water mark (VmHWM, via /proc/self/clear_refs)
 once the inputs exist and reports how far one call raises it -- the real extra memory of the
 call, output included, not a formula. Linux only (like the rest of the benchmarks' machines).
@@ -15,8 +17,17 @@ import os
 import subprocess
 import sys
 
+from frugalnn import info
+from frugalnn.bench.accuracy import check_before_timing, max_rel_error
 from frugalnn.bench.harness import BenchArgs, BenchReport, benchmark, time_interleaved
+from frugalnn.threads import torch_threads
 
+BASELINE = "torch SDPA"
+# max |out - ref| / max |ref|. float32 with another summation order and our <= 1.5-ulp exp measures
+# <= 2e-6 against torch SDPA and against float64 at seq 512..16K, d 64/128; 1e-4 leaves 50x of
+# headroom and still stops any tiling, masking or softmax bug, which errs by O(0.1).
+CHECK_BOUND = 1e-4
+FLOAT64_MAX_SEQ = 4096  # the float64 reference materialises L x S doubles: 128 MiB at 4K, 2 GiB at 16K
 SEQS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 DIMS = (64, 128)
 NAIVE_LIMIT_BYTES = 6 << 30  # the naive version holds ~3 L x S float32 matrices at its peak
@@ -59,6 +70,28 @@ def naive_three_pass(q, k, v):
     return (p / p.sum(dim=-1, keepdim=True)) @ v
 
 
+def float64_reference(q, k, v):
+    """softmax(q k^T / sqrt(d)) v in float64 (the L x S scores materialised: keep L, S <= FLOAT64_MAX_SEQ)."""
+    return naive_three_pass(q.double(), k.double(), v.double())
+
+
+def check_outputs(fns: dict, q, k, v, case: str, bound: float = CHECK_BOUND) -> dict[str, dict[str, float]]:
+    """Run each implementation once at the benched shape and stop (CheckFailed) if its output is off
+    torch SDPA's, or the float64 reference's where the shape allows one, by more than `bound`.
+    Returns {impl: {"vs torch SDPA": err, "vs float64": err}} (max relative errors)."""
+    outs = {impl: fn() for impl, fn in fns.items()}
+    errors = {impl: {"vs torch SDPA": max_rel_error(out, outs[BASELINE])} for impl, out in outs.items()}
+    if max(q.shape[-2], k.shape[-2]) <= FLOAT64_MAX_SEQ:
+        ref = float64_reference(q, k, v)
+        for impl, out in outs.items():
+            errors[impl]["vs float64"] = max_rel_error(out, ref)
+    for impl, errs in errors.items():
+        for against, err in errs.items():
+            if not (impl == BASELINE and against == "vs torch SDPA"):
+                check_before_timing(case, impl, err, bound, metric=f"max rel error {against}")
+    return errors
+
+
 def implementations(q, k, v, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
@@ -89,42 +122,42 @@ def _add_arguments(parser) -> None:
 @benchmark("fusemax", "fused 1-pass attention vs torch SDPA vs naive 3-pass: time and peak extra memory",
            _add_arguments)
 def bench_attention(args: BenchArgs) -> BenchReport:
-    import torch
-
     from frugalnn.kernels.attention import workspace_bytes
 
     max_seq = int(args.options.get("max_seq") or max(SEQS))
     seqs = [s for s in SEQS if s <= (2048 if args.quick else max_seq)]
     dims = (64,) if args.quick else DIMS
     memory = not args.options.get("no_memory", False)
-    report = BenchReport("attention", baseline="torch SDPA")
-    report.meta["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    report = BenchReport("fusemax", baseline=BASELINE)
+    report.meta.update(torch_cpu_capability=info.torch_isa(), frugalnn_kernels=info.kernel_isa(),
+                       check_bound=CHECK_BOUND)
     report.notes.append(
-        "One head, batch 1, float32, non-causal. 'x vs torch SDPA' > 1 means faster than torch. Extra memory: "
-        "peak RSS growth of one call in a fresh process (output included); the fused kernel's own scratch is "
-        f"{workspace_bytes(64) // 1024} KiB (d=64) / {workspace_bytes(128) // 1024} KiB (d=128) per thread at "
-        f"any length. torch used its {torch.backends.cpu.get_cpu_capability()} kernels; ours are AVX2+FMA.")
-    previous = torch.get_num_threads()
-    try:
-        for threads in args.threads:
-            torch.set_num_threads(threads)
+        "One head, batch 1, float32, non-causal. 'x vs torch SDPA' > 1 means faster than torch. Before timing, "
+        f"every case checks each output against torch SDPA (and float64 up to seq {FLOAT64_MAX_SEQ}): max relative "
+        f"error <= {CHECK_BOUND:g} or the run stops. Extra memory: peak RSS growth of one call in a fresh process "
+        f"(output included); the fused kernel's own scratch is {workspace_bytes(64) // 1024} KiB (d=64) / "
+        f"{workspace_bytes(128) // 1024} KiB (d=128) per thread at any length. torch used its {info.torch_isa()} "
+        f"kernels; ours the frugalnn '{info.kernel_isa()}' backend.")
+    for threads in args.threads:
+        with torch_threads(threads):
             for d in dims:
                 for seq in seqs:
                     q, k, v = make_inputs(seq, d)
                     fns = implementations(q, k, v, threads)
                     if 3 * seq * seq * 4 > NAIVE_LIMIT_BYTES:
                         del fns["naive 3-pass"]
+                    case = f"seq {seq} d {d}"
+                    errors = check_outputs(fns, q, k, v, case)
                     repeats = args.repeats if seq <= 4096 else min(args.repeats, 3)
                     timings = time_interleaved(fns, repeats=repeats, warmup=1, min_sample_s=0.05)
-                    report.add_case(f"seq {seq} d {d}", threads, timings)
-                    rows = report.rows[-len(fns):]
-                    for row in rows:
+                    report.add_case(case, threads, timings)
+                    for row in report.rows[-len(fns):]:
                         row.extra["GFLOP/s"] = 4 * seq * seq * d / (row.median_ms * 1e-3) / 1e9
+                        row.extra["max rel err vs torch"] = errors[row.impl]["vs torch SDPA"]
+                        row.extra["max rel err vs fp64"] = errors[row.impl].get("vs float64")
                         if memory:
                             row.extra["extra MiB"] = measure_memory(row.impl, seq, d, threads) / 2**20
                     if "naive 3-pass" not in fns:
-                        report.notes.append(f"naive 3-pass skipped at seq {seq}: its score matrices would need "
-                                            f"{3 * seq * seq * 4 / 2**30:.0f} GiB")
-    finally:
-        torch.set_num_threads(previous)
+                        report.add_not_measured(case, "naive 3-pass", threads, f"its score matrices would need "
+                                                f"{3 * seq * seq * 4 / 2**30:.0f} GiB")
     return report

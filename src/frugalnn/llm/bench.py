@@ -11,6 +11,17 @@ Method (identical for both sides, the one ../shared/peers/tg_bench.py uses): pre
 fixed 64-token prompt; decode = 32 single-token evals fed fixed token ids (no sampling), time per
 token. Every repeat runs ours, then llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime
 never meets torch's), and medians are taken over repeats; ratios come from the same run.
+
+Before timing, per model (llm.c's rule: never time a wrong answer):
+  - check: our compiled decoder against our torch path, layer by layer on identical inputs
+    (frugalnn.llm.check), on the first and the last layer: each within twice the layer's own
+    int8-table error (the bound derived there). Beyond it the bench stops with CheckFailed.
+  - accuracy of every raced side: NMSE of the last-position logits of the first 16 prompt tokens
+    against our float32 model on the same file (its weights dequantized: the reference
+    transformers' LlamaForCausalLM matches to 1e-6, tests/llm/test_oracle.py), when that fits in
+    memory; and the bits per weight each side really holds in its linear layers (ours: codes,
+    scales and zero terms of the LUT layout; llama.cpp: the file's tensors as stored).
+A side that is absent or fails is a row "not measured: <reason>", never a gap.
 """
 from __future__ import annotations
 
@@ -19,12 +30,17 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from frugalnn.bench.accuracy import check_before_timing, nmse
 from frugalnn.bench.harness import BenchArgs, BenchReport, Timing, benchmark
 
 N_PROMPT, N_GEN = 64, 32
+CHECK_TOKENS = 16  # the prompt prefix the check and the accuracy figures run on
 PEER_MODELS = {  # file name in --peer-models -> our --bits for it
     "llama2-7b-q2_k.gguf": "2",
     "llama2-7b-tq2_0.gguf": "ternary",
@@ -96,21 +112,128 @@ def time_peer(script: Path, path: Path, threads: int, n_prompt: int, n_gen: int)
            "--n-prompt", str(n_prompt), "--reps", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if res.returncode != 0:
-        raise RuntimeError(f"llama.cpp peer failed: {res.stderr.strip()[-400:]}")
+        raise RuntimeError(f"llama.cpp peer failed: {_last_line(res.stderr)}")
     lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
     row = next(l for l in lines if "tg_tok_s" in l)
     return {"pp_s": n_prompt / row["pp_tok_s"], "tg_s": row["tg_ms_per_tok"] / 1e3, "version": lines[0]}
+
+
+def _last_line(text: str) -> str:
+    """The last line of a subprocess's stderr (the exception), for a one-line 'not measured' reason."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else "no error output"
 
 
 def _timing(samples: list[float]) -> Timing:
     return Timing(statistics.median(samples), min(samples), samples, 1)
 
 
+# llama.cpp's logits for a token list, run in a subprocess like tg_bench.py (its OpenMP never meets torch's)
+_PEER_LOGITS = """
+import json, sys
+import numpy as np
+from llama_cpp import Llama
+path, threads, ids, out = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+llm = Llama(model_path=path, n_ctx=max(64, len(ids) + 8), n_threads=threads, n_threads_batch=threads,
+            logits_all=True, verbose=False)
+llm.eval(ids)
+np.save(out, np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32))
+"""
+
+
+def peer_logits(path: Path, ids: list[int], threads: int) -> np.ndarray:
+    """llama.cpp's last-position logits for `ids` on the file at `path`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "logits.npy"
+        res = subprocess.run([sys.executable, "-c", _PEER_LOGITS, str(path), str(threads), json.dumps(ids), str(out)],
+                             capture_output=True, text=True, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"llama.cpp logits failed: {_last_line(res.stderr)}")
+        return np.load(out)
+
+
+def last_logits(model, ids: list[int], fast: bool) -> np.ndarray:
+    """Last-position logits: prefill all but the last token, then one decode step on the chosen path."""
+    import torch
+
+    was = model.fast_decode
+    model.fast_decode = fast
+    try:
+        model.setup_cache(len(ids))
+        model(torch.tensor([ids[:-1]]), start=0)
+        out = model(torch.tensor([ids[-1:]]), start=len(ids) - 1)
+    finally:
+        model.fast_decode = was
+    return out.reshape(-1).numpy().copy()
+
+
+def file_bits_per_weight(path: Path) -> float:
+    """Bits per weight the file stores for the linear layers (blocks and output head), as llama.cpp holds them."""
+    from frugalnn.llm.gguf_file import GGUFModelFile
+
+    f = GGUFModelFile(path)
+    head = "token_embd.weight" if f.tied_embeddings else "output.weight"
+    tensors = [t for n, t in f.tensors.items() if (n.startswith("blk.") and len(t.shape) == 2) or n == head]
+    return 8.0 * sum(int(t.n_bytes) for t in tensors) / sum(int(t.n_elements) for t in tensors)
+
+
+def _fp32_fits(path: Path) -> tuple[bool, str]:
+    """Whether our float32 model of the file fits in half the memory available now, and its size."""
+    from frugalnn.llm.gguf_file import GGUFModelFile
+
+    need = 4 * sum(int(t.n_elements) for t in GGUFModelFile(path).tensors.values())
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        avail = 0
+    return need <= avail / 2, f"{need / 2**30:.1f} GiB at float32, {avail / 2**30:.1f} GiB available"
+
+
+def check_decoder(model, case: str) -> float:
+    """Layer-by-layer check of the compiled decoder against the torch path (frugalnn.llm.check) on the
+    first and last layer; CheckFailed beyond twice a layer's table error. Returns the worst
+    |fast - torch| / (2 x table error) (<= 1 passes)."""
+    import torch
+
+    from frugalnn.llm.check import check_layers
+
+    n = model.config.n_layers
+    checks = check_layers(model, torch.tensor([prompt_ids(CHECK_TOKENS)]), layers=sorted({0, n - 1}))
+    worst = max(c.fast_vs_torch / (2 * c.table_error) if c.table_error > 0 else float("inf") for c in checks)
+    return check_before_timing(case, "frugalnn compiled decoder", worst, 1.0,
+                               metric="|fast - torch| / (2 x int8-table error), worst checked layer")
+
+
+def accuracy(model, path: Path, threads: int, run_peer: bool, torch_path: bool) -> tuple[dict, dict]:
+    """({impl: logits NMSE vs our fp32 model}, {impl: why not measured}) on the first CHECK_TOKENS prompt ids."""
+    from frugalnn import llm as llama
+
+    ids = prompt_ids(CHECK_TOKENS)
+    fits, size = _fp32_fits(path)
+    impls = ["frugalnn"] + (["frugalnn torch path"] if torch_path else []) + (["llama.cpp"] if run_peer else [])
+    if not fits:
+        return {}, {i: f"not measured: no float32 reference ({size})" for i in impls}
+    ref = llama.load(path, bits="fp32", threads=threads, max_positions=CHECK_TOKENS)
+    ref_logits = last_logits(ref, ids, fast=False)
+    del ref
+    errors, missing = {"frugalnn": nmse(last_logits(model, ids, fast=True), ref_logits)}, {}
+    if torch_path:
+        errors["frugalnn torch path"] = nmse(last_logits(model, ids, fast=False), ref_logits)
+    if run_peer:
+        try:
+            errors["llama.cpp"] = nmse(peer_logits(path, ids, threads), ref_logits)
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+            missing["llama.cpp"] = f"not measured: {e}"
+    return errors, missing
+
+
 @benchmark("llm", "end-to-end prefill/decode tok/s: our Llama + LUT kernels vs llama.cpp on the same GGUF",
            add_arguments)
 def bench_llm(args: BenchArgs) -> BenchReport:
-    from frugalnn.data import smollm2_gguf
+    from frugalnn import info
     from frugalnn import llm as llama
+    from frugalnn.data import smollm2_gguf
 
     o = args.options
     n_prompt, n_gen = o.get("n_prompt", N_PROMPT), o.get("n_gen", N_GEN)
@@ -131,21 +254,32 @@ def bench_llm(args: BenchArgs) -> BenchReport:
         models = {k: v for k, v in models.items() if k in o["only"]}
 
     script = None if o.get("no_peer") else peer_script(o.get("peers_dir"))
-    has_llama_cpp = _has_llama_cpp()
-    report = BenchReport("llm", baseline="llama.cpp" if script and has_llama_cpp else "frugalnn")
     if o.get("no_peer"):
-        report.notes.append("llama.cpp not run (--no-peer).")
+        peer_missing = "not run (--no-peer)"
     elif script is None:
-        report.notes.append("llama.cpp skipped: ../shared/peers/tg_bench.py not found (pass --peers-dir).")
-    elif not has_llama_cpp:
-        report.notes.append("llama.cpp skipped: llama-cpp-python is not installed (optional `peers` extra).")
-    run_peer = bool(script) and has_llama_cpp
+        peer_missing = "../shared/peers/tg_bench.py not found (pass --peers-dir)"
+    elif not _has_llama_cpp():
+        peer_missing = "llama-cpp-python is not installed (optional `peers` extra)"
+    else:
+        peer_missing = ""
+    run_peer = not peer_missing
+    torch_path = bool(o.get("torch_path"))
+    report = BenchReport("llm", baseline="llama.cpp" if run_peer else "frugalnn")
+    report.meta["ours"] = {"kernel_isa": info.kernel_isa(), "torch_isa": info.torch_isa()}
+    if not run_peer:
+        report.meta["llama.cpp"] = {"not measured": peer_missing}
+        report.notes.append(f"llama.cpp not measured: {peer_missing}.")
     missing = [n for n in PEER_MODELS if not (peer_dir / n).is_file()]
     if missing and not args.quick:
         report.notes.append(f"7B-shaped files not found in {peer_dir}: {', '.join(missing)} "
                             "(write them with ../shared/peers/gen_gguf.py; see docs/llm.md).")
     report.notes.append(f"prefill: one eval of a {n_prompt}-token prompt; decode: {n_gen} single-token evals, "
-                        "time per token; medians over repeats, ours and llama.cpp interleaved.")
+                        "time per token; medians over repeats, ours and llama.cpp interleaved. Checked before "
+                        "timing: the compiled decoder vs the torch path layer by layer (first and last layer, "
+                        "within 2x each layer's int8-table error; `check` = worst ratio, <= 1 passes). "
+                        f"`logits nmse vs fp32`: last-position logits of the first {CHECK_TOKENS} prompt tokens "
+                        "against our float32 model of the same file; `bits/weight`: what each side holds in its "
+                        "linear layers.")
     for key, (path, bits) in models.items():
         # gen_gguf.py fills TQ2_0 blocks with random bytes, code 3 included, which is not ternary:
         # llama.cpp reads it as +2, our LUTWeight.from_gguf rejects it, so our side re-quantizes
@@ -155,23 +289,32 @@ def bench_llm(args: BenchArgs) -> BenchReport:
         model = llama.load(path, bits=bits, threads=args.threads[0], max_positions=n_prompt + n_gen + 16,
                            gguf_direct=direct)
         load_s = time.perf_counter() - t0
+        file_type = "Q4_1" if key == "smollm2" else key.split("-")[-1][:-5].upper()
+        label = f"{key} ({file_type}; ours {bits}{'' if bits == 'ternary' else '-bit'})"
+        check = check_decoder(model, label)
+        errors, not_accurate = accuracy(model, path, args.threads[0], run_peer, torch_path)
+        held = {"frugalnn": model.weight_bits(), "frugalnn torch path": model.weight_bits(),
+                "llama.cpp": file_bits_per_weight(path)}
         for threads in args.threads:
             model.set_threads(threads)
-            ours = {"pp": [], "tg": []}
-            peer = {"pp": [], "tg": []}
-            torch_tg = []
+            ours, peer, torch_tg = {"pp": [], "tg": []}, {"pp": [], "tg": []}, []
+            peer_failed = ""
             for _ in range(args.repeats):
                 r = time_ours(model, n_prompt, n_gen)
                 ours["pp"].append(r["pp_s"])
                 ours["tg"].append(r["tg_s"])
-                if o.get("torch_path"):
+                if torch_path:
                     model.fast_decode = False
                     try:
                         torch_tg.append(time_ours(model, n_prompt, n_gen)["tg_s"])
                     finally:
                         model.fast_decode = True
-                if run_peer:
-                    p = time_peer(script, path, threads, n_prompt, n_gen)
+                if run_peer and not peer_failed:
+                    try:
+                        p = time_peer(script, path, threads, n_prompt, n_gen)
+                    except (RuntimeError, OSError, ValueError, StopIteration, subprocess.TimeoutExpired) as e:
+                        peer_failed = f"{type(e).__name__}: {e}"  # a failed peer is a visible row
+                        continue
                     peer["pp"].append(p["pp_s"])
                     peer["tg"].append(p["tg_s"])
                     report.meta.setdefault("llama_cpp", p["version"])
@@ -179,23 +322,27 @@ def bench_llm(args: BenchArgs) -> BenchReport:
             why = model.fast_decode_reason()  # the cache is set up now, so this is the timed runs' path
             if why:
                 report.notes.append(f"{key} threads={threads}: decode took the torch path ({why}).")
-            file_type = "Q4_1" if key == "smollm2" else key.split("-")[-1][:-5].upper()
-            label = f"{key} ({file_type}; ours {bits}{'' if bits == 'ternary' else '-bit'})"
             for phase, n in (("decode", 1), ("prefill", n_prompt)):
                 ph = "tg" if phase == "decode" else "pp"
                 timings = {"frugalnn": _timing(ours[ph])}
                 if phase == "decode" and torch_tg:
                     timings["frugalnn torch path"] = _timing(torch_tg)
-                if run_peer:
+                if peer[ph] and not peer_failed:
                     timings["llama.cpp"] = _timing(peer[ph])
-                report.add_case(f"{label} {phase}", threads, timings)
+                case = f"{label} {phase}"
+                report.add_case(case, threads, timings)
                 for row in report.rows[-len(timings):]:
                     row.extra["tok/s"] = n / (row.median_ms / 1e3)
+                    row.extra["bits/weight"] = held[row.impl]
+                    row.extra["logits nmse vs fp32"] = errors.get(row.impl, not_accurate.get(row.impl, "-"))
                     if row.impl == "frugalnn":
+                        row.extra["check"] = check
                         row.extra["weights MB"] = model.weight_bytes() / 1e6
                         if phase == "decode":
                             row.extra["linear share"] = f"{share:.0%}"
                             row.extra["load s"] = load_s
+                if "llama.cpp" not in timings:
+                    report.add_not_measured(case, "llama.cpp", threads, peer_failed or peer_missing)
             print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
         del model
     return report

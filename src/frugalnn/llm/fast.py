@@ -1,8 +1,9 @@
-"""The fast decode path: one C++ call per token (csrc/llama/decoder.h) over the torch model's own buffers.
+"""The fast decode path: one C++ call per token (csrc/llama/driver.h) over the torch model's own buffers.
 
 A decode step of a small Llama is dominated by per-op dispatch in eager torch (SmolLM2: ~35 ops per
 layer x 30 layers at a few microseconds each, ~10 ms, against ~9 ms of kernels). `FastDecoder`
-hands every weight the model holds (float32 tensors and LUTWeight arrays, zero-copy), the RoPE
+hands every weight the model holds (DenseLinear float32 tensors; for each frugalnn.tmac.LUTLinear
+its own `gemv_plan()`: the arrays, threads and tiles its one-token path runs, zero-copy), the RoPE
 table and the KV cache to `frugalnn._core.llama.Decoder`, which runs a whole token in one call.
 
 The torch model stays the reference and the fallback: `Llama.forward` uses the fast path only for
@@ -10,7 +11,8 @@ one token of one sequence with a cache, and only while the model is exactly what
 Anything else runs the torch path, with no per-token cost for the check:
   - a module swapped or rerouted (`convert_`, `route_`: the L-Mul / FuseMax attention must see
     every SDPA call), a forward hook registered on a submodule, an attribute assigned: the
-    modules' StructureWatch version moves and the plan is rebuilt, and refused, at the next step;
+    modules' StructureWatch version (frugalnn.watch) moves and the plan is rebuilt, and refused, at
+    the next step (a LUTLinear that convert_ put in is accepted: it is the layer the decoder reads);
   - a torch function or dispatch mode active (FlopCounterMode, a routing mode around the model),
     global module hooks, torch.compile tracing: checked per call (a few attribute reads);
   - `model.fast_decode = False`.
@@ -20,23 +22,19 @@ both paths; rebinding a tensor's `.data` is not seen by the plan: assign the par
 from __future__ import annotations
 
 import torch
-from torch.nn.modules import module as _module
 
-from frugalnn.llm.layers import (Block, Embedding, Linear, LlamaAttention, ModuleList, RMSNorm,
-                                          StackedLinear, SwiGLU, Watched)
+from frugalnn.llm.layers import Block, DenseLinear, Embedding, LlamaAttention, ModuleList, RMSNorm, StackedLinear, \
+    SwiGLU
+from frugalnn.threads import resolve_threads
+from frugalnn.tmac.nn import LUTLinear
+from frugalnn.watch import attach, torch_overrides_active
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
+_LINEARS = (DenseLinear, LUTLinear)
 
 
 class Ineligible(Exception):
     """The model (as it is now) cannot run on the C++ decoder; the message says why."""
-
-
-def torch_overrides_active() -> bool:
-    """True when something intercepts torch calls and would miss a step the C++ decoder runs."""
-    return bool(torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack()
-                or _module._global_forward_hooks or _module._global_forward_pre_hooks
-                or torch.compiler.is_compiling())
 
 
 class FastDecoder:
@@ -120,7 +118,7 @@ def _norm(m, where: str, dim: int, eps: float):
     return _f32(m.weight, where, (dim,))
 
 
-def _linears(m, where: str) -> list[Linear]:
+def _linears(m, where: str) -> list:
     if type(m) is StackedLinear:
         _exact(m, StackedLinear, where)
         _exact(m.parts, ModuleList, where + ".parts")
@@ -128,28 +126,29 @@ def _linears(m, where: str) -> list[Linear]:
     return [_own_linear(m, where)]
 
 
-def _own_linear(m, where: str) -> Linear:
-    _exact(m, Linear, where)
+def _own_linear(m, where: str):
+    if type(m) not in _LINEARS:
+        raise Ineligible(f"{where} is {type(m).__name__}, not LUTLinear or DenseLinear (converted or rerouted): "
+                         "decode runs the torch path")
+    _exact(m, type(m), where)
     fwd = m.__dict__.get("forward")
-    inner = getattr(fwd, "_frugalnn_inner", fwd)  # time_linears' wrapper around the real forward
-    if getattr(inner, "__self__", None) is not m or inner.__func__ not in (Linear._dense, Linear._lut):
-        raise Ineligible(f"{where}.forward was replaced: decode runs the torch path")
+    if fwd is not None:
+        inner = getattr(fwd, "_frugalnn_inner", fwd)  # time_linears' wrapper around the real forward
+        if getattr(inner, "__self__", None) is not m or inner.__func__ is not type(m).forward:
+            raise Ineligible(f"{where}.forward was replaced: decode runs the torch path")
+    if m.bias is not None:
+        raise Ineligible(f"{where} has a bias, which the compiled decoder does not add: decode runs the torch path")
     return m
 
 
 def _add(dec, layer: int, slot: str, module, where: str) -> None:
-    from frugalnn.tmac.ops import config, resolve_threads
-
     for lin in _linears(module, where):
-        threads = resolve_threads(lin.threads)
-        if lin.backend == "fp32":
-            dec.add_dense(layer, slot, _f32(lin.weight, where, (lin.out_features, lin.in_features)), threads)
-            continue
-        w = lin.lut
-        cfg = config(w, 1, threads)
-        zt = w.ws if w.zt is None else w.zt
-        dec.add_lut(layer, slot, w.packed, w.ws, zt, int(w.shape[0]), int(w.bits), int(w.group_size),
-                    w.zt is not None, threads, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
+        if type(lin) is DenseLinear:
+            w = _f32(lin.weight, where, (lin.out_features, lin.in_features))
+            dec.add_dense(layer, slot, w, resolve_threads(lin.threads))
+        else:
+            p = lin.gemv_plan()  # the very call LUTLinear's own one-token path makes
+            dec.add_lut(layer, slot, *p.weight_args, *p.tile_args)
 
 
 def _build(model):
@@ -203,15 +202,11 @@ def _build(model):
 
 
 def _head_threads(model) -> int:
-    from frugalnn.tmac.ops import resolve_threads
-
     out = model.output
     lin = out.parts[0] if type(out) is StackedLinear else out
     return resolve_threads(getattr(lin, "threads", None))
 
 
 def _reattach_watch(model) -> None:
-    """Modules put in after load (e.g. a fresh Linear) report to the model's watch too."""
-    for m in model.modules():
-        if isinstance(m, Watched) and m.__dict__.get("_watch") is not model._watch:
-            m.__dict__["_watch"] = model._watch
+    """Modules put in after load (e.g. a LUTLinear from convert_) report to the model's watch too."""
+    attach(model, model._watch)

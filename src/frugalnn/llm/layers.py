@@ -1,56 +1,20 @@
-"""The pieces of a Llama block: RMSNorm, RoPE on adjacent pairs, a linear layer with a pluggable
-weight backend, grouped-query attention over a preallocated KV cache, and SwiGLU.
+"""The pieces of a Llama block: RMSNorm, RoPE on adjacent pairs, grouped-query attention over a
+preallocated KV cache, and SwiGLU. Linear layers are frugalnn.tmac.LUTLinear (LUT weights) or
+DenseLinear (float32). Every module is `Watched` (frugalnn.watch), so the compiled decoder sees
+any change of structure.
 
 Shapes: B batch, T new tokens, S tokens attended (cache + new), H query heads, Hkv key/value
 heads, G = H / Hkv, D head_dim.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class StructureWatch:
-    """A counter that `Watched` modules bump whenever their structure may have changed: a submodule,
-    parameter, buffer or attribute assigned (how convert_/route_ swap modules), a forward hook
-    registered. The fast decode path (fast.py) compares it with the version it was built at, so a
-    converted or rerouted model falls back to the torch path at once, at no per-token cost."""
-
-    __slots__ = ("version",)
-
-    def __init__(self):
-        self.version = 0
-
-
-class Watched(nn.Module):
-    """Mixin for the model's modules: reports changes to the StructureWatch in `_watch`, if any.
-
-    Bumping on every assignment is deliberately blunt: assignments are rare outside __init__.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        watch = self.__dict__.get("_watch")
-        if watch is not None:
-            watch.version += 1
-
-    def _bump(self) -> None:
-        watch = self.__dict__.get("_watch")
-        if watch is not None:
-            watch.version += 1
-
-    def register_forward_hook(self, *args, **kwargs):
-        handle = super().register_forward_hook(*args, **kwargs)
-        self._bump()
-        return handle
-
-    def register_forward_pre_hook(self, *args, **kwargs):
-        handle = super().register_forward_pre_hook(*args, **kwargs)
-        self._bump()
-        return handle
+from frugalnn._arrays import threads_arg
+from frugalnn.tmac.nn import LUTLinear
+from frugalnn.watch import Watched
 
 
 class ModuleList(Watched, nn.ModuleList):
@@ -92,93 +56,43 @@ def apply_rope(x: torch.Tensor, rot: torch.Tensor, rope_dim: int) -> torch.Tenso
     return torch.cat([torch.view_as_real(xc * rot).flatten(-2), tail], dim=-1)
 
 
-class Linear(Watched):
-    """y = x W^T where W is either a float32 tensor [N, K] or a frugalnn.tmac.LUTWeight.
+class DenseLinear(Watched, nn.Linear):
+    """y = x W^T with a float32 weight [N, K] and no bias: the fp32 layers (LUT-weight layers are
+    frugalnn.tmac.LUTLinear). A real nn.Linear, so `convert_(model, LUTConfig(...))` can swap it.
 
-    The backend is fixed at construction so forward does no per-call dispatch work. For LUT
-    weights a one-token call (decode) uses `LUTWeight.gemv_fn`, whose threads and tile config are
-    resolved once: per-call argument handling costs as much as the kernel on SmolLM2's 576-wide
-    matrices. Batched calls (prefill) use frugalnn.tmac.matmul.
+    threads: for the compiled decoder's dense GEMV (torch-path matmuls follow torch.set_num_threads).
     """
 
-    def __init__(self, weight: Any, threads: int | None = None):
-        super().__init__()
-        self.threads = threads
-        if isinstance(weight, torch.Tensor):
-            if weight.dtype != torch.float32 or weight.dim() != 2:
-                raise TypeError(f"weight: expected a 2-D float32 tensor, got {weight.dtype} {tuple(weight.shape)}")
-            self.weight = nn.Parameter(weight, requires_grad=False)
-            self.backend = "fp32"
-            self.out_features, self.in_features = weight.shape
-            self.forward = self._dense  # type: ignore[method-assign]
-        else:
-            self.lut = weight
-            kind = "ternary" if getattr(weight, "kind", "") == "ternary" else f"{weight.bits}-bit g{weight.group_size}"
-            self.backend = f"lut {kind} ({getattr(weight, 'source', '')})"
-            self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
-            from frugalnn.tmac import matmul
-
-            self._lut_matmul = matmul
-            self._gemv = _bind_gemv(weight, threads)
-            self.forward = self._lut  # type: ignore[method-assign]
-
-    def _dense(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight)
-
-    def _lut(self, x: torch.Tensor) -> torch.Tensor:
-        if self._gemv is not None and x.numel() == self.in_features and x.dtype == torch.float32 \
-                and x.is_contiguous():
-            return self._gemv(x)
-        return self._lut_matmul(x, self.lut, threads=self.threads)
+    def __init__(self, weight: torch.Tensor, threads: int | None = None):
+        if not isinstance(weight, torch.Tensor) or weight.dtype != torch.float32 or weight.dim() != 2:
+            what = f"{weight.dtype} {tuple(weight.shape)}" if isinstance(weight, torch.Tensor) else type(weight).__name__
+            raise TypeError(f"weight: expected a 2-D float32 tensor, got {what}")
+        # built on the meta device: no [N, K] allocation and random init for a weight replaced at once
+        super().__init__(weight.shape[1], weight.shape[0], bias=False, device="meta")
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.set_threads(threads)
 
     def set_threads(self, threads: int | None) -> None:
-        """Threads for the LUT kernel (fp32 matmuls follow torch.set_num_threads)."""
+        threads_arg(threads)
         self.threads = threads
-        if self.backend != "fp32":
-            self._gemv = _bind_gemv(self.lut, threads)
 
+    @property
     def nbytes(self) -> int:
-        if self.backend == "fp32":
-            return self.weight.numel() * 4
-        return int(self.lut.nbytes)
-
-    def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, weight={self.backend}"
+        return self.weight.numel() * self.weight.element_size()
 
 
 class StackedLinear(Watched):
-    """Several Linear layers on the same input, outputs concatenated (a fused projection whose parts
+    """Several LUT layers on the same input, outputs concatenated (a fused projection whose parts
     must keep their own weights, e.g. ternary with one scale per projection)."""
 
-    def __init__(self, parts: list[Linear]):
+    def __init__(self, parts: list[LUTLinear]):
         super().__init__()
         self.parts = ModuleList(parts)
         self.in_features = parts[0].in_features
         self.out_features = sum(p.out_features for p in parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([p(x) for p in self.parts], dim=-1)
-
-    def nbytes(self) -> int:
-        return sum(p.nbytes() for p in self.parts)
-
-
-def _bind_gemv(w: Any, threads: int | None):
-    """A one-token GEMV closure for a LUTWeight (threads and tile config resolved once), or None."""
-    make = getattr(w, "gemv_fn", None)
-    if make is None:
-        return None
-    try:
-        fn = make(threads=threads)
-        m, k = int(w.shape[0]), int(w.shape[1])
-        fn(torch.zeros(1, k))  # prove it on a real call; the public matmul remains the fallback
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-    def gemv(x: torch.Tensor) -> torch.Tensor:
-        return fn(x.view(1, k)).view(*x.shape[:-1], m)
-
-    return gemv
+        return torch.cat([p.forward(x) for p in self.parts], dim=-1)
 
 
 class LlamaAttention(Watched):
@@ -193,7 +107,7 @@ class LlamaAttention(Watched):
         empty, otherwise an explicit boolean mask [T, S].
     """
 
-    def __init__(self, wqkv: Linear, wo: Linear, n_heads: int, n_kv_heads: int, head_dim: int, rope_dim: int):
+    def __init__(self, wqkv: nn.Module, wo: nn.Module, n_heads: int, n_kv_heads: int, head_dim: int, rope_dim: int):
         super().__init__()
         self.wqkv, self.wo = wqkv, wo  # q, k, v projections fused row-wise: one kernel call instead of three
         self.n_heads, self.n_kv_heads, self.head_dim, self.rope_dim = n_heads, n_kv_heads, head_dim, rope_dim
@@ -239,7 +153,7 @@ class LlamaAttention(Watched):
 class SwiGLU(Watched):
     """down(silu(gate x) * up x), gate and up fused row-wise into one weight [2 * ffn, dim]."""
 
-    def __init__(self, gate_up: Linear, down: Linear):
+    def __init__(self, gate_up: nn.Module, down: nn.Module):
         super().__init__()
         self.gate_up, self.down = gate_up, down
 

@@ -20,8 +20,10 @@ import numpy as np
 import torch
 
 from frugalnn.llm.gguf_file import GGUFModelFile
-from frugalnn.llm.layers import Block, Linear, LlamaAttention, RMSNorm, StackedLinear, SwiGLU
+from frugalnn.llm.layers import Block, DenseLinear, LlamaAttention, RMSNorm, StackedLinear, SwiGLU
 from frugalnn.llm.model import Llama
+from frugalnn.tmac import LUTWeight
+from frugalnn.tmac.nn import LUTLinear
 
 BITS = ("fp32", "4", "3", "2", "ternary")
 # Re-quantized weights use the largest of these group sizes that divides the input width
@@ -55,18 +57,11 @@ def resolve_model_path(model: str | Path) -> Path:
 
 
 class WeightFactory:
-    """Turns a GGUF tensor into the weight object a Linear runs on, for one `bits` setting."""
+    """Turns a GGUF tensor into the weight a linear layer holds (float32 tensor or LUTWeight), for one `bits`."""
 
     def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None, gguf_direct: bool = True):
         self.file, self.bits, self.group_size, self.gguf_direct = file, bits, group_size, gguf_direct
         self.direct = 0  # tensors that went into LUTWeight without a float32 copy
-        if bits != "fp32":
-            try:
-                from frugalnn.tmac import LUTWeight
-            except ImportError as e:
-                raise ValueError(f"--bits {bits}: the LUT kernels (frugalnn.tmac) are not available in this build "
-                                 f"({e}); use --bits fp32") from None
-            self.LUTWeight = LUTWeight
 
     def group_for(self, k: int) -> int:
         if self.group_size is not None:
@@ -86,17 +81,17 @@ class WeightFactory:
         if self.gguf_direct and len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
             self.direct += len(names)
             if len(names) == 1:
-                return self.LUTWeight.from_gguf(tensors[0])
+                return LUTWeight.from_gguf(tensors[0])
             # GGUF blocks run along a row, so stacking whole rows of raw blocks is exact
             raw = np.concatenate([np.asarray(t.data).reshape(int(t.shape[-1]), -1) for t in tensors])
             rows = sum(int(t.shape[-1]) for t in tensors)
-            return self.LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])))
+            return LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])))
         if bits == "ternary":  # one scale per projection, as BitNet trains them: no fusion across tensors
             if len(names) > 1:
-                return [self.LUTWeight.from_float(self.file.float(n), "ternary") for n in names]
-            return self.LUTWeight.from_float(self.file.float(names[0]), "ternary")
+                return [LUTWeight.from_float(self.file.float(n), "ternary") for n in names]
+            return LUTWeight.from_float(self.file.float(names[0]), "ternary")
         w = np.concatenate([self.file.float(n) for n in names]) if len(names) > 1 else self.file.float(names[0])
-        return self.LUTWeight.from_float(w, int(bits), group_size=self.group_for(w.shape[1]), symmetric=False)
+        return LUTWeight.from_float(w, int(bits), group_size=self.group_for(w.shape[1]), symmetric=False)
 
 
 def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
@@ -119,11 +114,15 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     if max_positions is not None and not 1 <= max_positions <= c.context_length:
         raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
     make = WeightFactory(file, bits, group_size, gguf_direct)
-    def linear(*names: str, bits: str | None = None) -> Linear:
+
+    def layer(w):
+        return DenseLinear(w, threads) if isinstance(w, torch.Tensor) else LUTLinear(w, threads=threads)
+
+    def linear(*names: str, bits: str | None = None):
         w = make(*names, bits=bits)
         if isinstance(w, list):  # ternary re-quantized per tensor: fuse at the output instead
-            return StackedLinear([Linear(x, threads=threads) for x in w])
-        return Linear(w, threads=threads)
+            return StackedLinear([layer(x) for x in w])
+        return layer(w)
 
     norm = lambda name: RMSNorm(torch.from_numpy(file.float(name)), c.norm_eps)  # noqa: E731
 
@@ -138,10 +137,10 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     embedding = torch.from_numpy(file.float("token_embd.weight"))
     head_name = "token_embd.weight" if file.tied_embeddings else "output.weight"
     if bits == "fp32":
-        output = Linear(embedding if file.tied_embeddings else make(head_name), threads=threads)
+        output = layer(embedding if file.tied_embeddings else make(head_name))
     elif gguf_direct and head_bits == "auto" and file.type_name(head_name) in HEAD_DIRECT_TYPES:
         make.direct += 1
-        output = Linear(make.LUTWeight.from_gguf(file.tensor(head_name)), threads=threads)
+        output = layer(LUTWeight.from_gguf(file.tensor(head_name)))
     else:
         output = linear(head_name, bits="4")
     model = Llama(c, embedding, layers, norm("output_norm.weight"), output, max_positions)

@@ -6,8 +6,9 @@ from torch import nn
 
 from frugalnn.llm import fast
 from frugalnn.llm.gguf_file import LlamaConfig
-from frugalnn.llm.layers import Block, Embedding, Linear, ModuleList, RMSNorm, StructureWatch, Watched, \
-    rope_table
+from frugalnn.llm.layers import Block, DenseLinear, Embedding, ModuleList, RMSNorm, rope_table
+from frugalnn.tmac.nn import LUTLinear
+from frugalnn.watch import StructureWatch, Watched, attach
 
 
 class Llama(Watched):
@@ -19,13 +20,13 @@ class Llama(Watched):
     last position with last_only=True, which is all generation needs).
 
     Decode steps (one token, batch 1, with a cache) run on the compiled one-token decoder
-    (fast.py, csrc/llama/decoder.h) over the same buffers whenever the model is as loaded;
+    (fast.py, csrc/llama/driver.h) over the same buffers whenever the model is as loaded;
     converted/rerouted models, hooks and torch modes take the torch path. `fast_decode = False`
     forces the torch path; `fast_decode_reason()` says why a model is not on the fast path.
     """
 
     def __init__(self, config: LlamaConfig, embedding: torch.Tensor, layers: list[Block], norm: RMSNorm,
-                 output: Linear, max_positions: int | None = None):
+                 output: nn.Module, max_positions: int | None = None):
         super().__init__()
         self.config = config
         self.embedding = Embedding.from_pretrained(embedding, freeze=True)
@@ -39,9 +40,13 @@ class Llama(Watched):
         self.cache_batch = 0
         self.fast_decode = True
         self.__dict__["_watch"] = StructureWatch()
-        for m in self.modules():
-            if isinstance(m, Watched):
-                m.__dict__["_watch"] = self._watch
+        attach(self, self._watch)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        for derived in ("_fast", "_linear_timer"):  # the compiled decoder is bound to this model's buffers
+            state.pop(derived, None)
+        return state
 
     def setup_cache(self, max_len: int, batch: int = 1) -> None:
         """Preallocate k/v for `max_len` positions once; decode then writes into it in place."""
@@ -102,13 +107,20 @@ class Llama(Watched):
         for lin in self.linears().values():
             lin.set_threads(threads)
 
-    def linears(self) -> dict[str, Linear]:
-        return {name: m for name, m in self.named_modules() if isinstance(m, Linear)}
+    def linears(self) -> dict[str, LUTLinear | DenseLinear]:
+        """The linear layers by name (the parts of a StackedLinear included)."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, (LUTLinear, DenseLinear))}
 
     def weight_bytes(self) -> int:
         """Bytes of the weights a decode step reads (linear layers + norms; the embedding is a row lookup)."""
         norms = sum(m.weight.numel() * 4 for m in self.modules() if isinstance(m, RMSNorm))
-        return sum(lin.nbytes() for lin in self.linears().values()) + norms  # StackedLinear parts are Linears
+        return sum(lin.nbytes for lin in self.linears().values()) + norms
+
+    def weight_bits(self) -> float:
+        """Bits per weight the linear layers really hold (codes, scales and zero terms; float32 = 32)."""
+        held = sum(lin.nbytes for lin in self.linears().values())
+        count = sum(lin.in_features * lin.out_features for lin in self.linears().values())
+        return 8.0 * held / count
 
 
 def torch_threads(bits: str, threads: int) -> int:

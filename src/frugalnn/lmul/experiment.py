@@ -32,17 +32,9 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-@experiment("lmul_precision", title="L-Mul product precision vs float8, offset sweep, bias of positive sums")
-def lmul_precision(ctx: Context) -> ExperimentResult:
-    rng = np.random.default_rng(ctx.seed)
-    n = 1 << (17 if ctx.quick else 21)
-    ctx.step(0.05, "operand pairs from MiniLM")
-    _, docs = models.retrieval_set(8 if ctx.quick else 32)
-    datasets = {"N(0,1) x N(0,1)": (rng.standard_normal(n).astype(F32), rng.standard_normal(n).astype(F32)),
-                **precision.minilm_pairs(rng, n, docs)}
-    ctx.step(0.25, "product errors, m = 1..7")
-    detail, by_data = precision.precision_table(datasets)
-
+def precision_rows(by_data: dict[str, dict[str, precision.ErrorStats]]) -> list[Row]:
+    """The two precision claims on every data set (the headline: 4-bit L-Mul vs e4m3 on HEADLINE_DATA),
+    and the error floor."""
     rows = []
     for m, fmt, claim, (full, partly) in ((4, "e4m3", "4-bit L-Mul as precise as float8 e4m3", claims.AS_PRECISE),
                                           (3, "e5m2", "3-bit L-Mul more precise than float8 e5m2",
@@ -59,9 +51,23 @@ def lmul_precision(ctx: Context) -> ExperimentResult:
     rows.append(Row(TECHNIQUE, "lmul_precision", "error floor of L-Mul (m = 7, best data set and rounding)", None,
                     floor, "fraction",
                     **measured("the dropped mantissa product xm*ym bounds the precision whatever m")))
+    return rows
 
+
+@experiment("lmul_precision", title="L-Mul product precision vs float8, offset sweep, bias of positive sums")
+def lmul_precision(ctx: Context) -> ExperimentResult:
+    rng = np.random.default_rng(ctx.seed)
+    n = 1 << (17 if ctx.quick else 21)
+    ctx.step(0.05, "operand pairs from MiniLM")
+    _, docs = models.retrieval_set(8 if ctx.quick else 32)
+    datasets = {HEADLINE_DATA: (rng.standard_normal(n).astype(F32), rng.standard_normal(n).astype(F32)),
+                **precision.minilm_pairs(rng, n, docs)}
+    ctx.step(0.25, "product errors, m = 1..7")
+    detail, by_data = precision.precision_table(datasets)
+
+    rows = precision_rows(by_data)
     ctx.step(0.55, "offset sweep")
-    x, y = datasets["N(0,1) x N(0,1)"]
+    x, y = datasets[HEADLINE_DATA]
     sweep_rows, best = precision.offset_sweep(x[: 1 << 17], y[: 1 << 17])
     best_rows = []
     for (m, rounding), (l_best, errs) in best.items():
@@ -206,8 +212,8 @@ def _models_figure(table) -> Figure:
     return Figure.from_matplotlib(fig, "models", "Loss of each scheme: MiniLM embeddings and SmolLM2 perplexity")
 
 
-@experiment("lmul_energy", title="L-Mul energy model on counted operations, and what it leaves out")
-def lmul_energy(ctx: Context) -> ExperimentResult:
+def per_operation_rows() -> list[Row]:
+    """The paper's -95% / -80%, recomputed from its own energy table: DERIVED rows, never reproduced."""
     rows = []
     for width, paper_elem, paper_dot in ((32, 0.95, 0.80), (16, 0.95, 0.80)):
         e, d = energy.elementwise_saving(width), energy.dot_saving(width)
@@ -220,6 +226,12 @@ def lmul_energy(ctx: Context) -> ExperimentResult:
                         "fraction", notes="the float addition of the accumulation stays",
                         **claims.energy_arithmetic(f"1 - (int{width} add + fp{width} add) / "
                                                    f"(fp{width} mul + fp{width} add)")))
+    return rows
+
+
+@experiment("lmul_energy", title="L-Mul energy model on counted operations, and what it leaves out")
+def lmul_energy(ctx: Context) -> ExperimentResult:
+    rows = per_operation_rows()
 
     ctx.step(0.1, "counting MiniLM operations")
     from frugalnn.models.minilm import load_minilm
@@ -253,7 +265,26 @@ def lmul_energy(ctx: Context) -> ExperimentResult:
     except MissingDataError as e:
         rows.append(Row(TECHNIQUE, "lmul_energy", "SmolLM2 decode profile", None, None, "", **not_measured(str(e))))
 
-    table, base = [], {}
+    table, workload_rows = workload_energy(forward)
+    rows += workload_rows
+    return ExperimentResult(rows=rows, tables=[
+        Table("Per-operation energy (pJ)", ["operation", "pJ"], [[k, v] for k, v in energy.PJ.items()], energy.SOURCE),
+        Table("Energy of counted operations per forward", ["workload", "scheme", "float MACs", "L-Mul MACs",
+                                                           "arithmetic (uJ)", "arithmetic saved", "DRAM traffic (uJ)",
+                                                           "total (uJ)", "total saved"], table,
+              "MACs counted by torch's FLOP counter (our op registers its formula; MiniLM with eager attention, "
+              "padded batch) or from the GGUF shapes (SmolLM2: every 2-D weight once per token, the tied LM head "
+              "included, plus q.K and p.V over 512 cached positions). DRAM: weights read once per forward plus, "
+              "for decoding, the fp32 KV cache. Savings are against the first row of the same workload. "
+              "SRAM/register traffic and elementwise operations are left out.")],
+        figures=[_energy_figure(table)])
+
+
+def workload_energy(forward: list[list]) -> tuple[list[list], list[Row]]:
+    """forward: [workload, scheme, float MACs, L-Mul MACs, arithmetic uJ, DRAM uJ], a workload's first row its
+    baseline -> (the energy table with savings, DERIVED rows for the all-L-Mul schemes). The MAC counts are
+    this run's; every joule is the paper's table applied to them."""
+    table, base, rows = [], {}, []
     for workload, scheme, fl, lm, compute_uj, mem_uj in forward:
         c0, t0 = base.setdefault(workload, (compute_uj, compute_uj + mem_uj))
         table.append([workload, scheme, fl, lm, compute_uj, 1 - compute_uj / c0, mem_uj, compute_uj + mem_uj,
@@ -266,17 +297,7 @@ def lmul_energy(ctx: Context) -> ExperimentResult:
                                   f"out are {_pct(r[6] / r[7])} of this workload's energy under L-Mul",
                             **claims.energy_arithmetic("per-op energies x MACs counted in this run, plus DRAM "
                                                        "reads at the table's 64-bit access energy")))
-    return ExperimentResult(rows=rows, tables=[
-        Table("Per-operation energy (pJ)", ["operation", "pJ"], [[k, v] for k, v in energy.PJ.items()], energy.SOURCE),
-        Table("Energy of counted operations per forward", ["workload", "scheme", "float MACs", "L-Mul MACs",
-                                                           "arithmetic (uJ)", "arithmetic saved", "DRAM traffic (uJ)",
-                                                           "total (uJ)", "total saved"], table,
-              "MACs counted by torch's FLOP counter (our op registers its formula; MiniLM with eager attention, "
-              "padded batch) or from the GGUF shapes (SmolLM2: every 2-D weight once per token, the tied LM head "
-              "included, plus q.K and p.V over 512 cached positions). DRAM: weights read once per forward plus, "
-              "for decoding, the fp32 KV cache. Savings are against the first row of the same workload. "
-              "SRAM/register traffic and elementwise operations are left out.")],
-        figures=[_energy_figure(table)])
+    return table, rows
 
 
 def _energy_figure(table) -> Figure:

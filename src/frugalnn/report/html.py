@@ -10,7 +10,7 @@ import base64
 import html as _html
 from dataclasses import dataclass, field
 
-from frugalnn.report.tables import fmt
+from frugalnn.report.tables import fmt, last_line
 from frugalnn.report.verdicts import DERIVED, MEASURED, NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, VERDICTS
 from frugalnn.techniques import TECHNIQUES, Technique
 
@@ -48,7 +48,9 @@ figcaption{font-size:.85em;color:#57606a}
 .status.built{background:#dafbe1;border-color:#1a7f37;color:#1a7f37}
 .headline{border-radius:6px;padding:.4em .5em;margin:.3em 0;font-size:.9em}
 .headline .figure{font-size:1.25em;font-weight:600} .headline .vs{font-size:.8em;color:#57606a;font-weight:normal}
-.headline .none{color:#57606a;font-style:italic}
+.headline .none{color:#57606a;font-style:italic} .headline.failed{background:#ffebe9}
+.headline .badge{background:rgba(255,255,255,.75);font-weight:600;margin-top:.2em}
+a.top{font-size:.6em;font-weight:normal;float:right;text-decoration:none}
 .counts{display:flex;flex-wrap:wrap;gap:4px;margin:.4em 0 0;padding:0;list-style:none;font-size:.75em}
 .counts li{border-radius:4px;padding:.05em .4em} .counts li.zero{background:none;color:#8c959f}
 .warn{color:#cf222e;font-size:.82em}
@@ -81,10 +83,6 @@ def _table(columns, rows) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>" for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
-
-
-def _last_line(text: str) -> str:
-    return text.strip().splitlines()[-1] if text.strip() else ""
 
 
 @dataclass
@@ -153,20 +151,24 @@ def _card(v: TechniqueView) -> str:
         heads = v.headlines
         if heads:
             h = heads[0]
+            vs = "" if h.paper is None else f"<span class='vs'>paper {_with_unit(h.paper, h.unit)}</span>"
             parts.append(f"<div class='headline {_vclass(h.verdict)}' title='{_e(h.rule)}'>"
                          f"<div>{_e(h.metric)}</div>"
-                         f"<div class='figure'>{_with_unit(h.measured, h.unit)} "
-                         f"<span class='vs'>paper {_with_unit(h.paper, h.unit)}</span></div>"
+                         f"<div class='figure'>{_with_unit(h.measured, h.unit)} {vs}</div>"
                          f"<span class='badge'>{_e(h.verdict)}</span></div>")
             if len(heads) > 1:
                 parts.append(f"<div class='warn'>{len(heads)} rows marked headline; showing the first</div>")
+        elif v.not_ok and not v.rows:
+            o = v.not_ok[0]
+            parts.append(f"<div class='headline {o.status}'>{_e(o.name)} {o.status}: "
+                         f"{_e(last_line(o.error))}</div>")
         else:
             parts.append("<div class='headline'><span class='none'>no headline row</span></div>")
         parts.append("<ul class='counts'>" + "".join(
             f"<li class='{_vclass(verdict) if n else 'zero'}' data-verdict='{verdict}' data-count='{n}'>"
             f"{n} {verdict}</li>" for verdict, n in v.counts.items()) + "</ul>")
-        for o in v.not_ok:
-            parts.append(f"<div class='warn'>{_e(o.name)}: {o.status}</div>")
+        if v.rows:  # otherwise the failure is already the card's headline
+            parts += [f"<div class='warn'>{_e(o.name)}: {o.status}</div>" for o in v.not_ok]
     parts.append("</a>")
     return "".join(parts)
 
@@ -178,7 +180,7 @@ def _summary_rows(outcomes) -> str:
     for o in outcomes:
         if o.status != "ok":
             body.append(f"<tr class='{o.status}'><td>{_e(o.name)}</td><td colspan='7'>{o.status}: "
-                        f"{_e(_last_line(o.error))}</td></tr>")
+                        f"{_e(last_line(o.error))}</td></tr>")
         for r in o.result.rows:
             star = " <span title='headline: shown on the card'>&#9733;</span>" if r.headline else ""
             body.append(f"<tr class='{_vclass(r.verdict)}'><td>{_e(r.experiment)}</td><td>{_e(r.metric)}{star}</td>"
@@ -208,7 +210,7 @@ def _section(v: TechniqueView) -> str:
     t = v.technique
     parts = [f"<section id='{t.name}' class='technique'>",
              f"<h2>{_number(t)}{_e(t.title)} <small>{_e(t.paper)} &middot; <code>frugalnn.{t.name}</code> &middot; "
-             f"{t.status}</small></h2><p>{_e(t.summary)}.</p>"]
+             f"{t.status}</small><a class='top' href='#top'>&uarr; cards</a></h2><p>{_e(t.summary)}.</p>"]
     if t.status == "planned":
         parts.append("<p class='meta'>Planned: no experiment yet.</p>")
     elif not v.outcomes:
@@ -259,7 +261,7 @@ def render(outcomes, meta: dict) -> str:
     views, other = group(outcomes)
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'><title>frugalnn report</title>"
-             f"<style>{_CSS}</style></head><body><h1>frugalnn report</h1>",
+             f"<style>{_CSS}</style></head><body><h1 id='top'>frugalnn report</h1>",
              f"<p class='meta'>{_e(meta['created'])} &middot; {'quick' if meta['quick'] else 'full'} mode &middot; "
              f"seed {_e(meta.get('seed', 0))} &middot; {_e(m['cpu']['model'])}, our kernels: {_e(m['kernel_backend'])},"
              f" torch: {_e(m.get('torch_isa', '-'))}, {_e(m.get('threads'))} threads &middot; "

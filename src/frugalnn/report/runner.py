@@ -11,6 +11,7 @@ from typing import Callable
 
 from frugalnn.report.discover import load_experiments, select
 from frugalnn.report.registry import Context, Experiment, ExperimentResult
+from frugalnn.report.tables import last_line
 
 
 @dataclass
@@ -62,6 +63,7 @@ class _Bar:
         self.progress = Progress(TextColumn("[bold]{task.fields[name]:<16}"), BarColumn(),
                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                                  transient=False)
+        self.task = None
 
     def __enter__(self):
         self.progress.__enter__()
@@ -78,7 +80,9 @@ class _Bar:
         return update
 
     def import_failed(self, outcome: Outcome) -> None:
-        self.progress.console.print(f"[bold]{outcome.name:<16}[/] [red]failed[/] {_last_line(outcome.error)}")
+        from rich.markup import escape
+
+        self.progress.console.print(f"[bold]{outcome.name:<16}[/] [red]failed[/] {escape(last_line(outcome.error))}")
 
     def end(self, outcome: Outcome, index: int, total: int) -> None:
         self.progress.update(self.task, completed=1.0, description={
@@ -106,15 +110,11 @@ class _Lines:
         return lambda fraction, message="": None
 
     def import_failed(self, outcome: Outcome) -> None:
-        self._say(f"{outcome.name}: failed: {_last_line(outcome.error)}")
+        self._say(f"{outcome.name}: failed: {last_line(outcome.error)}")
 
     def end(self, outcome: Outcome, index: int, total: int) -> None:
-        why = f": {_last_line(outcome.error)}" if outcome.status != "ok" else ""
+        why = f": {last_line(outcome.error)}" if outcome.status != "ok" else ""
         self._say(f"[{index}/{total}] {outcome.name}: {outcome.status} in {outcome.seconds:.1f} s{why}")
-
-
-def _last_line(text: str) -> str:
-    return text.strip().splitlines()[-1] if text.strip() else ""
 
 
 @contextmanager

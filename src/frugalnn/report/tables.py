@@ -26,6 +26,11 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def last_line(text: str) -> str:
+    """The line of a traceback that says what went wrong (its last)."""
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
 def _with_unit(v: Any, unit: str) -> str:
     text = fmt(v)
     return f"{text} {unit}" if unit and v is not None and not isinstance(v, str) else text
@@ -33,21 +38,22 @@ def _with_unit(v: Any, unit: str) -> str:
 
 def print_summary(outcomes, console) -> None:
     """One table per experiment (metric, paper, ours, verdict) so it stays readable at 80 columns."""
+    from rich.markup import escape
     from rich.table import Table
 
     for o in outcomes:
         title = f"{o.experiment.technique} - {o.name}" if o.experiment else o.name
         if o.status != "ok":
             style = "yellow" if o.status == "skipped" else "red"
-            last = o.error.strip().splitlines()[-1] if o.error.strip() else ""
-            console.print(f"[bold]{title}[/]: [{style}]{o.status}[/] {last}")
+            console.print(f"[bold]{escape(title)}[/]: [{style}]{o.status}[/] {escape(last_line(o.error))}")
             continue
-        t = Table(title=title, title_justify="left", expand=False)
+        t = Table(title=escape(title), title_justify="left", expand=False)
         t.add_column("metric", overflow="fold", ratio=3)
         t.add_column("paper", overflow="fold")
         t.add_column("ours", overflow="fold")
         t.add_column("verdict", overflow="fold")
         for r in o.result.rows:
             style = VERDICT_STYLE.get(r.verdict, "")
-            t.add_row(r.metric, _with_unit(r.paper, r.unit), _with_unit(r.measured, r.unit), f"[{style}]{r.verdict}[/]")
+            t.add_row(escape(r.metric), escape(_with_unit(r.paper, r.unit)), escape(_with_unit(r.measured, r.unit)),
+                      f"[{style}]{r.verdict}[/]")
         console.print(t)

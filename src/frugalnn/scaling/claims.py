@@ -55,8 +55,8 @@ def exponents_verdict(matches: Mapping[str, bool], tolerance: float = TOLERANCE)
     if not matches:
         raise ValueError("matches: expected at least one strategy")
     parts = [holds(bool(ok), f"{strategy} within {tolerance}") for strategy, ok in matches.items()]
-    return combine(parts, f"params and acts exponents within {tolerance} of theory: every strategy reproduced, "
-                          f"none not reproduced, else partly")
+    return combine(parts, f"reproduced if every strategy's params and acts exponents are within {tolerance} of "
+                          f"theory, not reproduced if none are, else partly")
 
 
 def compare_predictors(times, variants: Sequence[Mapping], seed: int) -> dict:
@@ -96,8 +96,8 @@ def correlation_verdict(ci_low: float) -> dict:
 
 def runtime_claim_verdict(cases: Sequence[Mapping]) -> dict:
     """The headline: the per-(base, mode) correlation verdicts combined."""
-    return combine(list(cases), f"r(acts) significantly above r(flops) in all {len(cases)} (base, mode) cases "
-                                "reproduced, in none not reproduced, else partly")
+    return combine(list(cases), f"reproduced if r(acts) is significantly above r(flops) in all {len(cases)} "
+                                "(base, mode) cases, not reproduced if in none, else partly")
 
 
 def closed_form_verdict(matching: int, total: int) -> dict:

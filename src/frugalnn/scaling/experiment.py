@@ -95,7 +95,7 @@ def measure_runtime(ctx: Context, variants: list[dict], cfg: dict, progress) -> 
         workloads[f"{i}:training"] = training_step(v["model"], x, c.num_classes, seed=ctx.seed)
     samples = time_rounds(workloads, rounds=cfg["rounds"], warmup=cfg["warmup"], seed=ctx.seed, progress=progress)
     return {mode: [summarize(samples[f"{i}:{mode}"]) for i in range(len(variants))]
-            for mode in ("inference", "training")}
+            for mode in MODES}
 
 
 def provenance(cfg: dict, threads: int, models: int) -> str:

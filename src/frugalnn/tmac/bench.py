@@ -1,23 +1,198 @@
-"""T-MAC LUT GEMV/GEMM against torch fp32, torch dequantize-then-matmul and llama.cpp's kernels.
+"""T-MAC LUT GEMV/GEMM against torch's dense fp32 matmul (the user's real alternative), llama.cpp's
+kernels (ggml_mul_mat, frugalnn.bench.ggml_peer) and, as a secondary column, torch
+dequantize-then-matmul (uint8 codes + group scales dequantized on every call).
 
-Every case times all contenders interleaved in one run (medians). llama.cpp is timed through
-ggml_mul_mat on the libggml of the optional llama-cpp-python wheel (frugalnn.bench.ggml_peer
-explains the isolation); it is skipped with a note when the peer is not installed.
+Each case is a `race`: every contender first answers the benched input and is checked against the
+float32 matmul of the weight it really holds (check before you time: a wrong answer stops the
+benchmark), then all are timed interleaved in one run (medians). Every contender also reports the
+bits per weight it really stores and its output NMSE against the fp32 weights on the same input, so a
+faster kernel that holds fewer bytes or is less accurate shows it. An absent or failed llama.cpp is a
+visible "not measured" row with the reason.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Callable
+
 import numpy as np
 
-from frugalnn.bench.harness import BenchArgs, BenchReport, BenchRow, benchmark, time_interleaved
+from frugalnn.bench.accuracy import check_before_timing, nmse
+from frugalnn.bench.harness import BenchArgs, BenchReport, BenchRow, Timing, benchmark, time_interleaved
 
 LLAMA2_7B = ((4096, 4096), (11008, 4096), (4096, 11008))
 BITNET_3B = ((3200, 8640), (8640, 3200), (3200, 3200))
 BITS = (1, 2, 3, 4, "ternary")
-# llama.cpp type raced against each of our widths (first that fits K), with the paper's pairing.
+# llama.cpp types raced against each of our widths (all that fit K are timed; the first that fits is
+# the 'x vs llama.cpp' pairing): the paper pairs 2-bit with Q2_K and 4-bit with Q4_0.
 PEER_TYPES = {1: (), 2: ("Q2_K",), 3: ("Q3_K",), 4: ("Q4_K", "Q4_0"), "ternary": ("TQ2_0", "TQ1_0", "Q4_0")}
 GROUP = 64
 
+# Check bounds: NMSE of a contender's output against x @ W_held.T, the float32 matmul of the weight
+# it really holds (so weight quantization, the race's subject, is not part of the check).
+DENSE_NMSE_BOUND = 1e-6  # torch fp32 and torch dequant: float32 rounding only (measured <= 1.1e-12)
+# Ours: the int8 tables. An entry is rounded to 1/127 of its group's largest table value, i.e. noise
+# of variance (max|T| / 127)^2 / 12 per lookup; relative to E[T^2] that is ~5e-5 for N(0,1) inputs with
+# 64-wide groups and ~1e-4 with ternary's one scale over all of K (measured: 4e-5..1.5e-4). 1e-3 leaves
+# 7x for real activations' outliers; an output 4% off everywhere already exceeds it.
+TABLE_NMSE_BOUND = 1e-3
+# llama.cpp: x is quantized to 8 bits per block (Q8_K / Q8_0) before vec_dot, the same order of
+# rounding as our tables (measured 7e-6..6e-5).
+PEER_NMSE_BOUND = 1e-3
 
+
+def impl_name(bits) -> str:
+    return "lut ternary" if bits == "ternary" else f"lut {bits}-bit"
+
+
+@dataclass
+class _Contender:
+    name: str
+    call: Callable[[], Any]  # what is timed
+    held: Callable[[], np.ndarray]  # the float32 weight [M, K] it really multiplies by
+    bound: float
+    bits_per_weight: float
+    close: Callable[[], None] | None = None
+
+
+@dataclass
+class Race:
+    """One case: times, bits held, accuracy and checks of every contender; reasons for those not measured."""
+    case: str
+    threads: int
+    timings: dict[str, Timing] = field(default_factory=dict)
+    bits_per_weight: dict[str, float] = field(default_factory=dict)
+    nmse_vs_fp32: dict[str, float] = field(default_factory=dict)
+    check_nmse: dict[str, float] = field(default_factory=dict)
+    not_measured: dict[str, str] = field(default_factory=dict)
+
+    def ms(self, name: str) -> float | None:
+        t = self.timings.get(name)
+        return None if t is None else t.median_s * 1e3
+
+    def speedup(self, ours: str, baseline: str, stat: str = "median_s") -> float | None:
+        """baseline time / our time (> 1: ours is faster), or None if either was not measured."""
+        a, b = self.timings.get(ours), self.timings.get(baseline)
+        return None if a is None or b is None else getattr(b, stat) / getattr(a, stat)
+
+
+class _Dequant:
+    """What a torch user does without a low-bit kernel: uint8 codes + group scales, dequantize every call."""
+
+    def __init__(self, w):
+        import torch
+
+        m, k = w.shape
+        self.codes = torch.from_numpy(w.codes()).view(m, k // w.group_size, w.group_size)
+        level_scale = 2 * torch.from_numpy(w.ws).permute(0, 2, 1).reshape(-1, k // w.group_size)[:m]
+        top = (1 << w.bits) - 1
+        zt = 0 if w.zt is None else torch.from_numpy(w.zt).permute(0, 2, 1).reshape(-1, k // w.group_size)[:m]
+        # w = q * scale + (zt - scale * top / 2)
+        self.scale = level_scale.contiguous().unsqueeze(-1)
+        self.offset = (zt - level_scale * (top / 2)).contiguous().unsqueeze(-1)
+        self.shape = (m, k)
+        self.bits_per_weight = 8.0 * (self.codes.numel() + 4 * (self.scale.numel() + self.offset.numel())) / (m * k)
+
+    def __call__(self, x):
+        import torch
+
+        wt = (self.codes.to(torch.float32) * self.scale + self.offset).view(self.shape)
+        return x @ wt.T
+
+
+def load_peer(skip_reason: str = ""):
+    """(ggml, "") when llama.cpp's libggml loads, else (None, why not)."""
+    if skip_reason:
+        return None, skip_reason
+    from frugalnn.bench import ggml_peer
+
+    try:
+        return ggml_peer.load(), ""
+    except ggml_peer.PeerUnavailable as e:
+        return None, str(e)
+
+
+def race(case: str, w_float: np.ndarray, x: np.ndarray, bits_list, threads: int, repeats: int,
+         peer=None, peer_missing: str = "", peer_types: dict | None = None, with_dequant: bool = True) -> Race:
+    """Check, then time, torch fp32 (F.linear of w_float), ours at each width, torch dequant (2/4/ternary,
+    when `with_dequant`) and llama.cpp's `peer_types[bits]` on x [N, K]. `peer`: a ggml_peer.GGML, or
+    None with `peer_missing` saying why."""
+    import torch
+
+    from frugalnn.threads import torch_threads
+    from frugalnn.tmac import LUTWeight, matmul
+
+    n, k = x.shape
+    m = w_float.shape[0]
+    peer_types = PEER_TYPES if peer_types is None else peer_types
+    result = Race(case, threads)
+    xv = x[0] if n == 1 else x  # a GEMV is timed on the 1-d call a decoder makes
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w_float)
+    contenders = [_Contender("torch fp32", lambda: torch.nn.functional.linear(xt, wt), lambda: w_float,
+                             DENSE_NMSE_BOUND, 32.0)]
+    for bits in bits_list:
+        w = LUTWeight.from_float(w_float, bits, GROUP)
+        held = cache(w.dequantize)  # shared by ours and torch dequant: both multiply by these weights
+        contenders.append(_Contender(impl_name(bits), lambda w=w: matmul(xv, w, threads=threads), held,
+                                     TABLE_NMSE_BOUND, w.bits_per_weight))
+        if with_dequant and bits in (2, 4, "ternary"):
+            deq = _Dequant(w)
+            contenders.append(_Contender(f"torch dequant {bits}", lambda d=deq: d(xt), held,
+                                         DENSE_NMSE_BOUND, deq.bits_per_weight))
+    contenders += _peer_contenders(result, peer, peer_missing, peer_types, bits_list, x, w_float, threads)
+    try:
+        with torch_threads(threads):
+            ref = x.astype(np.float64) @ w_float.T.astype(np.float64)
+            for c in contenders:
+                y = _as_array(c.call()).reshape(n, m)
+                result.check_nmse[c.name] = check_before_timing(case, c.name, nmse(y, x @ c.held().T), c.bound)
+                result.nmse_vs_fp32[c.name] = nmse(y, ref)
+                result.bits_per_weight[c.name] = c.bits_per_weight
+            for c in contenders:  # dequantized copies are for the check only: free them before timing
+                getattr(c.held, "cache_clear", lambda: None)()
+            result.timings = time_interleaved({c.name: c.call for c in contenders}, repeats=repeats)
+    finally:
+        for c in contenders:
+            if c.close is not None:
+                c.close()
+    return result
+
+
+def _peer_contenders(result: Race, peer, peer_missing, peer_types, bits_list, x, w_float, threads) -> list:
+    from frugalnn.bench import ggml_peer
+
+    (n, k), m = x.shape, w_float.shape[0]
+    out = []
+    for qt in dict.fromkeys(qt for bits in bits_list for qt in peer_types.get(bits, ())):
+        name = f"llama.cpp {qt}"
+        if peer is None:
+            result.not_measured[name] = peer_missing or "llama.cpp peer not loaded"
+        elif k % ggml_peer.BLOCK[qt]:
+            result.not_measured[name] = f"K = {k} is not a multiple of {qt}'s {ggml_peer.BLOCK[qt]}-weight block"
+        else:
+            try:
+                mm = ggml_peer.MulMat(peer, qt, m, k, n, threads, weight=w_float, x=x)
+            except Exception as e:  # a failed peer is a visible row, never a silent gap
+                result.not_measured[name] = f"{type(e).__name__}: {e}"
+                continue
+
+            def call(mm=mm):
+                mm.run()
+                return mm
+
+            out.append(_Contender(name, call, mm.dequantize, PEER_NMSE_BOUND, mm.bits_per_weight, mm.close))
+    return out
+
+
+def _as_array(y) -> np.ndarray:
+    if hasattr(y, "result"):  # a ggml MulMat after run()
+        return y.result()
+    if hasattr(y, "detach"):
+        return y.detach().numpy()
+    return np.asarray(y)
+
+
+# ---- frugalnn bench tmac ----------------------------------------------------------------------------
 def _add_arguments(p):
     p.add_argument("--shapes", choices=("all", "llama", "bitnet"), default="all", help="GEMV shapes (M x K)")
     p.add_argument("--bits", nargs="+", default=None, help="bit widths among 1 2 3 4 ternary")
@@ -39,116 +214,47 @@ def _bits_arg(values):
     return tuple(out)
 
 
-class _Dequant:
-    """What a torch user does without a low-bit kernel: uint8 codes + group scales, dequantize every call."""
+def _provenance(report: BenchReport, peer, peer_missing: str) -> None:
+    from frugalnn import info
 
-    def __init__(self, w):
-        import torch
-
-        m, k = w.shape
-        self.codes = torch.from_numpy(w.codes()).view(m, k // w.group_size, w.group_size)
-        level_scale = 2 * torch.from_numpy(w.ws).permute(0, 2, 1).reshape(-1, k // w.group_size)[:m]
-        top = (1 << w.bits) - 1
-        zt = 0 if w.zt is None else torch.from_numpy(w.zt).permute(0, 2, 1).reshape(-1, k // w.group_size)[:m]
-        # w = q * scale + (zt - scale * top / 2)
-        self.scale = level_scale.contiguous().unsqueeze(-1)
-        self.offset = (zt - level_scale * (top / 2)).contiguous().unsqueeze(-1)
-        self.shape = (m, k)
-
-    def __call__(self, x):
-        import torch
-
-        wt = (self.codes.to(torch.float32) * self.scale + self.offset).view(self.shape)
-        return x @ wt.T
+    report.meta["ours"] = {"kernel_isa": info.kernel_isa()}
+    report.meta["torch"] = {"isa": info.torch_isa(), "version": info.package_version("torch")}
+    if peer is None:
+        report.meta["llama.cpp"] = {"not measured": peer_missing}
+        return
+    report.meta["llama.cpp"] = {"lib": str(peer.lib_dir), "features": peer.features(),
+                                "ggml": peer.version(), "llama_cpp_python": info.package_version("llama_cpp_python")}
 
 
-def _nmse(y, ref) -> float:
-    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
-    return float(((y - ref) ** 2).sum() / (ref**2).sum())
-
-
-def _peer(args: BenchArgs, report: BenchReport):
-    if args.options.get("no_peer"):
-        report.notes.append("llama.cpp: skipped (--no-peer).")
-        return None
-    try:
-        from frugalnn.bench import ggml_peer
-
-        g = ggml_peer.load()
-        report.meta["llama.cpp"] = {"lib": str(ggml_peer.library_dir()), "features": g.features()}
-        try:
-            import llama_cpp
-
-            report.meta["llama.cpp"]["llama_cpp_python"] = llama_cpp.__version__
-        except Exception:
-            pass
-        return g
-    except Exception as e:  # PeerUnavailable or a broken install: race without it, say so
-        report.notes.append(f"llama.cpp: not measured ({e}).")
-        return None
-
-
-def _case(report, args, label, m, k, n, threads, bits_list, w_float, peer, with_dequant=True):
-    import torch
-
-    from frugalnn.tmac import LUTWeight, matmul
-
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((n, k)).astype(np.float32)
-    xv = x[0] if n == 1 else x
-    xt = torch.from_numpy(x)
-    wt = torch.from_numpy(w_float)
-    ref = (x.astype(np.float64) @ w_float.T.astype(np.float64))
-    fns, ours, peers, deq_of = {}, {}, {}, {}
-    torch.set_num_threads(threads)
-    fns["torch fp32"] = lambda: torch.nn.functional.linear(xt, wt)
-    for bits in bits_list:
-        w = LUTWeight.from_float(w_float, bits, GROUP)
-        name = f"lut {bits}" + ("" if bits == "ternary" else "-bit")
-        ours[name] = (bits, w)
-        fns[name] = (lambda w=w: matmul(xv, w, threads=threads))
-        if with_dequant and bits in (2, 4, "ternary"):
-            deq = _Dequant(w)
-            fns[f"torch dequant {bits}"] = (lambda d=deq: d(xt))
-            deq_of[name] = f"torch dequant {bits}"
-        if peer is not None:
-            from frugalnn.bench import ggml_peer
-
+def _add_rows(report: BenchReport, r: Race, bits_list, label: str) -> None:
+    for name, t in r.timings.items():
+        extra = {"bits/weight": r.bits_per_weight[name], "nmse vs fp32": r.nmse_vs_fp32[name],
+                 "check nmse": r.check_nmse[name]}
+        bits = next((b for b in bits_list if impl_name(b) == name), None)
+        if bits is not None:
+            extra["x vs dequant"] = r.speedup(name, f"torch dequant {bits}")
             for qt in PEER_TYPES[bits]:
-                if f"llama.cpp {qt}" in fns or k % ggml_peer.BLOCK[qt]:
-                    continue
-                mm = ggml_peer.MulMat(peer, qt, m, k, n, threads, weight=w_float)
-                peers[f"llama.cpp {qt}"] = mm
-                fns[f"llama.cpp {qt}"] = mm.run
-    timings = time_interleaved(fns, repeats=args.repeats)
-    for mm in peers.values():
-        mm.close()
-    t = {name: tm.median_s for name, tm in timings.items()}
-    tmin = {name: tm.min_s for name, tm in timings.items()}
-    for name, tm in timings.items():
-        extra = {}
-        if name in ours:
-            bits, w = ours[name]
-            extra["MiB"] = w.nbytes / 2**20
-            extra["nmse vs fp32"] = _nmse(matmul(x, w, threads=threads), ref)
-            if name in deq_of:
-                extra["x vs dequant"] = t[deq_of[name]] / tm.median_s
-            for qt in PEER_TYPES[bits]:
-                if f"llama.cpp {qt}" in t:
-                    extra["x vs llama.cpp"] = t[f"llama.cpp {qt}"] / tm.median_s
-                    # best-of-repeats ratio: on a shared machine interference only ever adds time
-                    extra["x vs llama.cpp (min)"] = tmin[f"llama.cpp {qt}"] / tm.min_s
+                if f"llama.cpp {qt}" in r.timings:
                     extra["peer"] = qt
+                    extra["x vs llama.cpp"] = r.speedup(name, f"llama.cpp {qt}")
+                    # best-of-repeats ratio: on a shared machine interference only ever adds time
+                    extra["x vs llama.cpp (min)"] = r.speedup(name, f"llama.cpp {qt}", "min_s")
                     break
-        report.rows.append(BenchRow(label, name, threads, tm.median_s * 1e3, t["torch fp32"] / tm.median_s, extra))
+        extra = {k: v for k, v in extra.items() if v is not None}
+        report.rows.append(BenchRow(label, name, r.threads, t.median_s * 1e3, r.speedup(name, "torch fp32"), extra))
+    for name, reason in r.not_measured.items():
+        report.add_not_measured(label, name, r.threads, reason)
 
 
-@benchmark("tmac", "T-MAC LUT GEMV/GEMM vs torch fp32, torch dequantize+matmul and llama.cpp (ggml_mul_mat)",
+@benchmark("tmac", "T-MAC LUT GEMV/GEMM vs torch fp32, llama.cpp (ggml_mul_mat) and torch dequantize+matmul",
            add_arguments=_add_arguments)
-def bench_lut(args: BenchArgs) -> BenchReport:
-    report = BenchReport("lut", baseline="torch fp32")
+def bench_tmac(args: BenchArgs) -> BenchReport:
+    from frugalnn import info
+
+    report = BenchReport("tmac", baseline="torch fp32")
     bits_list = _bits_arg(args.options.get("bits"))
-    peer = _peer(args, report)
+    peer, peer_missing = load_peer("skipped (--no-peer)" if args.options.get("no_peer") else "")
+    _provenance(report, peer, peer_missing)
     rng = np.random.default_rng(0)
     if args.quick:
         gemv_shapes, gemm_ns, gemm_shape = ((1024, 1024),), (8,), (1024, 1024)
@@ -156,21 +262,31 @@ def bench_lut(args: BenchArgs) -> BenchReport:
         which = args.options.get("shapes", "all")
         gemv_shapes = (LLAMA2_7B if which in ("all", "llama") else ()) + (BITNET_3B if which in ("all", "bitnet") else ())
         gemm_ns, gemm_shape = tuple(args.options.get("gemm_n") or (32, 256)), (4096, 4096)
-    for m, k in gemv_shapes:
-        w_float = rng.standard_normal((m, k)).astype(np.float32)
-        for threads in args.threads:
-            _case(report, args, f"GEMV {m}x{k}", m, k, 1, threads, bits_list, w_float, peer)
-    m, k = gemm_shape
-    w_float = rng.standard_normal((m, k)).astype(np.float32)
+    cases = [(f"GEMV {m}x{k}", m, k, 1, bits_list, True) for m, k in gemv_shapes]
     gemm_bits = tuple(b for b in bits_list if b in (2, 4, "ternary"))
-    for n in gemm_ns:
+    cases += [(f"GEMM {gemm_shape[0]}x{gemm_shape[1]} N={n}", *gemm_shape, n, gemm_bits, n <= 32) for n in gemm_ns]
+    weights = {}
+    for label, m, k, n, case_bits, with_dequant in cases:
+        if (m, k) not in weights:
+            weights = {(m, k): rng.standard_normal((m, k)).astype(np.float32)}  # one shape held at a time
+        x = np.random.default_rng(1).standard_normal((n, k)).astype(np.float32)
         for threads in args.threads:
-            _case(report, args, f"GEMM {m}x{k} N={n}", m, k, n, threads, gemm_bits, w_float, peer,
-                  with_dequant=n <= 32)
+            r = race(label, weights[(m, k)], x, case_bits, threads, args.repeats, peer, peer_missing,
+                     with_dequant=with_dequant)
+            _add_rows(report, r, case_bits, label)
+    llama = (f"llama.cpp = ggml_mul_mat of {peer.describe()}" if peer is not None
+             else f"llama.cpp not measured: {peer_missing}")
     report.notes.append(
-        f"Shapes are M x K (out x in features); weights N(0,1), {GROUP}-element groups, symmetric; ternary = "
-        "BitNet absmean with one scale. 'x vs llama.cpp' = llama.cpp median / ours for the type in 'peer' "
-        "(ggml_mul_mat on a one-node graph with a persistent ggml threadpool: activation quantization + vec_dot). "
-        "'x vs dequant' = torch dequantize-then-matmul median / ours. Medians of interleaved repeats; "
-        "'(min)' = the same ratio of best-of-repeats times.")
+        f"Machine: {info.machine_line()}; torch fp32 = F.linear at torch's {info.torch_isa()} capability; {llama}.")
+    report.notes.append(
+        f"Shapes are M x K (out x in features); weights N(0,1), ours {GROUP}-element groups, symmetric; ternary = "
+        "BitNet absmean with one scale (llama.cpp's TQ types get the same ternary weights). "
+        "'x vs torch fp32' = torch F.linear median / ours (the headline ratio). 'bits/weight' = bytes really "
+        "held x 8 / (M K); 'nmse vs fp32' = output error against x @ W_fp32.T on the same input; 'check nmse' = "
+        "output error against the float32 matmul of the weight the contender holds, checked before timing "
+        f"(bounds: {TABLE_NMSE_BOUND:g} ours, {PEER_NMSE_BOUND:g} llama.cpp, {DENSE_NMSE_BOUND:g} torch). "
+        "'x vs llama.cpp' = llama.cpp median / ours for the type in 'peer' (one-node ggml graph with a persistent "
+        "threadpool: activation quantization + vec_dot). 'x vs dequant' = torch dequantize-then-matmul median / "
+        "ours (a baseline that dequantizes on every call). Medians of interleaved repeats; '(min)' = the same "
+        "ratio of best-of-repeats times.")
     return report

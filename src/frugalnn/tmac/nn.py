@@ -4,10 +4,17 @@ LUTConfig, which `frugalnn.convert_` uses to swap a model's nn.Linear layers for
     from frugalnn.tmac import LUTConfig
     frugalnn.convert_(model, LUTConfig(bits=4, group_size=128), filter_fn=lambda m, fqn: "lm_head" not in fqn)
 
+LUTLinear is the one LUT layer of the project: the Llama of frugalnn.llm is built from it, and
+its compiled decode step reads each layer's `gemv_plan()`, so a converted model runs what
+`frugalnn bench llm` measures.
+
 The kernel is also a torch operator, `torch.ops.frugalnn.lut_matmul`:
 torch.library.custom_op + register_fake, so modules using it trace under torch.compile and
 FakeTensor/meta propagation; a flop formula (2 * MACs) so torch.utils.flop_counter (and the
-project's cost profiler) counts converted models. Inference only: there is no backward.
+project's cost profiler) counts converted models. In eager mode with nothing intercepting torch
+(frugalnn.watch.torch_overrides_active), LUTLinear calls the same kernel directly: the operator's
+dispatch costs as much as the kernel on a one-token call at SmolLM2's 576-wide layers.
+Inference only: there is no backward.
 """
 from __future__ import annotations
 
@@ -19,9 +26,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
+from frugalnn import _core
+from frugalnn._arrays import threads_arg
 from frugalnn.convert import register_handler, swap_modules
-from frugalnn.tmac.ops import matmul_numpy, resolve_threads
+from frugalnn.threads import resolve_threads
+from frugalnn.tmac.ops import GemvPlan, gemv_plan, matmul_numpy
 from frugalnn.tmac.weight import TERNARY, LUTWeight
+from frugalnn.watch import Watched, torch_overrides_active
 
 
 def weight_view(packed: torch.Tensor, ws: torch.Tensor, zt: torch.Tensor, m: int, k: int, bits: int,
@@ -53,16 +64,54 @@ def _lut_matmul_flops(x_shape, packed_shape, ws_shape, zt_shape, m, k, *args, ou
     return 2 * math.prod(x_shape[:-1]) * m * k
 
 
-class LUTLinear(nn.Module):
-    """y = x @ W.T + b with W a LUTWeight (inference only)."""
+class _Resolved:
+    """What LUTLinear derives from its buffers and `threads` once (dropped on any change):
+    the LUTWeight view (which remembers its tuned tiles) and, on first use, the one-token call."""
+
+    __slots__ = ("view", "threads", "plan", "one_token")
+
+    def __init__(self, layer: "LUTLinear"):
+        self.view = weight_view(layer.packed, layer.ws, layer.zt, layer.out_features, layer.in_features,
+                                layer.bits, layer.group_size, layer.has_zero)
+        self.threads = resolve_threads(layer.threads)
+        self.plan: GemvPlan | None = None
+        self.one_token = None
+
+    def gemv(self):
+        if self.one_token is None:
+            self.plan = gemv_plan(self.view, self.threads)
+            self.one_token = _one_token_call(self.plan)
+        return self.one_token
+
+
+def _one_token_call(plan: GemvPlan):
+    """fn(x [..., K] float32 contiguous, one row) -> [..., M]: allocate the output, enter the kernel."""
+    kernel, args, tail, m, k = _core.lut.matmul, plan.weight_args, plan.tile_args, plan.m, plan.k
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(1, m)
+        kernel(x.detach().numpy().reshape(1, k), *args, out.numpy(), *tail)
+        return out.view(*x.shape[:-1], m)
+
+    return run
+
+
+class LUTLinear(Watched):
+    """y = x @ W.T + b with W a LUTWeight (inference only).
+
+    threads: for the kernel (None: all cores), resolved once; `set_threads` changes it. One-token
+    calls (x with a single row of K float32 values, as in decode) take a lean path whose threads and
+    tile configuration are resolved on first use; batched calls tune their tiles once per batch kind.
+    Both call the kernel directly unless something intercepts torch (then `torch.ops.frugalnn.lut_matmul`).
+    """
 
     def __init__(self, weight: LUTWeight, bias: torch.Tensor | None = None, threads: int | None = None):
         super().__init__()
         if not isinstance(weight, LUTWeight):
             raise TypeError(f"weight: expected a LUTWeight, got {type(weight).__name__}")
-        self.out_features, self.in_features = weight.shape
+        self.out_features, self.in_features = (int(d) for d in weight.shape)
         self.bits, self.group_size, self.kind, self.source = weight.bits, weight.group_size, weight.kind, weight.source
-        self.threads = threads  # None: all cores
+        self.threads = _threads(threads)
         self.register_buffer("packed", torch.from_numpy(weight.packed))
         self.register_buffer("ws", torch.from_numpy(weight.ws))
         self.has_zero = weight.zt is not None
@@ -79,23 +128,77 @@ class LUTLinear(nn.Module):
         w = LUTWeight.from_float(linear.weight.detach().to(torch.float32), bits, group_size, symmetric)
         return cls(w, linear.bias, threads)
 
+    # ---- derived state, resolved once ----------------------------------------------------------
+    def _changed(self) -> None:
+        super()._changed()
+        self.__dict__.pop("_resolved", None)  # buffers or threads may differ now: re-derive on next use
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_resolved", None)  # views of this layer's buffers: a copy derives its own
+        return state
+
+    def _resolved_state(self) -> _Resolved:
+        r = self.__dict__.get("_resolved")
+        if r is None:
+            r = self.__dict__["_resolved"] = _Resolved(self)  # not an assignment: must not count as a change
+        return r
+
+    def set_threads(self, threads: int | None) -> None:
+        """Threads for the kernel (None: all cores)."""
+        self.threads = _threads(threads)
+
+    def gemv_plan(self) -> GemvPlan:
+        """The one-token kernel call this layer runs (what the Llama's compiled decoder runs for it)."""
+        r = self._resolved_state()
+        r.gemv()
+        return r.plan
+
     @property
     def lut_weight(self) -> LUTWeight:
-        return weight_view(self.packed, self.ws, self.zt, self.out_features, self.in_features,
-                                     self.bits, self.group_size, self.has_zero)
+        return self._resolved_state().view
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of weight held (codes + scales + zero terms; the bias not included)."""
+        return self.lut_weight.nbytes
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.lut_weight.bits_per_weight
+
+    # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        zt = self.zt if self.has_zero else self.ws
-        y = torch.ops.frugalnn.lut_matmul(x, self.packed, self.ws, zt, self.out_features, self.in_features,
-                                          self.bits, self.group_size, self.has_zero, self.threads)
+        if torch_overrides_active():  # a trace, a mode or global hooks must see the operator
+            zt = self.zt if self.has_zero else self.ws
+            y = torch.ops.frugalnn.lut_matmul(x, self.packed, self.ws, zt, self.out_features, self.in_features,
+                                              self.bits, self.group_size, self.has_zero, self.threads)
+        elif x.dtype == torch.float32 and x.shape[-1] == self.in_features == x.numel() and x.is_contiguous():
+            y = self._resolved_state().gemv()(x)
+        else:
+            y = self._batched(x)
         if self.bias is not None:
             y = y + self.bias
         return y if x.dtype == torch.float32 or not x.dtype.is_floating_point else y.to(x.dtype)
+
+    def _batched(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.in_features
+        if x.dim() < 1 or x.shape[-1] != k:
+            raise ValueError(f"x: expected shape [..., {k}], got {tuple(x.shape)}")
+        r = self._resolved_state()
+        a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
+        return torch.from_numpy(matmul_numpy(a, r.view, r.threads)).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         what = "ternary" if self.kind == TERNARY else f"bits={self.bits}, group_size={self.group_size}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, {what}, "
                 f"bias={self.bias is not None}, source={self.source}")
+
+
+def _threads(threads) -> int | None:
+    """None (all cores) or a positive int; anything else is a ValueError/TypeError naming it."""
+    threads_arg(threads)
+    return threads
 
 
 @dataclass

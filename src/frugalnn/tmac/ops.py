@@ -2,8 +2,13 @@
 
 x may be numpy or a torch CPU tensor (the answer comes back in kind, float32). NaN/inf in x
 propagate exactly as in a dense float32 matmul (csrc/lut/driver.h).
+
+`gemv_plan(w, threads)` resolves everything a one-token call needs once (threads, tuned tiles):
+LUTLinear's one-token path and the Llama's compiled decoder (frugalnn.llm.fast) both run it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,9 +19,7 @@ from frugalnn.tmac import tune
 from frugalnn.tmac.weight import LUTWeight
 
 
-
-
-def config(w: LUTWeight, n: int, threads: int) -> dict:
+def tile_config(w: LUTWeight, n: int, threads: int) -> dict:
     """Tile configuration for this weight and batch size, remembered on the weight (tuned once)."""
     from frugalnn.kernels import backend
 
@@ -34,27 +37,58 @@ def matmul_numpy(x: np.ndarray, w: LUTWeight, threads: int, config: dict | None 
     Calls the compiled kernel directly: it validates dtypes, shapes and contiguity itself.
     """
     m, _ = w.shape
-    cfg = config or _config(w, x.shape[0], threads)
+    cfg = config or tile_config(w, x.shape[0], threads)
     out = np.empty((x.shape[0], m), np.float32)
     _core.lut.matmul(x, w.packed, w.ws, w.ws if w.zt is None else w.zt, m, w.bits, w.group_size, w.zt is not None,
                      out, threads, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
     return out
 
 
-_config = config
+@dataclass(frozen=True)
+class GemvPlan:
+    """One weight's one-token kernel call, resolved: `_core.lut.matmul(x, *weight_args, out, *tile_args)`."""
+
+    packed: np.ndarray
+    ws: np.ndarray
+    zt: np.ndarray  # ws again when the weight has no zero term (the kernel then ignores it)
+    m: int
+    k: int
+    bits: int
+    group_size: int
+    has_zero: bool
+    threads: int
+    units: int
+    cols: int
+    col_block: int
+    prefetch: int
+
+    @property
+    def weight_args(self) -> tuple:
+        return (self.packed, self.ws, self.zt, self.m, self.bits, self.group_size, self.has_zero)
+
+    @property
+    def tile_args(self) -> tuple:
+        return (self.threads, self.units, self.cols, self.col_block, self.prefetch)
+
+
+def gemv_plan(w: LUTWeight, threads: int | None = None) -> GemvPlan:
+    """The one-token call of `w` at `threads` (None: all cores), tiles tuned once for this shape."""
+    if not isinstance(w, LUTWeight):
+        raise TypeError(f"w: expected a LUTWeight, got {type(w).__name__}")
+    t = resolve_threads(threads)
+    cfg = tile_config(w, 1, t)
+    m, k = w.shape
+    return GemvPlan(w.packed, w.ws, w.ws if w.zt is None else w.zt, int(m), int(k), int(w.bits), int(w.group_size),
+                    w.zt is not None, t, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
 
 
 def gemv_fn(w: LUTWeight, threads: int | None = None):
     """A lean one-token function for `w`: fn(x) with x float32 C-contiguous [K] or [1, K] (numpy or torch
     CPU) -> [1, M] of the same kind. Threads and tile configuration are resolved once, here; the call
     itself only allocates the output and enters the kernel (which still validates x)."""
-    if not isinstance(w, LUTWeight):
-        raise TypeError(f"w: expected a LUTWeight, got {type(w).__name__}")
-    t = resolve_threads(threads)
-    cfg = _config(w, 1, t)
-    m, k = w.shape
-    args = (w.packed, w.ws, w.ws if w.zt is None else w.zt, m, w.bits, w.group_size, w.zt is not None)
-    tail = (t, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
+    plan = gemv_plan(w, threads)
+    m, k = plan.m, plan.k
+    args, tail = plan.weight_args, plan.tile_args
     kernel = _core.lut.matmul
 
     def fn(x):

@@ -1,7 +1,7 @@
 // One-token Llama decode step in C++: every layer and the output head in one call, on the weight
 // buffers the torch model holds (no copies). Why: at SmolLM2 size a decode step is ~35 small
-// torch ops per layer, each costing more in dispatch than its arithmetic (frugalnn/models/llama/
-// fast.py builds a Decoder from a Llama and falls back to the torch model whenever it cannot).
+// torch ops per layer, each costing more in dispatch than its arithmetic (frugalnn/llm/fast.py
+// builds a Decoder from a Llama and falls back to the torch model whenever it cannot).
 //
 // Per token (B = 1, T = 1; H query heads, Hkv kv heads, G = H / Hkv, D head_dim, P position):
 //   x = embedding[token]                                          [dim]
@@ -15,6 +15,14 @@
 // A linear layer is one or more row blocks ("parts"), each float32 [rows, K] or T-MAC LUT
 // weights (lut::matmul, csrc/lut/driver.h): fused projections whose parts must keep their own
 // scales (ternary re-quantized per tensor) stay separate and write consecutive output rows.
+//
+// Role: driver (the decoder: chains the pieces, threads, backend choice). Its LUT layers go through
+// the T-MAC driver, csrc/lut/driver.h: the one cross-op include in csrc, and it is on a driver,
+// never on another op's kernels. Checked against: the torch model it was built from, float and
+// LUT weights, logits and generated tokens (tests/llm/test_fast.py), and dense() against the numpy
+// reference (tests/kernels/test_llama_step.py, gemv), on both backends.
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/llama/driver.h
 #pragma once
 
 #include <chrono>
@@ -31,6 +39,52 @@
 namespace frugalnn {
 namespace llama {
 
+// The backend of this call: the decoder reads it once per step, so a step never mixes backends.
+inline bool avx2_active() {
+#if FRUGALNN_X86
+  return use_avx2();
+#else
+  return false;
+#endif
+}
+
+// The decode-step pieces with the backend chosen by `avx` (contracts: serial.h).
+inline void rms_norm(bool avx, const float* x, const float* w, int64_t n, float eps, float* out) {
+#if FRUGALNN_X86
+  if (avx) return avx2::rms_norm(x, w, n, eps, out);
+#endif
+  serial::rms_norm(x, w, n, eps, out);
+}
+
+inline void rope(bool avx, float* x, int64_t heads, int64_t d, int64_t rope_dim, const float* cs) {
+#if FRUGALNN_X86
+  if (avx) return avx2::rope(x, heads, d, rope_dim, cs);
+#endif
+  serial::rope(x, heads, d, rope_dim, cs);
+}
+
+inline void attend(bool avx, const float* q, const float* keys, const float* values, int64_t g, int64_t s,
+                   int64_t d, float scale, float* scores, float* out) {
+#if FRUGALNN_X86
+  if (avx) return avx2::attend(q, keys, values, g, s, d, scale, scores, out);
+#endif
+  serial::attend(q, keys, values, g, s, d, scale, scores, out);
+}
+
+inline void silu_mul(bool avx, const float* gate, const float* up, int64_t n, float* out) {
+#if FRUGALNN_X86
+  if (avx) return avx2::silu_mul(gate, up, n, out);
+#endif
+  serial::silu_mul(gate, up, n, out);
+}
+
+inline void add(bool avx, float* x, const float* y, int64_t n) {
+#if FRUGALNN_X86
+  if (avx) return avx2::add(x, y, n);
+#endif
+  serial::add(x, y, n);
+}
+
 struct Part {
   int64_t rows = 0, k = 0;
   const float* dense = nullptr;  // float32 [rows, k], or nullptr for LUT weights
@@ -39,6 +93,17 @@ struct Part {
   lut::Config cfg{};
   int threads = 1;
 };
+
+// float32 GEMV y = W x over the part's rows, split over threads by row blocks.
+inline void dense(const Part& p, const float* x, float* y) {
+  const bool avx = avx2_active();
+  parallel_range(p.rows, p.threads, 64, [&](int64_t m0, int64_t m1) {
+#if FRUGALNN_X86
+    if (avx) return avx2::gemv_rows(p.dense, x, p.k, m0, m1, y);
+#endif
+    serial::gemv_rows(p.dense, x, p.k, m0, m1, y);
+  });
+}
 
 struct Linear {
   std::vector<Part> parts;
@@ -92,7 +157,7 @@ class Decoder {
   // Writes logits [vocab]. Arguments are validated by the binding.
   void step(int64_t token, int64_t pos, float* logits) {
     const Dims& d = d_;
-    const bool avx = use_avx2_now();
+    const bool avx = avx2_active();
     const float* e = embedding + token * d.dim;
     for (int64_t i = 0; i < d.dim; ++i) x_[i] = e[i];
     const float* cs = rope + pos * d.rope_dim;  // rope_dim / 2 pairs of 2 floats
@@ -101,12 +166,12 @@ class Decoder {
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     for (int64_t l = 0; l < d.n_layers; ++l) {
       Layer& L = layers_[static_cast<size_t>(l)];
-      norm(avx, x_.data(), L.attn_norm, h_.data());
+      llama::rms_norm(avx, x_.data(), L.attn_norm, d.dim, d.eps, h_.data());
       run(L.qkv, h_.data(), qkv_.data());
       float* q = qkv_.data();
       float* k = q + H * D;
       float* v = k + Hkv * D;
-      if (avx) rope_avx2(q, H + Hkv, D, cs); else serial::rope(q, H + Hkv, D, d.rope_dim, cs);
+      llama::rope(avx, q, H + Hkv, D, d.rope_dim, cs);
       float* kc = cache.k + l * layer_stride;
       float* vc = cache.v + l * layer_stride;
       for (int64_t c = 0; c < Hkv; ++c) {
@@ -119,66 +184,20 @@ class Decoder {
       }
       attention(avx, q, kc, vc, pos + 1, scale, G);
       run(L.o, att_.data(), tmp_.data());
-      add(avx, x_.data(), tmp_.data(), d.dim);
-      norm(avx, x_.data(), L.ffn_norm, h_.data());
+      llama::add(avx, x_.data(), tmp_.data(), d.dim);
+      llama::rms_norm(avx, x_.data(), L.ffn_norm, d.dim, d.eps, h_.data());
       run(L.gate_up, h_.data(), gu_.data());
-      if (avx) avx2_silu(gu_.data(), gu_.data() + d.ffn, d.ffn, act_.data());
-      else serial::silu_mul(gu_.data(), gu_.data() + d.ffn, d.ffn, act_.data());
+      llama::silu_mul(avx, gu_.data(), gu_.data() + d.ffn, d.ffn, act_.data());
       run(L.down, act_.data(), tmp_.data());
-      add(avx, x_.data(), tmp_.data(), d.dim);
+      llama::add(avx, x_.data(), tmp_.data(), d.dim);
     }
-    norm(avx, x_.data(), out_norm, h_.data());
+    llama::rms_norm(avx, x_.data(), out_norm, d.dim, d.eps, h_.data());
     run(head, h_.data(), logits);
-  }
-
-  // float32 GEMV y = W x over the part's rows, split over threads by row blocks.
-  static void dense(const Part& p, const float* x, float* y) {
-    const bool avx = use_avx2_now();
-    parallel_range(p.rows, p.threads, 64, [&](int64_t m0, int64_t m1) {
-#if FRUGALNN_X86
-      if (avx) return avx2::gemv_rows(p.dense, x, p.k, m0, m1, y);
-#endif
-      serial::gemv_rows(p.dense, x, p.k, m0, m1, y);
-    });
   }
 
  private:
   std::vector<float> x_, h_, qkv_, att_, gu_, act_, tmp_;
   std::vector<std::vector<float>> scores_;  // per attention task
-
-  static bool use_avx2_now() {
-#if FRUGALNN_X86
-    return use_avx2();
-#else
-    return false;
-#endif
-  }
-
-  void norm(bool avx, const float* x, const float* w, float* out) {
-#if FRUGALNN_X86
-    if (avx) return avx2::rms_norm(x, w, d_.dim, d_.eps, out);
-#endif
-    serial::rms_norm(x, w, d_.dim, d_.eps, out);
-  }
-
-  void rope_avx2(float* x, int64_t heads, int64_t dd, const float* cs) {
-#if FRUGALNN_X86
-    avx2::rope(x, heads, dd, d_.rope_dim, cs);
-#endif
-  }
-
-  void avx2_silu(const float* g, const float* u, int64_t n, float* out) {
-#if FRUGALNN_X86
-    avx2::silu_mul(g, u, n, out);
-#endif
-  }
-
-  static void add(bool avx, float* x, const float* y, int64_t n) {
-#if FRUGALNN_X86
-    if (avx) return avx2::add(x, y, n);
-#endif
-    serial::add(x, y, n);
-  }
 
   // All query heads against the cache, split by kv head; parallel over kv heads only when the
   // context is long enough for the split to pay (a region costs a few microseconds).
@@ -191,10 +210,7 @@ class Decoder {
       if (static_cast<int64_t>(sc.size()) < s) sc.resize(static_cast<size_t>(cache.max_len));
       const float* keys = kc + c * cache.max_len * D;
       const float* values = vc + c * cache.max_len * D;
-#if FRUGALNN_X86
-      if (avx) return avx2::attend(q + c * G * D, keys, values, G, s, D, scale, sc.data(), att_.data() + c * G * D);
-#endif
-      serial::attend(q + c * G * D, keys, values, G, s, D, scale, sc.data(), att_.data() + c * G * D);
+      llama::attend(avx, q + c * G * D, keys, values, G, s, D, scale, sc.data(), att_.data() + c * G * D);
     });
   }
 
@@ -204,7 +220,7 @@ class Decoder {
     for (const Part& p : lin.parts) {
       float* out = y + row;
       if (p.dense) {
-        dense(p, x, out);
+        llama::dense(p, x, out);
       } else {
         lut::matmul(x, 1, p.lut, p.shape, out, p.threads, p.cfg);
       }
@@ -212,7 +228,6 @@ class Decoder {
     }
     if (profile) linear_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-
 };
 
 }  // namespace llama

@@ -6,73 +6,35 @@
 // Memory stays O(M*K + K*N + M*N): operands are prepared once into packed panels, products are
 // formed in registers and summed straight into C, never materialised as an M*K*N tensor.
 //
-// Packing (operands prepared once, see serial.h prepare_operand):
-//   A -> tiles of MR rows:   xa[tile][k][r]   = x_side,   kxa[tile][k][r]
-//   B -> strips of NR cols:  yb[strip][k][c]  = y_side,   kyb[strip][k][c]
-// The "sides" are chosen so that one 32-bit add of x_side + y_side yields the product's bits,
-// sign included (the two sign bits add modulo 2^32 into their xor), when the exponent sum
-// cannot leave the normal range:
-//   x_side = bits(x),  y_side = bits(y) - OFFSET   (nonzero operands)
-// Zero operands get keep = 0x80000000 (else all ones) and x_side = sign + OFFSET, y_side = sign:
-// then (x_side + y_side) & keep is exactly the signed zero of the product (the magnitude part of
-// the sum stays below 2^31, so bit 31 is the xor of the signs).
-//
 // Per (tile or strip, K panel) the packer records min/max magnitude of the nonzero operands and
 // whether zeros or inf/NaN occur. A (tile, strip, panel) block whose magnitudes prove that no
 // product can underflow or overflow runs the fast micro-kernel (one integer add and one float
 // add per product, plus a mask when zeros occur); any other block runs the general micro-kernel,
 // which applies every rule of serial.h per product. Both give identical bits, so the choice is
-// invisible except in speed.
+// invisible except in speed. The packed-panel format (x_side, y_side, keep): serial.h.
+//
+// Role: driver (packing tasks, blocking, threads, backend choice). Checked against: the numpy
+// reference bit for bit, with and without the fast micro-kernels, for any thread count
+// (tests/kernels/test_lmul_kernel.py on both backends).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/lmul/driver.h
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "common/cpu.h"
 #include "common/threads.h"
+#include "lmul/avx2.h"
 #include "lmul/serial.h"
 
 namespace frugalnn {
 namespace lmul {
 
-constexpr int kMR = 6;         // rows per micro-tile (6 x 2 AVX2 accumulators = 12 registers)
-constexpr int kNR = 16;        // columns per strip (two 8-lane vectors)
-constexpr int64_t kKC = 256;   // K panel: a 16 x 256 strip of B (16 KiB) stays in L1
 constexpr int64_t kMC = 8 * kMR;   // rows per task
 constexpr int64_t kNC = 16 * kNR;  // columns per task
 constexpr int64_t kGroup = 8;      // B strips per packing task
-
-struct PanelStats {
-  uint32_t lo = 0xFFFFFFFFu, hi = 0;  // magnitude bits of nonzero finite operands
-  bool zero = false, special = false;
-
-  void add(uint32_t prepared) {
-    uint32_t a = prepared & kAbs;
-    if (a == 0) {
-      zero = true;
-    } else if (a >= kInf) {
-      special = true;
-    } else {
-      lo = a < lo ? a : lo;
-      hi = a > hi ? a : hi;
-    }
-  }
-};
-
-// x_side / y_side / keep of one prepared operand (see the header comment).
-inline void side_of(uint32_t prepared, bool y_side, const Params& p, uint32_t* side, uint32_t* keep) {
-  if ((prepared & kAbs) == 0) {
-    *keep = kSign;
-    *side = y_side ? prepared : prepared + p.offset;
-  } else {
-    *keep = ~0u;
-    *side = y_side ? prepared - p.offset : prepared;
-  }
-}
-
-// Inverse of side_of: the prepared operand, for the general micro-kernel.
-inline uint32_t x_prepared(uint32_t side, uint32_t keep, const Params& p) { return side - (p.offset & ~keep & kAbs); }
-inline uint32_t y_prepared(uint32_t side, uint32_t keep, const Params& p) { return side + (p.offset & keep); }
 
 // True when no product of these two panels can leave the normal range (d in [2^23, 255 << 23)).
 inline bool fast_path_safe(const PanelStats& a, const PanelStats& b, const Params& p) {
@@ -273,70 +235,9 @@ void compute_block(const Packed& pk, float* c, int64_t r0, int64_t r1, int64_t c
     for (int64_t i = r0; i < r1; ++i) std::fill(c + i * n + c0, c + i * n + c1, 0.0f);
 }
 
-// Portable micro-kernels (the serial backend): plain loops in the same per-output k order.
-struct SerialOps {
-  static void prepare_run(const uint32_t* src, int64_t count, bool y_side, const Params& p, uint32_t* side,
-                          uint32_t* keep, int64_t step, PanelStats& stats) {
-    PanelStats st = stats;
-    for (int64_t i = 0; i < count; ++i) {
-      const uint32_t v = serial::prepare_operand(src[i], p);
-      st.add(v);
-      side_of(v, y_side, p, side + i * step, keep + i * step);
-    }
-    stats = st;
-  }
-
-  static void prepare_columns(const uint32_t* src, int64_t ld, int64_t cols, int64_t count, const Params& p,
-                              uint32_t* side, uint32_t* keep, PanelStats& stats) {
-    for (int64_t c = 0; c < cols; ++c) prepare_run(src + c * ld, count, true, p, side + c, keep + c, kNR, stats);
-  }
-
-  // y sides of `rows` rows of B (row r at src + r * ld, `cols` <= 16 values) into side[r * 16 + c].
-  static void prepare_rows(const uint32_t* src, int64_t ld, int64_t rows, int64_t cols, const Params& p,
-                           uint32_t* side, uint32_t* keep, PanelStats& stats) {
-    for (int64_t r = 0; r < rows; ++r) prepare_run(src + r * ld, cols, true, p, side + r * kNR, keep + r * kNR, 1, stats);
-  }
-
-  template <int MR, bool ZX, bool ZY>
-  static void fast(const uint32_t* xa, const uint32_t* kxa, const uint32_t* yb, const uint32_t* kyb, int64_t kc,
-                   float* c, int64_t ldc) {
-    float acc[MR][kNR];
-    for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < kNR; ++j) acc[r][j] = c[r * ldc + j];
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const uint32_t* y = yb + kk * kNR;
-      const uint32_t* ky = kyb + kk * kNR;
-      for (int r = 0; r < MR; ++r) {
-        const uint32_t x = xa[kk * kMR + r], kx = ZX ? kxa[kk * kMR + r] : ~0u;
-        for (int j = 0; j < kNR; ++j) {
-          uint32_t v = x + y[j];
-          if (ZX) v &= kx;
-          if (ZY) v &= ky[j];
-          acc[r][j] += bits_float(v);
-        }
-      }
-    }
-    for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < kNR; ++j) c[r * ldc + j] = acc[r][j];
-  }
-
-  template <int MR>
-  static void general(const uint32_t* xa, const uint32_t* kxa, const uint32_t* yb, const uint32_t* kyb, int64_t kc,
-                      float* c, int64_t ldc, const Params& p) {
-    for (int64_t kk = 0; kk < kc; ++kk)
-      for (int r = 0; r < MR; ++r) {
-        const uint32_t x = x_prepared(xa[kk * kMR + r], kxa[kk * kMR + r], p);
-        for (int j = 0; j < kNR; ++j) {
-          const uint32_t y = y_prepared(yb[kk * kNR + j], kyb[kk * kNR + j], p);
-          c[r * ldc + j] += bits_float(serial::combine(x, y, p));
-        }
-      }
-  }
-};
-
 // a [batch, M, K], b [batch, K, N] (or [batch, N, K]), c [batch, M, N]; all C-contiguous.
 template <class Ops>
-void matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, int64_t n, int64_t k,
+void matmul_with(const float* a, const float* b, float* c, int64_t batch, int64_t m, int64_t n, int64_t k,
             bool transpose_b, const Params& p, int threads, bool force_general) {
   if (batch == 0 || m == 0 || n == 0) return;
   // Packed operands live in a per-calling-thread workspace, so repeated calls (every layer of a
@@ -362,6 +263,27 @@ void matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, 
   size_t held = 0;
   for (const Packed& pk : packs) held += packed_bytes(pk);
   if (held > kKeepBytes) std::vector<Packed>().swap(packs);
+}
+
+// The blocked matmul with the active backend's micro-kernels. force_general runs the every-rule
+// micro-kernel on every block (tests use it to show the fast path changes nothing).
+inline void matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, int64_t n, int64_t k,
+                   bool transpose_b, const Params& p, int threads, bool force_general) {
+#if FRUGALNN_X86
+  if (use_avx2()) return matmul_with<avx2::Ops>(a, b, c, batch, m, n, k, transpose_b, p, threads, force_general);
+#endif
+  matmul_with<serial::Ops>(a, b, c, batch, m, n, k, transpose_b, p, threads, force_general);
+}
+
+// out = lmul(a, b) elementwise over n floats, in slices of at least 32K per thread.
+inline void elementwise(const float* a, const float* b, float* out, int64_t n, const Params& p, int threads) {
+  const bool avx = FRUGALNN_X86 && use_avx2();
+  parallel_range(n, threads, 1 << 15, [&](int64_t lo, int64_t hi) {
+#if FRUGALNN_X86
+    if (avx) return avx2::elementwise(a + lo, b + lo, out + lo, hi - lo, p);
+#endif
+    serial::elementwise(a + lo, b + lo, out + lo, hi - lo, p);
+  });
 }
 
 }  // namespace lmul
