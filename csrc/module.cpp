@@ -15,6 +15,8 @@ NB_MODULE(_core, m) {
   m.def("cpu_supports_avx2", &frugalnn::cpu_supports_avx2,
         "True when this CPU has AVX2, FMA, F16C and BMI2 (what the avx2 kernels need).");
   m.def("hardware_threads", &frugalnn::hardware_threads);
+  m.def("max_threads", &frugalnn::max_threads,
+        "The most threads any call may ask for: max(256, 4 x hardware threads) (csrc/common/threads.h).");
   m.def("backend", [] { return std::string(frugalnn::use_avx2() ? "avx2" : "serial"); });
   m.def("set_backend", [](const std::string& name) {
     if (name == "serial") {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/checked.h"
 #include "common/threads.h"
 
 namespace frugalnn {
@@ -89,20 +90,51 @@ T* typed(const A& a, const char* name, std::initializer_list<int64_t> shape) {
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
-inline int resolve_threads(int threads) {
-  if (threads == 0 || threads < -1)
-    throw nb::value_error(("threads: expected a positive count or -1 (all cores), got " +
-                           std::to_string(threads)).c_str());
-  return threads == -1 ? hardware_threads() : threads;
+// Bindings take `threads` as int64 so that any Python int reaches this check (an `int` parameter
+// made nanobind answer 2**31 with "incompatible function arguments").
+inline int resolve_threads(int64_t threads) {
+  if (threads == 0 || threads < -1 || threads > max_threads())
+    throw nb::value_error(("threads: expected a positive count up to " + std::to_string(max_threads()) +
+                           " or -1 (all cores), got " + std::to_string(threads)).c_str());
+  return threads == -1 ? hardware_threads() : static_cast<int>(threads);
 }
+
+// Nothing to read or write: an empty array may still have a 2^40 axis (numpy allows (2^40, 0)), and
+// a kernel looping over that axis doing nothing per step would run for minutes. Bindings return
+// before calling the kernel when their output (or input) is empty.
+template <class A>
+bool is_empty(const A& a) {
+  return a.size() == 0;
+}
+
+// The byte range [lo, hi) an array covers (C-contiguous: typed() checked it).
+struct Span {
+  uintptr_t lo = 0, hi = 0;
+  template <class A>
+  static Span of(const A& a) {
+    auto lo = reinterpret_cast<uintptr_t>(a.data());
+    return Span{lo, lo + a.nbytes()};
+  }
+  bool empty() const { return hi <= lo; }
+  bool overlaps(const Span& o) const { return !empty() && !o.empty() && lo < o.hi && o.lo < hi; }
+  bool same(const Span& o) const { return lo == o.lo && hi == o.hi; }
+};
 
 // Overlapping input and output memory would make results depend on the kernel's traversal order.
 template <class A, class B>
 void require_disjoint(const A& a, const B& b, const char* a_name, const char* b_name) {
-  auto lo_a = reinterpret_cast<uintptr_t>(a.data()), hi_a = lo_a + a.nbytes();
-  auto lo_b = reinterpret_cast<uintptr_t>(b.data()), hi_b = lo_b + b.nbytes();
-  if (a.nbytes() && b.nbytes() && lo_a < hi_b && lo_b < hi_a)
+  if (Span::of(a).overlaps(Span::of(b)))
     throw nb::value_error((std::string(a_name) + " and " + b_name + " share memory").c_str());
+}
+
+// For element-wise kernels, which read element i before they write element i: the output may be
+// the input itself (in place), but never a shifted view of it.
+template <class A, class B>
+void require_disjoint_or_same(const A& a, const B& b, const char* a_name, const char* b_name) {
+  const Span sa = Span::of(a), sb = Span::of(b);
+  if (sa.overlaps(sb) && !sa.same(sb))
+    throw nb::value_error((std::string(a_name) + " and " + b_name +
+                           " partially overlap (pass the same array to work in place, or disjoint arrays)").c_str());
 }
 
 }  // namespace frugalnn

@@ -23,10 +23,32 @@
 
 namespace frugalnn {
 
+// Read once: std::thread::hardware_concurrency() reads /sys on every call (~10 us), and the pool
+// asks on every parallel region.
 inline int hardware_threads() {
-  unsigned n = std::thread::hardware_concurrency();
-  return n ? static_cast<int>(n) : 1;
+  static const int n = [] {
+    unsigned h = std::thread::hardware_concurrency();
+    return h ? static_cast<int>(h) : 1;
+  }();
+  return n;
 }
+
+// The most threads any kernel call may ask for: 4x the hardware threads, and never less than 256
+// so that a thread count valid on one machine stays valid on any other. Why a cap: the pool keeps
+// its workers for the life of the process, so `threads=10**6` once meant thousands of idle OS
+// threads; more threads than this only oversubscribe the cores. The bindings refuse more
+// (ValueError, common/arrays.h resolve_threads), and so does frugalnn.threads (same number,
+// `_core.max_threads()`); the pool below clamps as a last line.
+inline int max_threads() {
+  const int hw = hardware_threads();
+  return 4 * hw > 256 ? 4 * hw : 256;
+}
+
+// The most threads one region actually runs on (the pool's size): 4x the hardware threads. A call
+// may ask for more (up to max_threads()); it then runs on these, which changes no result (every
+// kernel's output is independent of its thread count, which the tests check), and a 2-core
+// machine never holds 255 workers because one call asked for 256.
+inline int max_pool_threads() { return 4 * hardware_threads(); }
 
 class ThreadPool {
  public:
@@ -40,7 +62,8 @@ class ThreadPool {
   void run(int64_t n_tasks, int threads, const std::function<void(int64_t)>& fn) {
     if (n_tasks <= 0) return;
     if (threads > n_tasks) threads = static_cast<int>(n_tasks);
-    if (threads > 4096) threads = 4096;  // participants must fit the 16 bits they get in generation_
+    if (threads > max_pool_threads()) threads = max_pool_threads();
+    if (threads > 0xFFFF) threads = 0xFFFF;  // participants must fit the 16 bits they get in generation_
     std::unique_lock<std::mutex> region(region_mutex_, std::try_to_lock);
     if (threads <= 1 || !region.owns_lock()) {
       for (int64_t t = 0; t < n_tasks; ++t) fn(t);
@@ -111,14 +134,18 @@ class ThreadPool {
   }
 
   void worker_loop(int index, uint64_t seen) {
+    bool hot = false;  // took part in the last region: likely to be needed again at once
     for (;;) {
       auto changed = [&] { return generation_.load(std::memory_order_acquire) != seen; };
-      if (!spin_until(changed)) {
+      // Only a worker of the last region spins; one left out sleeps at once, so that after a call
+      // on many threads the next calls on few do not pay for the others spinning.
+      if (!hot || !spin_until(changed)) {
         std::unique_lock<std::mutex> lock(m_);
         wake_.wait(lock, changed);
       }
       seen = generation_.load(std::memory_order_acquire);
-      if (index >= static_cast<int>(seen & 0xFFFF)) continue;
+      hot = index < static_cast<int>(seen & 0xFFFF);
+      if (!hot) continue;
       work();
       finished_.fetch_add(1, std::memory_order_acq_rel);
       {

@@ -4,6 +4,7 @@
 // and checks every shape once, at build time; `step` only checks its own arguments.
 // Role: bind (argument checks, then calls into driver.h with the GIL released). LUT parts are
 // checked against the T-MAC layout (csrc/lut/layout.h, which driver.h brings in with lut/driver.h).
+#include <cmath>
 #include <mutex>
 #include <string>
 
@@ -20,6 +21,7 @@ std::string str(int64_t v) { return std::to_string(v); }
 struct PyDecoder {
   llama::Decoder dec;
   std::vector<Array> keep;  // owners of every buffer `dec` points into
+  std::vector<Span> spans;  // their memory: nothing the decoder writes may overlap it
   OutArray k_cache, v_cache;
   bool have_cache = false, finished = false;
   std::mutex busy;  // one step at a time: the scratch buffers are shared
@@ -53,9 +55,30 @@ struct PyDecoder {
   void not_finished() {
     if (finished) throw nb::value_error("decoder: already finished; build a new one to change its weights");
   }
+
+  void hold(std::initializer_list<Array> arrays) {
+    for (const Array& a : arrays) {
+      keep.push_back(a);
+      spans.push_back(Span::of(a));
+    }
+  }
+
+  // An array the decoder writes (logits, the caches) must not overlap anything it reads.
+  template <class A>
+  void require_not_held(const A& out, const char* name) const {
+    const Span o = Span::of(out);
+    for (const Span& sp : spans)
+      if (o.overlaps(sp))
+        throw nb::value_error((std::string(name) + " shares memory with one of the decoder's weights "
+                               "(embedding, norms, rope table or a linear layer)").c_str());
+  }
 };
 
-int check_threads(int threads) { return resolve_threads(threads); }
+int check_threads(int64_t threads) { return resolve_threads(threads); }
+
+// No Llama has more layers; the decoder allocates one slot per layer up front, before any array
+// bounds the count (every other size is bounded by the arrays finish() checks).
+constexpr int64_t kMaxLayers = 1 << 16;
 
 llama::Dims make_dims(int64_t dim, int64_t n_layers, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                       int64_t rope_dim, int64_t ffn, int64_t vocab, int64_t max_pos, float eps) {
@@ -65,28 +88,37 @@ llama::Dims make_dims(int64_t dim, int64_t n_layers, int64_t n_heads, int64_t n_
                                                       {"vocab", vocab},       {"max_pos", max_pos}};
   for (const auto& [name, v] : positive)
     if (v < 1) throw nb::value_error((std::string(name) + ": expected >= 1, got " + str(v)).c_str());
+  if (n_layers > kMaxLayers)
+    throw nb::value_error(("n_layers: expected at most " + str(kMaxLayers) + ", got " + str(n_layers)).c_str());
   if (n_heads % n_kv_heads)
     throw nb::value_error(("n_heads (" + str(n_heads) + ") is not a multiple of n_kv_heads (" + str(n_kv_heads) + ")").c_str());
   if (rope_dim < 0 || rope_dim % 2 || rope_dim > head_dim)
     throw nb::value_error(("rope_dim: expected an even number in [0, " + str(head_dim) + "], got " + str(rope_dim)).c_str());
-  if (!(eps >= 0.0f)) throw nb::value_error("eps: expected >= 0");
+  if (!(eps >= 0.0f) || !std::isfinite(eps))
+    throw nb::value_error(("eps: expected a finite number >= 0, got " + std::to_string(eps)).c_str());
+  // Every size the decoder derives from these (scratch, the rows finish() expects): wrapping here
+  // let n_heads = 2^62 pass every check and write out of bounds (issue 19).
+  const int64_t qkv_heads = checked_add(n_heads, checked_mul(2, n_kv_heads, "2 x n_kv_heads"), "n_heads + 2 n_kv_heads");
+  checked_mul(qkv_heads, head_dim, "qkv rows ((n_heads + 2 n_kv_heads) x head_dim)");
+  checked_mul(n_heads, head_dim, "attention width (n_heads x head_dim)");
+  checked_mul(2, ffn, "gate_up rows (2 x ffn_dim)");
   return llama::Dims{dim, n_layers, n_heads, n_kv_heads, head_dim, rope_dim, ffn, vocab, max_pos, eps};
 }
 
 void init(PyDecoder* self, int64_t dim, int64_t n_layers, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
           int64_t rope_dim, int64_t ffn, int64_t vocab, int64_t max_pos, float eps, Array embedding, Array rope,
-          Array out_norm, int threads) {
+          Array out_norm, int64_t threads) {
   llama::Dims d = make_dims(dim, n_layers, n_heads, n_kv_heads, head_dim, rope_dim, ffn, vocab, max_pos, eps);
   const float* e = typed<float>(embedding, "embedding", {vocab, dim});
   const float* r = typed<float>(rope, "rope", {max_pos, rope_dim / 2, 2});
   const float* n = typed<float>(out_norm, "out_norm", {dim});
-  threads = check_threads(threads);
+  const int nthreads = check_threads(threads);
   new (self) PyDecoder(d);
   self->dec.embedding = e;
   self->dec.rope = r;
   self->dec.out_norm = n;
-  self->dec.threads = threads;
-  self->keep = {embedding, rope, out_norm};
+  self->dec.threads = nthreads;
+  self->hold({embedding, rope, out_norm});
 }
 
 void set_norms(PyDecoder& self, int64_t layer, Array attn_norm, Array ffn_norm) {
@@ -97,11 +129,10 @@ void set_norms(PyDecoder& self, int64_t layer, Array attn_norm, Array ffn_norm) 
   llama::Layer& L = self.dec.layers_[static_cast<size_t>(layer)];
   L.attn_norm = typed<float>(attn_norm, "attn_norm", {d.dim});
   L.ffn_norm = typed<float>(ffn_norm, "ffn_norm", {d.dim});
-  self.keep.push_back(attn_norm);
-  self.keep.push_back(ffn_norm);
+  self.hold({attn_norm, ffn_norm});
 }
 
-void add_dense(PyDecoder& self, int64_t layer, const std::string& slot, Array w, int threads) {
+void add_dense(PyDecoder& self, int64_t layer, const std::string& slot, Array w, int64_t threads) {
   self.not_finished();
   int64_t k = 0;
   llama::Linear& lin = self.slot(layer, slot, &k);
@@ -111,11 +142,11 @@ void add_dense(PyDecoder& self, int64_t layer, const std::string& slot, Array w,
   p.k = k;
   p.threads = check_threads(threads);
   lin.parts.push_back(p);
-  self.keep.push_back(w);
+  self.hold({w});
 }
 
 void add_lut(PyDecoder& self, int64_t layer, const std::string& slot, Array packed, Array ws, Array zt, int64_t m,
-             int bits, int64_t group, bool has_zero, int threads, int units, int cols, int64_t col_block,
+             int64_t bits, int64_t group, bool has_zero, int64_t threads, int64_t units, int64_t cols, int64_t col_block,
              int64_t prefetch) {
   self.not_finished();
   int64_t k = 0;
@@ -131,20 +162,17 @@ void add_lut(PyDecoder& self, int64_t layer, const std::string& slot, Array pack
   if (prefetch < 0 || prefetch > (1 << 20))
     throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + str(prefetch)).c_str());
   llama::Part p;
-  p.shape.m = m;
-  p.shape.k = k;
-  p.shape.group = group;
-  p.shape.bits = bits;
+  p.shape = lut::make_shape(m, k, group, bits);  // sizes checked against int64 (lut/layout.h)
   p.rows = m;
   p.k = k;
   p.lut.packed = typed<uint8_t>(packed, "packed", {p.shape.packed_bytes()});
   p.lut.ws = typed<float>(ws, "ws", {p.shape.units(), p.shape.groups(), lut::kUnitRows});
   p.lut.zt = typed<float>(zt, "zt", {p.shape.units(), p.shape.groups(), lut::kUnitRows});
   p.lut.has_zero = has_zero;
-  p.cfg = lut::Config{units, cols, col_block, prefetch};
+  p.cfg = lut::Config{static_cast<int>(units), static_cast<int>(cols), col_block, prefetch};
   p.threads = check_threads(threads);
   lin.parts.push_back(p);
-  self.keep.insert(self.keep.end(), {packed, ws, zt});
+  self.hold({packed, ws, zt});
 }
 
 void finish(PyDecoder& self) {
@@ -157,12 +185,14 @@ void finish(PyDecoder& self) {
     const llama::Layer& L = self.dec.layers_[static_cast<size_t>(l)];
     const std::string at = "layer " + str(l) + " ";
     if (!L.attn_norm) throw nb::value_error((at + "norms: not set").c_str());
-    need(L.qkv, at + "qkv", (d.n_heads + 2 * d.n_kv_heads) * d.head_dim);
+    need(L.qkv, at + "qkv", (d.n_heads + 2 * d.n_kv_heads) * d.head_dim);  // products checked in make_dims
     need(L.o, at + "o", d.dim);
     need(L.gate_up, at + "gate_up", 2 * d.ffn);
     need(L.down, at + "down", d.dim);
   }
   need(self.dec.head, "head", d.vocab);
+  // Scratch only now: every size it takes is the row count or width of an array checked above.
+  self.dec.allocate();
   self.finished = true;
 }
 
@@ -176,6 +206,8 @@ void set_cache(PyDecoder& self, OutArray k, OutArray v) {
   if (k.shape(1) < 1 || k.shape(3) < 1)
     throw nb::value_error(("k_cache: expected at least one batch row and one position, got shape " + shape_string(k)).c_str());
   require_disjoint(k, v, "k_cache", "v_cache");
+  self.require_not_held(k, "k_cache");
+  self.require_not_held(v, "v_cache");
   std::lock_guard<std::mutex> lock(self.busy);
   self.k_cache = k;
   self.v_cache = v;
@@ -195,6 +227,10 @@ void step(PyDecoder& self, int64_t token, int64_t pos, OutArray logits) {
   float* out = typed<float>(logits, "logits", {d.vocab});
   require_disjoint(logits, self.k_cache, "logits", "k_cache");
   require_disjoint(logits, self.v_cache, "logits", "v_cache");
+  self.require_not_held(logits, "logits");
+  // weights added after set_cache (before finish) are checked here too
+  self.require_not_held(self.k_cache, "k_cache");
+  self.require_not_held(self.v_cache, "v_cache");
   nb::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(self.busy);
   self.dec.step(token, pos, out);
@@ -208,8 +244,10 @@ void k_rms_norm(Array x, Array w, float eps, OutArray out) {
   const float* wp = typed<float>(w, "w", {n});
   float* op = typed<float>(out, "out", {n});
   if (n < 1) throw nb::value_error("x: expected at least one element");
-  if (!(eps >= 0.0f)) throw nb::value_error("eps: expected >= 0");
+  if (!(eps >= 0.0f) || !std::isfinite(eps))
+    throw nb::value_error(("eps: expected a finite number >= 0, got " + std::to_string(eps)).c_str());
   require_disjoint(w, out, "w", "out");
+  require_disjoint_or_same(x, out, "x", "out");
   nb::gil_scoped_release release;
   llama::rms_norm(llama::avx2_active(), xp, wp, n, eps, op);
 }
@@ -221,11 +259,12 @@ void k_rope(OutArray x, int64_t rope_dim, Array cs) {
     throw nb::value_error(("rope_dim: expected an even number in [0, " + str(d) + "], got " + str(rope_dim)).c_str());
   const float* cp = typed<float>(cs, "cs", {rope_dim / 2, 2});
   require_disjoint(x, cs, "x", "cs");
+  if (is_empty(x) || rope_dim == 0) return;  // (2^40, 0) looped over 2^40 empty heads
   nb::gil_scoped_release release;
   llama::rope(llama::avx2_active(), xp, heads, d, rope_dim, cp);
 }
 
-void k_attend(Array q, Array keys, Array values, float scale, OutArray out) {
+void k_attend(Array q, Array keys, Array values, double scale, OutArray out) {
   const float* qp = typed<float>(q, "q", {-1, -1});
   const int64_t g = q.shape(0), d = q.shape(1);
   const float* kp = typed<float>(keys, "keys", {-1, d});
@@ -233,12 +272,16 @@ void k_attend(Array q, Array keys, Array values, float scale, OutArray out) {
   const float* vp = typed<float>(values, "values", {s, d});
   float* op = typed<float>(out, "out", {g, d});
   if (s < 1) throw nb::value_error("keys: expected at least one position");
+  const float scale32 = static_cast<float>(scale);
+  if (!std::isfinite(scale) || !std::isfinite(scale32))  // as fused_attention (attention/bind.cpp)
+    throw nb::value_error(("scale: expected a finite float32 value (|scale| <= 3.4e38), got " + std::to_string(scale)).c_str());
   require_disjoint(q, out, "q", "out");
   require_disjoint(keys, out, "keys", "out");
   require_disjoint(values, out, "values", "out");
+  if (is_empty(out)) return;
   nb::gil_scoped_release release;
   std::vector<float> scores(static_cast<size_t>(s));
-  llama::attend(llama::avx2_active(), qp, kp, vp, g, s, d, scale, scores.data(), op);
+  llama::attend(llama::avx2_active(), qp, kp, vp, g, s, d, scale32, scores.data(), op);
 }
 
 void k_silu_mul(Array gate, Array up, OutArray out) {
@@ -246,24 +289,26 @@ void k_silu_mul(Array gate, Array up, OutArray out) {
   const int64_t n = gate.shape(0);
   const float* up_ = typed<float>(up, "up", {n});
   float* op = typed<float>(out, "out", {n});
+  require_disjoint_or_same(gate, out, "gate", "out");
+  require_disjoint_or_same(up, out, "up", "out");
   nb::gil_scoped_release release;
   llama::silu_mul(llama::avx2_active(), gp, up_, n, op);
 }
 
-void k_gemv(Array w, Array x, OutArray out, int threads) {
+void k_gemv(Array w, Array x, OutArray out, int64_t threads) {
   const float* wp = typed<float>(w, "w", {-1, -1});
   const int64_t m = w.shape(0), k = w.shape(1);
   const float* xp = typed<float>(x, "x", {k});
   float* op = typed<float>(out, "out", {m});
   require_disjoint(w, out, "w", "out");
   require_disjoint(x, out, "x", "out");
-  threads = resolve_threads(threads);
+  const int nthreads = resolve_threads(threads);
   nb::gil_scoped_release release;
   llama::Part p;
   p.dense = wp;
   p.rows = m;
   p.k = k;
-  p.threads = threads;
+  p.threads = nthreads;
   llama::dense(p, xp, op);
 }
 

@@ -132,15 +132,20 @@ struct Cache {
 
 class Decoder {
  public:
-  explicit Decoder(const Dims& d) : d_(d), layers_(static_cast<size_t>(d.n_layers)) {
-    const int64_t qkv = (d.n_heads + 2 * d.n_kv_heads) * d.head_dim;
-    x_.resize(d.dim);
-    h_.resize(d.dim);
-    qkv_.resize(qkv);
-    att_.resize(d.n_heads * d.head_dim);
-    gu_.resize(2 * d.ffn);
-    act_.resize(d.ffn);
-    tmp_.resize(d.dim > d.ffn ? d.dim : d.ffn);
+  explicit Decoder(const Dims& d) : d_(d), layers_(static_cast<size_t>(d.n_layers)) {}
+
+  // Scratch for step(). Called once the layers are in place and checked (the binding's finish()):
+  // then every size below is the row count or width of a real weight, never a bare integer a
+  // caller passed (a head count of 2^40 would otherwise allocate terabytes here).
+  void allocate() {
+    const Dims& d = d_;
+    x_.assign(static_cast<size_t>(d.dim), 0.0f);
+    h_.assign(static_cast<size_t>(d.dim), 0.0f);
+    qkv_.assign(static_cast<size_t>((d.n_heads + 2 * d.n_kv_heads) * d.head_dim), 0.0f);
+    att_.assign(static_cast<size_t>(d.n_heads * d.head_dim), 0.0f);
+    gu_.assign(static_cast<size_t>(2 * d.ffn), 0.0f);
+    act_.assign(static_cast<size_t>(d.ffn), 0.0f);
+    tmp_.assign(static_cast<size_t>(d.dim > d.ffn ? d.dim : d.ffn), 0.0f);
   }
 
   Dims d_;

@@ -9,24 +9,16 @@
 namespace frugalnn {
 namespace {
 
-lmul::Params make_params(int mantissa_bits, bool nearest, int offset) {
+lmul::Params make_params(int64_t mantissa_bits, bool nearest, int64_t offset) {
   if (mantissa_bits < 1 || mantissa_bits > 23)
     throw nb::value_error(("mantissa_bits: expected 1..23, got " + std::to_string(mantissa_bits)).c_str());
   if (offset < 0 || offset > 23)
     throw nb::value_error(("offset: expected 0..23, got " + std::to_string(offset)).c_str());
-  return lmul::Params(mantissa_bits, nearest, offset);
-}
-
-void require_same_shape(const Array& a, const OutArray& b, const char* a_name, const char* b_name) {
-  bool same = a.ndim() == b.ndim();
-  for (size_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == b.shape(i);
-  if (!same)
-    throw nb::value_error((std::string(b_name) + ": expected the shape of " + a_name + " " + shape_string(a) +
-                           ", got " + shape_string(b)).c_str());
+  return lmul::Params(static_cast<int>(mantissa_bits), nearest, static_cast<int>(offset));
 }
 
 // out = lmul(a, b) elementwise; a, b, out float32 1-d of equal length.
-void elementwise(Array a, Array b, int mantissa_bits, bool nearest, int offset, OutArray out, int threads) {
+void elementwise(Array a, Array b, int64_t mantissa_bits, bool nearest, int64_t offset, OutArray out, int64_t threads) {
   const lmul::Params p = make_params(mantissa_bits, nearest, offset);
   const float* ap = typed<float>(a, "a", {-1});
   const int64_t n = a.shape(0);
@@ -34,16 +26,16 @@ void elementwise(Array a, Array b, int mantissa_bits, bool nearest, int offset, 
   float* op = typed<float>(out, "out", {n});
   require_disjoint(a, out, "a", "out");
   require_disjoint(b, out, "b", "out");
-  threads = resolve_threads(threads);
+  const int nthreads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  lmul::elementwise(ap, bp, op, n, p, threads);
+  lmul::elementwise(ap, bp, op, n, p, nthreads);
 }
 
 // out[e] = sum_k lmul(a[e, :, k], b[e, k, :]); a [B, M, K], b [B, K, N] (or [B, N, K] with
 // transpose_b), out [B, M, N]. force_general runs the every-rule micro-kernel on every block
 // (tests use it to show the fast path changes nothing).
-void matmul(Array a, Array b, int mantissa_bits, bool nearest, int offset, bool transpose_b, OutArray out,
-            int threads, bool force_general) {
+void matmul(Array a, Array b, int64_t mantissa_bits, bool nearest, int64_t offset, bool transpose_b, OutArray out,
+            int64_t threads, bool force_general) {
   const lmul::Params p = make_params(mantissa_bits, nearest, offset);
   const float* ap = typed<float>(a, "a", {-1, -1, -1});
   const int64_t batch = a.shape(0), m = a.shape(1), k = a.shape(2);
@@ -52,9 +44,10 @@ void matmul(Array a, Array b, int mantissa_bits, bool nearest, int offset, bool 
   float* op = typed<float>(out, "out", {batch, m, n});
   require_disjoint(a, out, "a", "out");
   require_disjoint(b, out, "b", "out");
-  threads = resolve_threads(threads);
+  const int nthreads = resolve_threads(threads);
+  if (is_empty(out)) return;  // e.g. (2^40, 0, K): nothing to write, and nothing to loop over
   nb::gil_scoped_release release;
-  lmul::matmul(ap, bp, op, batch, m, n, k, transpose_b, p, threads, force_general);
+  lmul::matmul(ap, bp, op, batch, m, n, k, transpose_b, p, nthreads, force_general);
 }
 
 }  // namespace

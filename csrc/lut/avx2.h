@@ -4,7 +4,8 @@
 // Inner step (one unit of 32 rows, one pair of chunks = 8 activations, one column):
 //   per slab: 1 load, 3 ops to split nibbles, 2 vpshufb (32 lookups each), 2 vpmaddubsw (weight
 //   the two planes by 2^i and widen to int16 in one go), 2 int16 adds.
-// int16 lanes are widened to int32 every Shape::sub_steps() steps (never overflow), and to
+// int16 lanes are widened to int32 every Shape::sub_steps() steps (never overflow), int32 sums
+// of groups too long for them flushed into int64 (layout.h, integer ranges), and converted to
 // float32 once per weight group. Templates: BITS (1..8), R units and NC columns per register
 // block (chosen per shape by the tuner in frugalnn/tmac/tune.py).
 //
@@ -84,7 +85,12 @@ FRUGALNN_AVX2 inline void build_tables(const float* x, const Shape& s, int8_t* t
         maxabs = v > maxabs ? v : maxabs;
       }
     }
-    const float inv = maxabs > 0.0f ? 127.0f / maxabs : 0.0f;
+    float top = maxabs;
+    if (maxabs > 0.0f && maxabs < kTinyTable) {  // as serial.h: quantize 2^64 T (exact)
+      for (int64_t i = 0; i < cpg * 8; ++i) scratch[i] *= kTinyScale;
+      top = maxabs * kTinyScale;
+    }
+    const float inv = top > 0.0f ? 127.0f / top : 0.0f;
     ts[g] = maxabs / 127.0f;
     const __m256 vinv = _mm256_set1_ps(inv);
     int8_t* tg = tables + g * spg * kSlabBytes;
@@ -174,10 +180,16 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
   const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << ODD_SHIFT) << 8));
   alignas(32) float yacc[NC][R][kUnitRows];
   alignas(32) int32_t acc32[NC][R][kUnitRows];
+  // Groups too long for int32 row sums (layout.h) flush acc32 into acc64 before it could overflow.
+  alignas(32) int64_t acc64[NC][R][kUnitRows];
+  const bool wide = s.wide_sums();
+  const int64_t i32_steps = s.int32_steps();
   std::memset(yacc, 0, sizeof(yacc));
   for (int64_t g = 0; g < groups; ++g) {
     const bool single_sub = spg <= sub;
     if (!single_sub) std::memset(acc32, 0, sizeof(acc32));
+    if (wide) std::memset(acc64, 0, sizeof(acc64));
+    int64_t flushed = 0;  // acc32 holds the sums of steps [flushed, st1)
     __m256i acc[NC][R][4], acch[NC][R][4];
     for (int64_t st0 = 0; st0 < spg; st0 += sub) {
       const int64_t st1 = st0 + sub < spg ? st0 + sub : spg;
@@ -233,21 +245,37 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
               _mm256_store_si256(p, _mm256_add_epi32(_mm256_load_si256(p), rows[a]));
             }
           }
+        if (wide && (st1 == spg || st1 + sub - flushed > i32_steps)) {
+          for (int c = 0; c < NC; ++c)
+            for (int r = 0; r < R; ++r)
+              for (int i = 0; i < kUnitRows; ++i) acc64[c][r][i] += acc32[c][r][i];
+          std::memset(acc32, 0, sizeof(acc32));
+          flushed = st1;
+        }
       }
     }
+    // float steps, in layout.h's order: y += (acc * ws) * ts; y += (zt * isum) * ts
     for (int c = 0; c < NC; ++c) {
-      const __m256 vts = _mm256_set1_ps(b.ts[c][g]);
-      const __m256 vzs = _mm256_set1_ps(static_cast<float>(b.isum[c][g]) * b.ts[c][g]);
+      const float ts = b.ts[c][g], zi = static_cast<float>(b.isum[c][g]);
+      const __m256 vts = _mm256_set1_ps(ts), vzi = _mm256_set1_ps(zi);
       for (int r = 0; r < R; ++r) {
         const float* wsg = b.ws + ((u0 + r) * groups + g) * kUnitRows;
         const float* ztg = b.zt + ((u0 + r) * groups + g) * kUnitRows;
+        if (wide) {  // int64 sums: AVX2 has no int64 -> float conversion, and this is once per long group
+          float* yr = yacc[c][r];
+          for (int i = 0; i < kUnitRows; ++i) {
+            yr[i] = yr[i] + (static_cast<float>(acc64[c][r][i]) * wsg[i]) * ts;
+            if (b.has_zero) yr[i] = yr[i] + (ztg[i] * zi) * ts;
+          }
+          continue;
+        }
         __m256i rows[4];
         if (single_sub) fold_unit<SPLIT>(acc[c][r], acch[c][r], rows);
         for (int a = 0; a < 4; ++a) {
           __m256i i32 = single_sub ? rows[a] : _mm256_load_si256(reinterpret_cast<const __m256i*>(acc32[c][r] + 8 * a));
-          __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(wsg + 8 * a), vts);
-          __m256 y = _mm256_add_ps(_mm256_load_ps(yacc[c][r] + 8 * a), _mm256_mul_ps(_mm256_cvtepi32_ps(i32), scale));
-          if (b.has_zero) y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_loadu_ps(ztg + 8 * a), vzs));
+          __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i32), _mm256_loadu_ps(wsg + 8 * a)), vts);
+          __m256 y = _mm256_add_ps(_mm256_load_ps(yacc[c][r] + 8 * a), t);
+          if (b.has_zero) y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(ztg + 8 * a), vzi), vts));
           _mm256_store_ps(yacc[c][r] + 8 * a, y);
         }
       }
@@ -259,6 +287,74 @@ FRUGALNN_AVX2 void kernel(const Block& b, const Shape& s, int64_t u0) {
       int64_t rows = s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows;
       if (rows > 0) std::memcpy(b.y[c] + row0, yacc[c][r], static_cast<size_t>(rows) * sizeof(float));
     }
+}
+
+// Special activations: serial.h add_special_units, same contract, same per-row operations in the
+// same order (so bit-identical). One unit's 32 codes of column k come from the chunk's 16-byte
+// lane of each slab: bit t of every nibble (shift, mask), weighted by its plane with vpmaddubsw
+// into the kernel's four int16 accumulators (layout.h), then put in row order as fold_pair does
+// (codes are < 256, so zero-extension is sign-extension). About 8b + 30 vector operations per
+// unit and special activation, where the scalar path took ~15 b per weight.
+FRUGALNN_AVX2 inline void add_special_units(const uint8_t* packed, const float* ws, const float* zt, bool has_zero,
+                                            const Shape& s, const float* x, const int64_t* ks, int64_t n_ks,
+                                            int64_t u0, int64_t u1, float* y) {
+  const int bits = s.bits;
+  const int64_t groups = s.groups();
+  const __m128i one = _mm_set1_epi8(1);
+  __m128i wpair[kMaxBits / 2];  // u8 plane weights of pair p: even bytes 2^(2p), odd bytes 2^(2p+1)
+  for (int p = 0; p < bits / 2; ++p)
+    wpair[p] = _mm_set1_epi16(static_cast<int16_t>((1 << (2 * p)) | ((1 << (2 * p + 1)) << 8)));
+  const int single = bits - 1;  // odd bits: the single slab's plane, at most 6
+  const __m128i w_even = _mm_set1_epi16(static_cast<int16_t>((1 << single) & 0xFF));
+  const __m128i w_odd = _mm_set1_epi16(static_cast<int16_t>(((1 << single) & 0xFF) << 8));
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+  const __m256 top = _mm256_set1_ps(static_cast<float>((1 << bits) - 1));
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t row0 = u * kUnitRows;
+    const int rows = static_cast<int>(s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows);
+    alignas(32) float part[kUnitRows] = {0};  // a last unit's rows past M are never read or written
+    float* yu = rows == kUnitRows ? y + row0 : part;
+    if (rows < kUnitRows) std::memcpy(part, y + row0, static_cast<size_t>(rows) * sizeof(float));
+    __m256 yv[4];
+    for (int a = 0; a < 4; ++a) yv[a] = _mm256_loadu_ps(yu + 8 * a);
+    for (int64_t n = 0; n < n_ks; ++n) {
+      const int64_t k = ks[n], g = k / s.group, c = (k % s.group) / 4;
+      const int t = static_cast<int>(k % 4);
+      const uint8_t* step = packed + u * s.unit_bytes() + g * s.group_bytes() + (c / 2) * s.step_bytes() + (c % 2) * 16;
+      const __m128i sh_lo = _mm_cvtsi32_si128(t), sh_hi = _mm_cvtsi32_si128(t + 4);
+      __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+      for (int p = 0; p < bits / 2; ++p)
+        for (int r = 0; r < 2; ++r) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + (2 * p + r) * kSlabBytes));
+          const __m128i lo = _mm_and_si128(_mm_srl_epi16(v, sh_lo), one), hi = _mm_and_si128(_mm_srl_epi16(v, sh_hi), one);
+          acc[2 * r] = _mm_add_epi16(acc[2 * r], _mm_maddubs_epi16(wpair[p], lo));
+          acc[2 * r + 1] = _mm_add_epi16(acc[2 * r + 1], _mm_maddubs_epi16(wpair[p], hi));
+        }
+      if (bits % 2) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + (bits - 1) * kSlabBytes));
+        const __m128i lo = _mm_and_si128(_mm_srl_epi16(v, sh_lo), one), hi = _mm_and_si128(_mm_srl_epi16(v, sh_hi), one);
+        acc[0] = _mm_add_epi16(acc[0], _mm_maddubs_epi16(w_even, lo));
+        acc[1] = _mm_add_epi16(acc[1], _mm_maddubs_epi16(w_odd, lo));
+        acc[2] = _mm_add_epi16(acc[2], _mm_maddubs_epi16(w_even, hi));
+        acc[3] = _mm_add_epi16(acc[3], _mm_maddubs_epi16(w_odd, hi));
+      }
+      const __m256i s01 = _mm256_set_m128i(acc[1], acc[0]), s23 = _mm256_set_m128i(acc[3], acc[2]);
+      const __m256i q[4] = {_mm256_and_si256(s01, low16), _mm256_srli_epi32(s01, 16), _mm256_and_si256(s23, low16),
+                            _mm256_srli_epi32(s23, 16)};  // rows 0-7, 8-15, 16-23, 24-31
+      const __m256 xv = _mm256_set1_ps(x[k]);
+      const float* wsg = ws + (u * groups + g) * kUnitRows;
+      const float* ztg = zt + (u * groups + g) * kUnitRows;
+      for (int a = 0; a < 4; ++a) {
+        const __m256 qf = _mm256_cvtepi32_ps(q[a]);
+        const __m256 level = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), qf), top);
+        __m256 wv = _mm256_mul_ps(level, _mm256_loadu_ps(wsg + 8 * a));
+        if (has_zero) wv = _mm256_add_ps(wv, _mm256_loadu_ps(ztg + 8 * a));
+        yv[a] = _mm256_add_ps(yv[a], _mm256_mul_ps(wv, xv));
+      }
+    }
+    for (int a = 0; a < 4; ++a) _mm256_storeu_ps(yu + 8 * a, yv[a]);
+    if (rows < kUnitRows) std::memcpy(y + row0, part, static_cast<size_t>(rows) * sizeof(float));
+  }
 }
 
 }  // namespace avx2

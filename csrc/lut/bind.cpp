@@ -12,52 +12,36 @@ namespace {
 
 using lut::Shape;
 
-Shape make_shape(int64_t m, int64_t k, int64_t group, int bits) {
-  if (bits < 1 || bits > lut::kMaxBits)
-    throw nb::value_error(("bits: expected 1..8, got " + std::to_string(bits)).c_str());
-  if (m < 0) throw nb::value_error(("M: expected >= 0, got " + std::to_string(m)).c_str());
-  if (k <= 0 || k % 4)
-    throw nb::value_error(("K: expected a positive multiple of 4, got " + std::to_string(k)).c_str());
-  if (group < 4 || group % 4)
-    throw nb::value_error(("group_size: expected a positive multiple of 4, got " + std::to_string(group)).c_str());
-  if (k % group)
-    throw nb::value_error(("group_size: " + std::to_string(group) + " does not divide K = " + std::to_string(k)).c_str());
-  Shape s;
-  s.m = m;
-  s.k = k;
-  s.group = group;
-  s.bits = bits;
-  return s;
-}
+using lut::make_shape;  // layout.h: validates the shape and that its sizes fit int64
 
-nb::tuple layout_sizes(int64_t m, int64_t k, int64_t group, int bits) {
+nb::tuple layout_sizes(int64_t m, int64_t k, int64_t group, int64_t bits) {
   Shape s = make_shape(m, k, group, bits);
   return nb::make_tuple(s.units(), s.groups(), s.packed_bytes(), s.table_bytes());
 }
 
-void transform(Array codes, int bits, int64_t group, OutArray packed, int threads) {
+void transform(Array codes, int64_t bits, int64_t group, OutArray packed, int64_t threads) {
   const uint8_t* cp = typed<uint8_t>(codes, "codes", {-1, -1});
   Shape s = make_shape(codes.shape(0), codes.shape(1), group, bits);
   uint8_t* pp = typed<uint8_t>(packed, "packed", {s.packed_bytes()});
   require_disjoint(codes, packed, "codes", "packed");
-  threads = resolve_threads(threads);
+  const int nthreads = resolve_threads(threads);
   const int64_t count = s.m * s.k;
   for (int64_t i = 0; i < count; ++i)
     if (cp[i] >> bits)
       throw nb::value_error(("codes: value " + std::to_string(cp[i]) + " at row " + std::to_string(i / s.k) +
                              " does not fit in " + std::to_string(bits) + " bits").c_str());
   nb::gil_scoped_release release;
-  lut::transform(cp, s, pp, threads);
+  lut::transform(cp, s, pp, nthreads);
 }
 
-void untransform(Array packed, int bits, int64_t group, OutArray codes, int threads) {
+void untransform(Array packed, int64_t bits, int64_t group, OutArray codes, int64_t threads) {
   uint8_t* cp = typed<uint8_t>(codes, "codes", {-1, -1});
   Shape s = make_shape(codes.shape(0), codes.shape(1), group, bits);
   const uint8_t* pp = typed<uint8_t>(packed, "packed", {s.packed_bytes()});
   require_disjoint(codes, packed, "codes", "packed");
-  threads = resolve_threads(threads);
+  const int nthreads = resolve_threads(threads);
   nb::gil_scoped_release release;
-  lut::untransform(pp, s, cp, threads);
+  lut::untransform(pp, s, cp, nthreads);
 }
 
 void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray isum) {
@@ -66,6 +50,12 @@ void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray
   int8_t* tp = typed<int8_t>(tables, "tables", {s.table_bytes()});
   float* sp = typed<float>(ts, "ts", {s.groups()});
   int32_t* ip = typed<int32_t>(isum, "isum", {s.groups()});
+  require_disjoint(x, tables, "x", "tables");
+  require_disjoint(x, ts, "x", "ts");
+  require_disjoint(x, isum, "x", "isum");
+  require_disjoint(tables, ts, "tables", "ts");
+  require_disjoint(tables, isum, "tables", "isum");
+  require_disjoint(ts, isum, "ts", "isum");
   for (int64_t k = 0; k < s.k; ++k)
     if (lut::is_special(xp[k]))
       throw nb::value_error(("x: element " + std::to_string(k) + " is NaN/inf or beyond 2^125 (tables exclude it)").c_str());
@@ -73,8 +63,8 @@ void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray
   lut::build_tables(xp, s, tp, sp, ip);
 }
 
-void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int bits, int64_t group, bool has_zero,
-            OutArray out, int threads, int units, int cols, int64_t col_block, int64_t prefetch) {
+void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int64_t bits, int64_t group, bool has_zero,
+            OutArray out, int64_t threads, int64_t units, int64_t cols, int64_t col_block, int64_t prefetch) {
   const float* xp = typed<float>(x, "x", {-1, -1});
   const int64_t n = x.shape(0);
   Shape s = make_shape(m, x.shape(1), group, bits);
@@ -91,11 +81,11 @@ void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int bits, int6
   if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
   if (prefetch < 0 || prefetch > (1 << 20))
     throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + std::to_string(prefetch)).c_str());
-  threads = resolve_threads(threads);
-  lut::Config cfg{units, cols, col_block, prefetch};
+  const int nthreads = resolve_threads(threads);
+  lut::Config cfg{static_cast<int>(units), static_cast<int>(cols), col_block, prefetch};
   lut::Weights w{pp, wp, zp, has_zero};
   nb::gil_scoped_release release;
-  lut::matmul(xp, n, w, s, op, threads, cfg);
+  lut::matmul(xp, n, w, s, op, nthreads, cfg);
 }
 
 }  // namespace
@@ -106,6 +96,7 @@ void frugalnn_bind_lut(nanobind::module_& m) {
   auto s = m.def_submodule("lut", "T-MAC lookup-table low-bit GEMV/GEMM (layout: csrc/lut/layout.h).");
   s.attr("UNIT_ROWS") = lut::kUnitRows;
   s.attr("SPECIAL_MAGNITUDE") = lut::kSpecialMagnitude;
+  s.attr("MAX_GROUP") = lut::kMaxGroup;
   s.def("layout_sizes", &layout_sizes, nb::arg("m"), nb::arg("k"), nb::arg("group_size"), nb::arg("bits"),
         "(units, groups, packed bytes, table bytes per column)");
   s.def("transform", &transform, nb::arg("codes"), nb::arg("bits"), nb::arg("group_size"), nb::arg("packed"),

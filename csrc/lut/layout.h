@@ -13,8 +13,24 @@
 //   acc[m,g] = sum_{c in g} sum_i 2^i qT_c[j_i(m,c)]
 //   y[m] += float(acc[m,g]) * (ws[m,g] * ts_g)          ws = scale / 2
 //   y[m] += zt[m,g] * (float(isum_g) * ts_g)             zt = scale*h + offset,  isum_g = sum qT_c[15]
-// (the second line only for asymmetric weights). With a single group (G = K) the integer sum runs
-// over all of K: the exact int32 path for per-tensor / per-row scales (BitNet).
+// (the second line only for asymmetric weights; each product is formed in this order, see the float
+// steps below). With a single group (G = K) the integer sum runs over all of K: the exact integer
+// path for per-tensor / per-row scales (BitNet).
+//
+// Integer ranges. One step (two chunks) adds at most 2 (2^b - 1) 127 to a row's sum, so a group of
+// more than int32_steps() steps could overflow int32 (8-bit codes from G of about 265k, 4-bit
+// about 4.5M, ternary about 22.5M): such groups carry the sum in int64 (acc32 is flushed into it
+// in time), and float(acc) is then the one rounding of the exact sum, as for short groups.
+// isum_g sums G/4 entries of at most 127 in int32, hence G <= kMaxGroup = 2^26 (make_shape).
+//
+// Float steps and their domain. Per group: y += (float(acc) * ws) * ts, then y += (zt * float(isum))
+// * ts: the int-times-weight product first, so an intermediate overflows only where the term it
+// belongs to does. (With zs = isum * ts first, a group of activations near 2^124 overflowed zs,
+// the sum of the group's activations, even when zt times it was small: NaN for a finite dense
+// result.) Activations with |x| >= 2^125 (and NaN/inf) never enter the tables (driver.h). For
+// |x| < 2^125 every table entry is below 2^127; the result is finite whenever every group's
+// terms ws * sum(level x) and zt * sum(x) and their running sum are (the dense matmul overflows
+// in the same places, up to rounding).
 //
 // Weight layout (uint8), "units" of 32 rows, unit-major so one unit streams contiguously over K:
 //   packed[unit][group][step][slab][32]          step = 2 chunks (8 activations) of one group
@@ -42,6 +58,10 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common/checked.h"
 
 namespace frugalnn {
 namespace lut {
@@ -52,6 +72,13 @@ constexpr int kMaxBits = 8;
 // Activations at or beyond this magnitude (and NaN/inf) bypass the tables: 4 of them could
 // overflow a float32 table entry. They are added back exactly, as the dense matmul would.
 constexpr float kSpecialMagnitude = 4.2535296e37f;  // 2^125
+// Largest group: isum (G/4 entries of at most 127) must fit int32.
+constexpr int64_t kMaxGroup = int64_t{1} << 26;
+// A group whose largest table entry is below this is quantized from 2^64 T (an exact power-of-two
+// scaling): 127 / maxabs overflows float32 below 2^-121 (tiny or subnormal activations), and the
+// infinite scale turned the AVX2 tables into -128s (a result of the wrong sign).
+constexpr float kTinyTable = 7.8886091e-31f;  // 2^-100
+constexpr float kTinyScale = 1.8446744e19f;   // 2^64
 
 struct Shape {
   int64_t m = 0, k = 0, group = 0;
@@ -73,7 +100,33 @@ struct Shape {
     int64_t s = 32767 / per_step;
     return static_cast<int>(s < 1 ? 1 : s);
   }
+  // Steps an int32 row sum can take before it could overflow (the same bound per step).
+  int64_t int32_steps() const { return 2147483647 / (2 * ((int64_t{1} << bits) - 1) * 127); }
+  bool wide_sums() const { return steps_per_group() > int32_steps(); }
 };
+
+// A validated shape: std::invalid_argument (ValueError in Python) names the bad value, and every
+// size the layout derives from it (packed bytes, table bytes) is known to fit int64.
+inline Shape make_shape(int64_t m, int64_t k, int64_t group, int64_t bits) {
+  auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
+  if (bits < 1 || bits > kMaxBits) fail("bits: expected 1..8, got " + std::to_string(bits));
+  if (m < 0) fail("M: expected >= 0, got " + std::to_string(m));
+  if (k <= 0 || k % 4) fail("K: expected a positive multiple of 4, got " + std::to_string(k));
+  if (group < 4 || group % 4) fail("group_size: expected a positive multiple of 4, got " + std::to_string(group));
+  if (k % group) fail("group_size: " + std::to_string(group) + " does not divide K = " + std::to_string(k));
+  if (group > kMaxGroup)
+    fail("group_size: " + std::to_string(group) + " exceeds the kernel's limit of 2^26 = " +
+         std::to_string(kMaxGroup) + " (the int32 table sum of one group)");
+  Shape s;
+  s.m = m;
+  s.k = k;
+  s.group = group;
+  s.bits = static_cast<int>(bits);
+  const int64_t units = m / kUnitRows + (m % kUnitRows != 0);
+  checked_product({units, k / group, s.steps_per_group(), bits, kSlabBytes}, "packed bytes (units x groups x steps x bits x 32)");
+  checked_product({k / group, s.steps_per_group(), kSlabBytes}, "table bytes");
+  return s;
+}
 
 inline int accumulator_row(int a, int j) { return 16 * (a / 2) + 8 * (j & 1) + 4 * (a & 1) + j / 2; }
 

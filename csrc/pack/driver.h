@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -64,8 +65,9 @@ inline int64_t quantize_pack(const float* wp, int64_t n, int64_t k, int64_t grou
         for (int64_t g = 0; g < groups; ++g) {
           float lo, hi, amax;
           GroupParams p{};
-          if (!Ops::stats(row + g * group, group, &lo, &hi, &amax) ||
-              !group_params(lo, hi, amax, bits, symmetric, &p)) {
+          const bool ok = Ops::stats(row + g * group, group, &lo, &hi, &amax) &&
+                          group_params(lo, hi, amax, bits, symmetric, &p);
+          if (!ok) {
             std::lock_guard<std::mutex> lock(bad_mutex);
             int64_t where = r * groups + g;
             if (first_bad < 0 || where < first_bad) first_bad = where;
@@ -73,7 +75,11 @@ inline int64_t quantize_pack(const float* wp, int64_t n, int64_t k, int64_t grou
           }
           sp[r * groups + g] = p.scale;
           op[r * groups + g] = p.offset;
-          Ops::quantize(row + g * group, group, p, symmetric, bits, codes.data() + g * group);
+          if (ok) {
+            Ops::quantize(row + g * group, group, p, symmetric, bits, codes.data() + g * group);
+          } else {  // zero codes; quantizing NaN would convert NaN to an integer (undefined)
+            std::memset(codes.data() + g * group, 0, static_cast<size_t>(group));
+          }
         }
         Ops::pack_row(codes.data(), k, bits, pp + r * packed_row_bytes(k, bits));
       }

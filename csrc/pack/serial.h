@@ -48,6 +48,14 @@ inline bool group_params(float lo, float hi, float amax, int bits, bool symmetri
   // The top code must dequantize to a finite value too (q * scale overflows for |w| > max/2).
   if (!std::isfinite(p->scale) || !std::isfinite(p->offset) || !std::isfinite(levels * p->scale)) return false;
   p->inv_scale = p->scale != 0.0f ? 1.0f / p->scale : 0.0f;
+  // A scale below 2^-128 (a group of subnormal weights) has no float32 reciprocal: 1/scale was inf,
+  // and w * inf + bias NaN for w = 0 (a NaN converted to uint8 is undefined behaviour, which the
+  // sanitizer build caught). Such a group is one code: scale 0, every weight dequantizes to offset.
+  if (!std::isfinite(p->inv_scale)) {
+    p->scale = 0.0f;
+    p->inv_scale = 0.0f;
+    if (symmetric) p->offset = -half * p->scale;
+  }
   // Asymmetric codes are rint((w - lo) * inv); written as w * inv + bias it would round twice
   // differently, so the asymmetric path subtracts first (see serial::quantize_group).
   p->bias = symmetric ? half : 0.0f;
@@ -106,7 +114,7 @@ inline void quantize_group(const float* w, int64_t n, const GroupParams& p, bool
   for (int64_t i = 0; i < n; ++i) {
     float t = symmetric ? w[i] * p.inv_scale + p.bias : (w[i] - p.offset) * p.inv_scale;
     float q = std::nearbyint(t);
-    q = q < 0.0f ? 0.0f : (q > top ? top : q);
+    q = q > 0.0f ? (q < top ? q : top) : 0.0f;  // NaN -> 0, as avx2's max_ps does
     codes[i] = static_cast<uint8_t>(q);
   }
 }

@@ -78,8 +78,31 @@ def require_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def max_threads() -> int:
+    """The most threads a call may ask for (frugalnn.threads documents why)."""
+    from frugalnn import _core
+
+    return int(_core.max_threads())
+
+
 def threads_arg(threads: int | None) -> int:
-    """`threads=None` means all cores (-1 for the compiled core)."""
+    """`threads=None` means all cores (-1 for the compiled core); otherwise 1..max_threads()."""
     if threads is None:
         return -1
-    return require_int(threads, "threads", lo=1)
+    return require_int(threads, "threads", lo=1, hi=max_threads())
+
+
+def require_float32_scalar(value: Any, name: str) -> float:
+    """A real number (Python or numpy scalar, bool rejected) that is finite as a float32; the kernels
+    compute in float32, where 1e300 becomes inf."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"{name}: expected a finite float32 value (|{name}| <= 3.4e38), got {value!r}") from None
+    with np.errstate(over="ignore"):
+        finite32 = bool(np.isfinite(np.float32(v)))
+    if not (np.isfinite(v) and finite32):
+        raise ValueError(f"{name}: expected a finite float32 value (|{name}| <= 3.4e38), got {value!r}")
+    return v

@@ -2,7 +2,8 @@
 `register(subparsers)`; handlers import what they need lazily so `frugalnn info` stays fast.
 
 User errors (bad arguments, missing files, bad input data) print one line and exit 2; use
---debug for the traceback.
+--debug for the traceback. That includes argparse's own errors (no usage block) and a --seed
+outside 0..2^64-1 (the widest seed torch and numpy both take), checked for every command.
 """
 from __future__ import annotations
 
@@ -12,11 +13,21 @@ import pkgutil
 import sys
 
 
+MAX_SEED = 2**64 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (subcommand parsers inherit the class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import frugalnn
     import frugalnn.commands as commands
 
-    parser = argparse.ArgumentParser(prog="frugalnn", description="Cheaper neural networks, measured.")
+    parser = _Parser(prog="frugalnn", description="Cheaper neural networks, measured.")
     parser.add_argument("--version", action="version", version=f"frugalnn {frugalnn.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -32,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        # torch's generators take at most 64 bits ("Overflow when unpacking long long" past them)
+        print(f"frugalnn {args.command}: error: --seed: expected 0..{MAX_SEED}, got {seed}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -163,3 +163,37 @@ def test_exp_refuses_arguments_above_its_domain(backend):
     with pytest.raises(ValueError, match="inf"):
         attention.exp(np.array([np.inf], np.float32))
     assert attention.exp(np.array([88.3], np.float32))[0] > 1e38
+
+
+# ---- issue 19: scale and head counts ---------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [1e300, -1e300, 3.5e38, float("inf"), np.float64(1e39)])
+def test_scale_must_be_finite_in_float32(scale):
+    # 1e300 passed as finite, became inf in the kernel's float32, and every output was NaN
+    q, k, v = inputs(1, 3, 5, 8, 8)
+    for impl in ("native", "numpy"):
+        with pytest.raises(ValueError, match="scale: expected a finite float32 value"):
+            attention.fused_attention(q, k, v, scale=scale, impl=impl)
+    with pytest.raises(ValueError, match="scale: expected a finite float32 value"):
+        _core.attention.fused_attention(q, k, v, False, float(scale), np.empty((1, 3, 8), np.float32))
+
+
+@pytest.mark.parametrize("scale", [np.float32(0.5), np.float64(0.5), np.int64(2), 0.0, -0.25, 1e-40])
+def test_any_finite_float32_scale_is_accepted_numpy_scalars_too(backend, scale):
+    # np.float32(0.5) was refused as "expected a finite number"; zero and negative scales are
+    # allowed as in torch's SDPA (the kernel folds scale into q)
+    q, k, v = inputs(2, 5, 7, 8, 8)
+    got = attention.fused_attention(q, k, v, scale=scale)
+    np.testing.assert_allclose(got, attention.fused_attention(q, k, v, scale=float(scale), impl="numpy"),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="scale: expected a real number"):
+        attention.fused_attention(q, k, v, scale="0.5")
+
+
+@pytest.mark.parametrize("qs,ks", [((0, 3, 8), (0, 5, 8)), ((2, 0, 3, 8), (2, 0, 5, 8)), ((4, 3, 8), (0, 5, 8)),
+                                   ((0, 3, 8), (2, 5, 8))])
+def test_zero_heads_is_a_value_error(qs, ks):
+    # `qb[-1] % kb[-1]` raised ZeroDivisionError
+    q, k = np.ones(qs, np.float32), np.ones(ks, np.float32)
+    with pytest.raises(ValueError, match="heads"):
+        attention.fused_attention(q, k, k, enable_gqa=True)

@@ -58,6 +58,17 @@ def test_overlapping_buffers_rejected():
         P.pack_codes(codes, 8, codes)
 
 
+def test_outputs_may_not_overlap_each_other():
+    # (issue 19) only input/output pairs were checked: two outputs over one buffer were accepted
+    w, p, s, _ = _buffers()
+    with pytest.raises(ValueError, match="scales and offsets share memory"):
+        P.quantize_pack(w, 4, 8, True, p, s, s)
+    x = np.ones(16, np.float32)
+    both = np.zeros(64, np.float32)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.lut.build_tables(x, 16, both.view(np.int8)[:64], both[:1], both[:1].view(np.int32))
+
+
 def test_read_only_input_accepted_read_only_output_rejected():
     w, p, s, o = _buffers()
     w.setflags(write=False)

@@ -188,3 +188,86 @@ def test_bad_arguments():
                            1.0, np.empty((2, 7), np.float32))
     with pytest.raises(ValueError, match="rope_dim"):
         _core.llama.rope(np.ones((2, 8), np.float32), 3, np.ones((1, 2), np.float32))
+
+
+# ---- issue 19: scale, head dim 0, overlapping outputs, the decoder's outputs -----------------------
+
+@pytest.mark.parametrize("scale", [1e300, float("nan"), float("inf"), -1e39])
+def test_attend_validates_scale(scale):
+    q = np.ones((2, 8), np.float32)
+    for impl in ("native", "numpy"):
+        with pytest.raises(ValueError, match="scale: expected a finite float32 value"):
+            kl.attend(q, q, q, scale=scale, impl=impl)
+    with pytest.raises(ValueError, match="scale: expected a finite float32 value"):
+        _core.llama.attend(q, q, q, scale, np.empty((2, 8), np.float32))
+
+
+def test_attend_accepts_numpy_scalar_scale(backend):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((3, 8)).astype(np.float32) for _ in range(3))
+    np.testing.assert_array_equal(kl.attend(q, k, v, scale=np.float32(0.25)), kl.attend(q, k, v, scale=0.25))
+
+
+def test_attend_head_dim_0_is_a_value_error():
+    # the default scale 1 / sqrt(0) raised ZeroDivisionError
+    z = np.ones((2, 0), np.float32)
+    with pytest.raises(ValueError, match="head dim 0"):
+        kl.attend(z, z, z)
+
+
+def test_elementwise_outputs_may_be_the_input_but_never_a_shifted_view(backend):
+    buf = np.random.default_rng(1).standard_normal(48).astype(np.float32)
+    for args in ((buf[:16], buf[16:32], buf[8:24]), (buf[:16], buf[16:32], buf[17:33])):
+        with pytest.raises(ValueError, match="partially overlap"):
+            _core.llama.silu_mul(*args)
+    gate, up = buf[:16].copy(), buf[16:32].copy()
+    expected = kl.silu_mul(gate, up)
+    _core.llama.silu_mul(gate, up, gate)  # in place: element i is read before it is written
+    np.testing.assert_array_equal(gate, expected)
+    x, w = buf[:16].copy(), np.ones(16, np.float32)
+    with pytest.raises(ValueError, match="partially overlap"):
+        _core.llama.rms_norm(buf[:16], w, 1e-5, buf[1:17])
+    expected = kl.rms_norm(x, w)
+    _core.llama.rms_norm(x, w, 1e-5, x)
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_rms_norm_eps_must_be_finite():
+    x = np.ones(4, np.float32)
+    for eps in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="eps"):
+            kl.rms_norm(x, x, eps)
+        with pytest.raises(ValueError, match="eps"):
+            _core.llama.rms_norm(x, x, eps, np.empty(4, np.float32))
+
+
+def _decoder(vocab=10, dim=8):
+    """A finished one-layer decoder and its weights (dense, ones)."""
+    f = lambda *s: np.ones(s, np.float32)  # noqa: E731
+    emb = f(vocab, dim)
+    d = _core.llama.Decoder(dim, 1, 2, 1, 4, 4, 8, vocab, 4, 1e-5, emb, f(4, 2, 2), f(dim), 1)
+    weights = dict(qkv=f(16, dim), o=f(dim, 8), gate_up=f(16, dim), down=f(dim, 8))
+    d.set_norms(0, f(dim), f(dim))
+    for slot, w in weights.items():
+        d.add_dense(0, slot, w, 1)
+    weights["head"] = f(vocab, dim)
+    d.add_dense(-1, "head", weights["head"], 1)
+    d.finish()
+    return d, emb, weights
+
+
+def test_decoder_refuses_logits_or_cache_over_its_weights():
+    # only the KV cache was checked: logits could be written into the embedding
+    d, emb, weights = _decoder()
+    k = np.zeros((1, 1, 1, 4, 4), np.float32)
+    d.set_cache(k, np.zeros_like(k))
+    for logits in (emb.reshape(-1)[:10], emb.reshape(-1)[5:15], weights["head"].reshape(-1)[:10],
+                   weights["o"].reshape(-1)[1:11]):
+        with pytest.raises(ValueError, match="logits shares memory with one of the decoder's weights"):
+            d.step(0, 0, logits)
+    before = emb.copy()
+    d.step(0, 0, np.empty(10, np.float32))  # a separate buffer works
+    np.testing.assert_array_equal(emb, before)
+    cache = weights["qkv"].reshape(-1)[:16].reshape(1, 1, 1, 4, 4)
+    with pytest.raises(ValueError, match="k_cache shares memory"):
+        d.set_cache(cache, np.zeros_like(k))

@@ -9,8 +9,9 @@ Tolerances, stated:
     twice the layer's own int8-table error on that input (nothing amplified: any CPU, either
     backend). SmolLM2 4-bit, measured: table error 2e-3..9e-3 per layer, fast vs torch 1e-7, or
     1e-4 where one table entry's rounding flips.
-  - end to end: the same greedy tokens, and perplexity over decode steps within 0.5% of the
-    torch path's.
+  - end to end: the same greedy tokens on a fixed prompt, and perplexity over decode steps within
+    0.5% of the torch path's on 4096 tokens (the per-token spread that sets this length is in the
+    test's docstring).
 """
 import pytest
 import torch
@@ -20,7 +21,9 @@ from tiny_gguf import write_tiny_llama
 
 from frugalnn import convert_
 from frugalnn import llm as llama
+from frugalnn.kernels import available_backends, use_backend
 from frugalnn.llm.check import check_layers
+from frugalnn.threads import torch_threads
 from frugalnn.tmac import LUTConfig, LUTLinear, LUTWeight
 
 TOKENS = torch.tensor([[3, 17, 99, 5, 64, 2, 7, 11, 12, 13]])
@@ -305,7 +308,10 @@ def test_smollm2_fp32_matches_torch_path(smollm2_fp32, smollm2_tokenizer):
 
 @pytest.fixture(scope="module")
 def smollm2_q4(smollm2_path):
-    return llama.load(smollm2_path, bits="4", threads=1)
+    # one torch thread: with LUT weights torch only runs the small ops, and on a shared 2-core
+    # machine a second spinning thread stalls every one of them (docs/llm.md)
+    with torch_threads(1):
+        yield llama.load(smollm2_path, bits="4", threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -314,35 +320,60 @@ def japan_prompt(smollm2_tokenizer):
 
 
 def test_smollm2_lut_layers_match_torch_path_within_table_error(smollm2_q4, japan_prompt):
-    # the default backend here (the tiny models above run both; FRUGALNN_KERNELS=serial runs this on serial)
+    # the active backend (the tiny models above run both; FRUGALNN_KERNELS=serial runs this on serial)
     checks = check_layers(smollm2_q4, torch.tensor([japan_prompt]))
     assert len(checks) == 30
     assert_layers_within_table_error(checks)
 
 
+def test_smollm2_lut_decoder_gives_the_torch_paths_greedy_tokens(smollm2_q4, smollm2_tokenizer, japan_prompt):
+    model, eos = smollm2_q4, {smollm2_tokenizer.eos_token_id}
+    gen_fast, _ = llama.generate(model, japan_prompt, 16, stop_ids=eos)
+    model.fast_decode = False
+    try:
+        gen_torch, _ = llama.generate(model, japan_prompt, 16, stop_ids=eos)
+    finally:
+        model.fast_decode = True
+    # top-1 leads the runner-up by >= 1.1 logits at every decode step of this answer (measured),
+    # against ~0.2 of path noise: the answer does not hang on a near tie
+    assert gen_fast == gen_torch and gen_fast[-1] in eos
+    assert "Tokyo" in smollm2_tokenizer.decode(gen_fast)
+
+
+def token_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="none")
+
+
+def test_smollm2_lut_decoder_perplexity_within_half_a_percent_of_the_torch_path(smollm2_q4, smollm2_tokenizer):
+    """Perplexity over the report's 4096-token text: every position a decode step on the compiled
+    decoder, against the torch path's full causal passes (windows of 512).
+
+    Why 4096 tokens: the two paths' per-token NLLs differ with a spread of ~0.08 nats (the int8
+    tables' noise, amplified through 30 layers into two independent realizations; measured on
+    SmolLM2 4-bit between any two of decoder steps, torch steps and torch full passes). The mean of
+    N such differences has a standard error of 0.08 / sqrt(N): 0.5% is four of them at N = 4096, and
+    the test also asserts it had that power (3 standard errors within 0.5%), so a pass is not luck.
+    The decoder runs on the fastest backend here: at ~20x the step time, 4096 serial decoder steps
+    would take a quarter of an hour, and the serial decoder is checked on this model layer by layer
+    (above, under FRUGALNN_KERNELS=serial) and on the tiny models in every run.
+    """
+    model = smollm2_q4
+    ids = llama.reference_tokens(smollm2_tokenizer)
+    diffs = []
+    with use_backend(available_backends()[-1]), torch.inference_mode():
+        for start in range(0, len(ids), 512):
+            window = torch.tensor([ids[start:start + 512]])
+            diffs.append(token_nll(decode_step_logits(model, window), window) - token_nll(model(window), window))
+    d = torch.cat(diffs).double()
+    assert d.numel() == 4096 - 8
+    standard_error = float(d.std() / d.numel() ** 0.5)
+    assert 3 * standard_error <= 0.005, standard_error
+    assert abs(float(torch.expm1(d.mean()))) < 0.005  # perplexity ratio = exp(mean NLL difference)
+
+
 def decode_step_logits(model, ids: torch.Tensor) -> torch.Tensor:
     """Logits [1, T, vocab] of ids [1, T] fed one decode step at a time (the compiled decoder)."""
     model.setup_cache(ids.shape[1])
-    steps = []
-    for i in range(ids.shape[1]):
-        steps.append(model(ids[:, i:i + 1], start=i))
-        assert model.fast_decode_reason() == ""
+    steps = [model(ids[:, i:i + 1], start=i) for i in range(ids.shape[1])]
+    assert model.fast_decode_reason() == ""
     return torch.cat(steps, 1)
-
-
-def test_smollm2_lut_decoder_gives_the_torch_paths_tokens_and_perplexity(smollm2_q4, smollm2_tokenizer,
-                                                                        japan_prompt):
-    model = smollm2_q4
-    gen_fast, _ = llama.generate(model, japan_prompt, 16)
-    model.fast_decode = False
-    try:
-        gen_torch, _ = llama.generate(model, japan_prompt, 16)
-    finally:
-        model.fast_decode = True
-    assert gen_fast == gen_torch
-    assert "Tokyo" in smollm2_tokenizer.decode(gen_fast)
-    ids = llama.reference_tokens(smollm2_tokenizer, n_tokens=256)
-    torch_path = llama.perplexity(lambda x: model(x), ids, window=128)        # full causal passes
-    fast_path = llama.perplexity(lambda x: decode_step_logits(model, x), ids, window=128)
-    assert fast_path.scored_tokens == torch_path.scored_tokens == 254
-    assert abs(fast_path.perplexity / torch_path.perplexity - 1) < 0.005

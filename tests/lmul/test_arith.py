@@ -157,3 +157,56 @@ def test_nan_and_inf_follow_the_rule_in_matmul():
     assert got[1, 0] == lmul_ref.lmul_bits(F32(2), F32(1), 4, False, 3)
     a[0, 0] = np.nan
     assert bits(lmul_matmul(a, b, 4))[0, 0] == 0x7FC00000
+
+
+# Issue 19, item 8: numpy.matmul's shape rules exactly, on both containers and both implementations.
+MATMUL_SHAPES = [((7,), (7,)), ((7,), (3, 7, 2)), ((2, 3, 7), (7,)), ((3, 0), (0, 4)), ((0,), (0,)),
+                 ((2, 1, 3, 0), (5, 0, 4)), ((0, 3), (3, 4)), ((3, 4), (4, 0)), ((0,), (2, 0, 3)), ((4, 0), (0,)),
+                 ((0, 2, 3), (3, 4)), ((2, 1, 3, 4), (1, 5, 4, 2)), ((1, 1, 3, 4), (4, 2))]
+
+
+@pytest.mark.parametrize("impl", ["native", "numpy"])
+@pytest.mark.parametrize("a_shape,b_shape", MATMUL_SHAPES)
+def test_matmul_follows_numpy_shapes_including_1d_and_zero_sizes(a_shape, b_shape, impl, backend):
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal(a_shape).astype(F32), rng.standard_normal(b_shape).astype(F32)
+    want = np.matmul(a, b)
+    got = lmul_matmul(a, b, 3, impl=impl)
+    assert isinstance(got, np.ndarray) and got.shape == want.shape and got.dtype == F32
+    t = lmul_matmul(torch.from_numpy(a), torch.from_numpy(b), 3, impl=impl)
+    assert isinstance(t, torch.Tensor) and tuple(t.shape) == want.shape
+    np.testing.assert_array_equal(bits(t.numpy()), bits(got))
+    if a_shape[-1] == 0:  # K = 0: the empty sum
+        assert not got.any()
+    else:
+        assert np.all(np.abs(got - want) <= 0.3 * np.matmul(np.abs(a), np.abs(b)))
+
+
+def test_vector_dot_is_zero_dimensional():
+    got = lmul_matmul(np.ones(7, F32), np.ones(7, F32), 3)
+    assert got.shape == () and got == lmul_matmul(torch.ones(7), torch.ones(7), 3).item()
+    assert lmul(torch.tensor(2.0), torch.tensor(3.0), 4, impl="numpy").shape == ()
+
+
+def test_zero_k_backward_gives_empty_gradients():
+    a = torch.ones(3, 0, requires_grad=True)
+    out = lmul_matmul(a, torch.ones(0, 4), 3)
+    assert out.shape == (3, 4) and not out.any()
+    out.sum().backward()
+    assert a.grad.shape == (3, 0)
+
+
+@pytest.mark.parametrize("fn", [lmul, lmul_matmul])
+@pytest.mark.parametrize("threads", [-5, 0, 2.5, True])
+def test_threads_validated_on_the_torch_path_too(fn, threads):
+    # Before: the torch-tensor path ignored `threads`, so threads=-5 was accepted there.
+    for x in (np.ones((2, 2), F32), torch.ones(2, 2)):
+        with pytest.raises((ValueError, TypeError), match="threads"):
+            fn(x, x, 3, threads=threads)
+
+
+def test_threads_honoured_on_the_torch_path_and_restored():
+    before = torch.get_num_threads()
+    x = torch.randn(4, 8)
+    np.testing.assert_array_equal(lmul_matmul(x, x.T, 3, threads=1).numpy(), lmul_matmul(x, x.T, 3).numpy())
+    assert torch.get_num_threads() == before

@@ -62,6 +62,30 @@ def test_race_keeps_a_failing_peer_as_a_row(monkeypatch):
     assert r.ms("lut 4-bit") > 0 and r.ms("torch fp32") > 0
 
 
+class _FailingRun:
+    """A peer that builds but fails when it runs (e.g. ggml_graph_compute returning an error)."""
+
+    def __init__(self, *args, **kwargs):
+        self.bits_per_weight = 4.5
+
+    def run(self):
+        raise RuntimeError("ggml_graph_compute failed with status 1")
+
+    def dequantize(self):
+        raise AssertionError("not reached")
+
+    def close(self):
+        pass
+
+
+def test_race_keeps_a_peer_that_fails_to_run_as_a_row(monkeypatch):
+    monkeypatch.setattr(ggml_peer, "MulMat", _FailingRun)
+    w, x = _inputs()
+    r = race("test", w, x, (4,), 1, 1, peer=object())
+    assert "status 1" in r.not_measured["llama.cpp Q4_0"] and "status 1" in r.not_measured["llama.cpp Q4_K"]
+    assert set(r.timings) == {"torch fp32", "lut 4-bit", "torch dequant 4"}
+
+
 def test_bits_per_weight_from_ggml_block_sizes():
     expected = {"Q2_K": 2.625, "Q3_K": 3.4375, "Q4_0": 4.5, "Q4_K": 4.5, "TQ2_0": 2.0625}
     assert {qt: ggml_peer.bits_per_weight(qt) for qt in expected} == expected

@@ -6,6 +6,7 @@ import torch
 
 from frugalnn.kernels import pack
 from frugalnn.tmac import TERNARY, LUTWeight, matmul
+from frugalnn.tmac.weight import MAX_WEIGHT
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((70, 256)).astype(np.float32)
@@ -182,3 +183,86 @@ def test_gemv_fn_matches_matmul_and_validates():
         fn(x[:255])
     with pytest.raises(TypeError, match="C-contiguous"):
         fn(np.ascontiguousarray(np.stack([x, x], 1))[:, 0])
+
+
+# ---- issue 19: from_codes refuses what it used to cast (item 9), from_gguf takes raw bytes (item 14) --------
+
+
+def _codes_args(m=4, k=8, g=4):
+    return np.ones((m, k), np.uint8), np.ones((m, k // g), np.float32), np.zeros((m, k // g), np.float32)
+
+
+@pytest.mark.parametrize("codes,error,match", [
+    (np.full((4, 8), 2.7), TypeError, "integer array, got dtype float64"),
+    (np.full((4, 8), 2.0, np.float32), TypeError, "integer array"),
+    (np.full((4, 8), -1, np.int64), ValueError, r"element \(0, 0\) is -1, outside 0\.\.15"),
+    (np.full((4, 8), 16, np.int32), ValueError, r"is 16, outside 0\.\.15"),
+    (np.full((4, 8), 300, np.int16), ValueError, r"is 300, outside"),
+    ([[0.5] * 8] * 4, TypeError, "integer array"),
+])
+def test_from_codes_refuses_codes_instead_of_casting(codes, error, match):
+    _, scales, offsets = _codes_args()
+    with pytest.raises(error, match=match):
+        LUTWeight.from_codes(codes, scales, offsets, 4, 4)
+
+
+def test_from_codes_reports_the_first_bad_position():
+    codes, scales, offsets = _codes_args()
+    codes = codes.astype(np.int32)
+    codes[2, 5] = -7
+    with pytest.raises(ValueError, match=r"element \(2, 5\) is -7"):
+        LUTWeight.from_codes(codes, scales, offsets, 4, 4)
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8])
+def test_from_codes_refuses_scales_that_overflow_float32(bits):
+    codes, scales, offsets = _codes_args()
+    scales[1, 1], offsets[1, 1] = 3e38, 1e38  # weights reach 4e38 (bits 1) and far beyond
+    with pytest.raises(ValueError, match=r"row 1, group 1: scale 3e\+38 with offset 1e\+38"):
+        LUTWeight.from_codes(codes, scales, offsets, bits, 4)
+    # the bound is (2^b - 1) |scale| + |offset| <= float32 max: just inside it every weight is finite
+    scales[1, 1] = np.float32(MAX_WEIGHT / 2 / ((1 << bits) - 1))
+    offsets[1, 1] = -np.float32(MAX_WEIGHT / 2)
+    w = LUTWeight.from_codes(codes, scales, offsets, bits, 4)
+    assert np.isfinite(w.dequantize()).all() and np.isfinite(w.ws).all() and np.isfinite(w.zt).all()
+    offsets[1, 1] = np.float32(MAX_WEIGHT)
+    with pytest.raises(ValueError, match="past float32"):
+        LUTWeight.from_codes(codes, scales, offsets, bits, 4)
+
+
+def test_from_codes_accepts_integer_bool_and_torch_codes():
+    codes, scales, offsets = _codes_args()
+    ref = LUTWeight.from_codes(codes, scales, offsets, 4, 4).dequantize()
+    for c in (codes.astype(np.int64), codes.astype(np.uint16), codes.astype(bool),
+              torch.from_numpy(codes.astype(np.int32)), codes.tolist()):
+        np.testing.assert_array_equal(LUTWeight.from_codes(c, scales, offsets, 4, 4).dequantize(), ref)
+    with pytest.raises(ValueError, match="kind"):
+        LUTWeight.from_codes(codes, scales, offsets, 4, 4, kind="float")
+
+
+@pytest.mark.parametrize("form", ["bytes", "bytearray", "memoryview", "uint8", "uint8 2-d", "int16 view"])
+def test_from_gguf_takes_raw_bytes_in_every_form(form):
+    data, qt = _gguf_blocks("Q4_0", (8, 64))
+    raw = np.ascontiguousarray(data).reshape(-1)
+    arg = {"bytes": lambda: raw.tobytes(), "bytearray": lambda: bytearray(raw.tobytes()),
+           "memoryview": lambda: memoryview(raw.tobytes()), "uint8": lambda: raw,
+           "uint8 2-d": lambda: raw.reshape(8, -1), "int16 view": lambda: raw.view(np.int16)}[form]()
+    w = LUTWeight.from_gguf(arg, qtype=qt, shape=(8, 64))
+    np.testing.assert_array_equal(w.dequantize(), gguf.quants.dequantize(data, qt).reshape(8, 64))
+
+
+def test_from_gguf_raw_size_and_shape_are_validated():
+    data, qt = _gguf_blocks("Q4_0", (8, 64))
+    raw = data.tobytes()
+    with pytest.raises(ValueError, match=r"holds 288 bytes, expected 576"):
+        LUTWeight.from_gguf(raw, qtype=qt, shape=(16, 64))
+    with pytest.raises(ValueError, match="holds 288 bytes, expected"):  # 2^62 x 2^62: no wrap-around to a match
+        LUTWeight.from_gguf(raw, qtype=qt, shape=(2**62, 2**62))
+    with pytest.raises(TypeError, match=r"shape must be two ints"):
+        LUTWeight.from_gguf(raw, qtype=qt, shape=(8.0, 64))
+    with pytest.raises(TypeError, match=r"shape must be"):
+        LUTWeight.from_gguf(raw, qtype=qt, shape=8)
+    with pytest.raises(TypeError, match="bytes, bytearray, memoryview or a numpy array"):
+        LUTWeight.from_gguf(list(raw), qtype=qt, shape=(8, 64))
+    with pytest.raises(ValueError, match="not a whole number"):
+        LUTWeight.from_gguf(raw, qtype=qt, shape=(-8, 64))

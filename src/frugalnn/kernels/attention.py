@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from frugalnn import _core
-from frugalnn._arrays import from_numpy, require_choice, threads_arg, to_numpy
+from frugalnn._arrays import from_numpy, require_choice, require_float32_scalar, threads_arg, to_numpy
 from frugalnn.kernels import attention_ref
 
 IMPLS = ("native", "numpy")
@@ -61,15 +61,16 @@ def fused_attention(q, k, v, *, causal: bool = False, scale: float | None = None
         raise ValueError(f"sequence length 0: q has {l} queries, k has {s} keys (attention needs >= 1 of each)")
     if e == 0 or ev == 0:
         raise ValueError(f"head dim 0: q/k have {e}, v has {ev}")
+    if 0 in qb or 0 in kb:
+        raise ValueError(f"no heads: q has shape {qa.shape}, k {ka.shape} (every leading dim must be >= 1)")
     if qb[:-1] != kb[:-1] or (qb and qb[-1] != kb[-1] and not enable_gqa):
         raise ValueError(f"k: leading dims {tuple(kb)} do not match q's {tuple(qb)}"
                          + ("" if enable_gqa else " (pass enable_gqa=True for grouped-query attention)"))
     if qb and qb[-1] % kb[-1]:
         raise ValueError(f"enable_gqa: {qb[-1]} query heads are not a multiple of {kb[-1]} key/value heads")
-    if scale is None:
-        scale = 1.0 / math.sqrt(e)
-    elif not (isinstance(scale, (int, float)) and math.isfinite(scale)):
-        raise ValueError(f"scale: expected a finite number, got {scale!r}")
+    # Any finite float32 value, zero and negative included, as torch's SDPA allows (the kernel folds
+    # it into q in float32, so 1e300 would be inf there); numpy scalars are numbers too.
+    scale = 1.0 / math.sqrt(e) if scale is None else require_float32_scalar(scale, "scale")
     heads = int(np.prod(qb)) if qb else 1
     kv_heads = int(np.prod(kb)) if kb else 1
     out = np.empty((*qb, l, ev), np.float32)

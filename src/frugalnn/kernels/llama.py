@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from frugalnn import _core
-from frugalnn._arrays import float32_array, require_choice, require_int, threads_arg
+from frugalnn._arrays import float32_array, require_choice, require_float32_scalar, require_int, threads_arg
 from frugalnn.kernels import llama_ref
 
 IMPLS = ("native", "numpy")
@@ -31,9 +31,9 @@ def rms_norm(x: np.ndarray, w: np.ndarray, eps: float = 1e-5, *, impl: str = "na
     _same(x, w, "x", "w")
     if x.shape[0] == 0:
         raise ValueError("x: expected at least one element")
-    eps = float(eps)
+    eps = require_float32_scalar(eps, "eps")
     if not eps >= 0:
-        raise ValueError(f"eps: expected >= 0, got {eps}")
+        raise ValueError(f"eps: expected a finite number >= 0, got {eps}")
     out = np.empty_like(x)
     _impl(impl).rms_norm(x, w, eps, out)
     return out
@@ -61,7 +61,10 @@ def attend(q: np.ndarray, keys: np.ndarray, values: np.ndarray, scale: float | N
     _same(keys, values, "keys", "values")
     if keys.shape[0] == 0:
         raise ValueError("keys: expected at least one position")
-    scale = 1.0 / float(np.sqrt(np.float32(q.shape[1]))) if scale is None else float(scale)
+    if q.shape[1] == 0:
+        raise ValueError(f"q: head dim 0 (shape {q.shape}); attention needs >= 1")
+    # any finite float32 value, as fused_attention
+    scale = 1.0 / float(np.sqrt(np.float32(q.shape[1]))) if scale is None else require_float32_scalar(scale, "scale")
     out = np.empty_like(q)
     _impl(impl).attend(q, keys, values, scale, out)
     return out

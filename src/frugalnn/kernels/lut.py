@@ -2,6 +2,12 @@
 bit-identical numpy reference (`impl="numpy"`, `lut_ref`). Layout: csrc/lut/layout.h.
 
 These are the raw kernels; `frugalnn.tmac` (LUTWeight, matmul) is the user-facing API.
+
+Limits and domain (csrc/lut/layout.h): group_size <= 2^26 (MAX_GROUP; the int32 table sum of one
+group); any longer group than int32 row sums allow (8-bit from G of ~265k, ternary from ~22.5M)
+is summed in int64, exactly. Activations with |x| >= 2^125, inf and NaN bypass the tables and are
+added back as a dense float32 matmul would (a NaN makes its output column NaN). Below that the
+result is finite wherever each group's terms ws * sum(level x) and zt * sum(x) are.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from frugalnn.kernels import lut_ref
 
 IMPLS = ("native", "numpy")
 UNIT_ROWS = lut_ref.UNIT_ROWS
+MAX_GROUP = int(_core.lut.MAX_GROUP)
 layout_sizes = lut_ref.layout_sizes
 
 
@@ -44,10 +51,19 @@ def transform(codes: np.ndarray, bits: int, group_size: int, *, threads: int | N
 def untransform(packed: np.ndarray, bits: int, group_size: int, m: int, k: int, *, threads: int | None = None,
                 impl: str = "native") -> np.ndarray:
     bits = require_int(bits, "bits", 1, 8)
-    codes = np.empty((require_int(m, "m", 0), require_int(k, "k", 1)), np.uint8)
-    _impl(impl).untransform(_array(packed, "packed", np.uint8, 1), bits, require_int(group_size, "group_size", 1),
-                            codes, threads_arg(threads))
+    m, k, group_size = require_int(m, "m", 0), require_int(k, "k", 1), require_int(group_size, "group_size", 1)
+    packed = _array(packed, "packed", np.uint8, 1)
+    _require_packed(packed, m, k, group_size, bits)  # before allocating [m, k] from the caller's integers
+    codes = np.empty((m, k), np.uint8)
+    _impl(impl).untransform(packed, bits, group_size, codes, threads_arg(threads))
     return codes
+
+
+def _require_packed(packed: np.ndarray, m: int, k: int, group_size: int, bits: int) -> None:
+    nbytes = layout_sizes(m, k, group_size, bits)[2]
+    if packed.shape != (nbytes,):
+        raise ValueError(f"packed: expected {nbytes} bytes for M={m}, K={k}, group_size={group_size}, bits={bits}, "
+                         f"got shape {packed.shape}")
 
 
 def build_tables(x: np.ndarray, group_size: int, *, impl: str = "native"):
@@ -64,10 +80,12 @@ def matmul(x: np.ndarray, packed: np.ndarray, ws: np.ndarray, zt: np.ndarray, m:
            prefetch: int = 0, impl: str = "native") -> np.ndarray:
     """x [N, K] float32 times the transformed weight [M, K] -> out [N, M] float32."""
     x = _array(x, "x", np.float32, 2)
-    out = np.empty((x.shape[0], require_int(m, "m", 0)), np.float32)
-    _impl(impl).matmul(x, _array(packed, "packed", np.uint8, 1), _array(ws, "ws", np.float32, 3),
-                       _array(zt, "zt", np.float32, 3), m, require_int(bits, "bits", 1, 8),
-                       require_int(group_size, "group_size", 1), bool(has_zero), out, threads_arg(threads),
+    m, bits, group_size = require_int(m, "m", 0), require_int(bits, "bits", 1, 8), require_int(group_size, "group_size", 1)
+    packed = _array(packed, "packed", np.uint8, 1)
+    _require_packed(packed, m, x.shape[1], group_size, bits)  # before allocating [N, m]
+    out = np.empty((x.shape[0], m), np.float32)
+    _impl(impl).matmul(x, packed, _array(ws, "ws", np.float32, 3),
+                       _array(zt, "zt", np.float32, 3), m, bits, group_size, bool(has_zero), out, threads_arg(threads),
                        require_int(units, "units", 1, 4), require_int(cols, "cols", 1, 4),
                        require_int(col_block, "col_block", 1), require_int(prefetch, "prefetch", 0, 1 << 20))
     return out

@@ -9,6 +9,9 @@ import numpy as np
 
 UNIT_ROWS = 32
 SPECIAL_MAGNITUDE = np.float32(2.0**125)
+MAX_GROUP = 1 << 26  # isum (G/4 entries of at most 127) fits int32
+_TINY_TABLE = np.float32(2.0**-100)  # below: quantize 2^64 T (127 / maxabs would overflow float32)
+_TINY_SCALE = np.float32(2.0**64)
 _F32 = np.float32
 
 
@@ -23,6 +26,9 @@ def _check(m: int, k: int, group: int, bits: int) -> None:
         raise ValueError(f"group_size: expected a positive multiple of 4, got {group}")
     if k % group:
         raise ValueError(f"group_size: {group} does not divide K = {k}")
+    if group > MAX_GROUP:
+        raise ValueError(f"group_size: {group} exceeds the kernel's limit of 2^26 = {MAX_GROUP} "
+                         "(the int32 table sum of one group)")
 
 
 def layout_sizes(m: int, k: int, group_size: int, bits: int) -> tuple[int, int, int, int]:
@@ -110,8 +116,13 @@ def quantized_tables(x: np.ndarray, group: int):
     groups, cpg = k // group, group // 4
     up = _upper_tables(x.astype(_F32, copy=False)).reshape(n, groups, cpg, 8)
     maxabs = np.abs(up).max(axis=(2, 3)) if cpg else np.zeros((n, groups), _F32)
-    with np.errstate(divide="ignore"):
-        inv = np.where(maxabs > 0, _F32(127) / np.where(maxabs > 0, maxabs, _F32(1)), _F32(0)).astype(_F32)
+    tiny = (maxabs > 0) & (maxabs < _TINY_TABLE)
+    if tiny.any():
+        with np.errstate(over="ignore"):  # the product is kept only where the group is tiny
+            up = np.where(tiny[:, :, None, None], up * _TINY_SCALE, up)
+    top = maxabs.copy()
+    top[tiny] = maxabs[tiny] * _TINY_SCALE
+    inv = np.where(top > 0, _F32(127) / np.where(top > 0, top, _F32(1)), _F32(0)).astype(_F32)
     ts = (maxabs / _F32(127)).astype(_F32)
     q = np.clip(np.rint(up * inv[:, :, None, None]), -127, 127).astype(np.int8)
     qt = np.concatenate([-q[..., ::-1], q], axis=-1)
@@ -162,11 +173,10 @@ def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, un
         for p in range(bits):
             look = qt[:, g][:, chunk[None, :], idx[:, g, :, p]]  # [N, M, cpg]
             acc += weights[p] * look.sum(axis=2, dtype=np.int64)
-        c = w_s[None, :, g] * ts[:, g, None]
-        y = y + acc.astype(_F32) * c
+        t = ts[:, g, None]
+        y = y + (acc.astype(_F32) * w_s[None, :, g]) * t  # float steps in layout.h's order
         if has_zero:
-            zs = isum[:, g].astype(_F32) * ts[:, g]
-            y = y + w_z[None, :, g] * zs[:, None]
+            y = y + (w_z[None, :, g] * isum[:, g, None].astype(_F32)) * t
     top = _F32((1 << bits) - 1)
     for r, kk in zip(*np.nonzero(special)):
         g = kk // group_size

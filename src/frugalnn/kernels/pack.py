@@ -77,7 +77,11 @@ def dequantize_unpack(packed: np.ndarray, scales: np.ndarray, offsets: np.ndarra
     if offsets.shape != scales.shape:
         raise ValueError(f"offsets: expected shape {scales.shape} (as scales), got {offsets.shape}")
     n, groups = scales.shape
-    out = np.empty((n, groups * group_size), np.float32)
-    _impl(impl).dequantize_unpack(_matrix(packed, "packed", np.uint8), scales, offsets, bits, group_size, out,
-                                  threads_arg(threads))
+    packed = _matrix(packed, "packed", np.uint8)
+    k = groups * group_size
+    if packed.shape != (n, packed_row_bytes(k, bits)):  # before allocating [n, k] from group_size
+        raise ValueError(f"packed: expected shape {(n, packed_row_bytes(k, bits))} for {groups} groups of "
+                         f"{group_size} at {bits} bits, got {packed.shape}")
+    out = np.empty((n, k), np.float32)
+    _impl(impl).dequantize_unpack(packed, scales, offsets, bits, group_size, out, threads_arg(threads))
     return out

@@ -46,6 +46,12 @@ def group_params(w: np.ndarray, bits: int, group_size: int, symmetric: bool):
         offset = np.where(bad, _F32(0), offset).astype(_F32)
         inv = np.zeros_like(scale)
         np.divide(_F32(1), scale, out=inv, where=scale != 0)
+        # a scale below 2^-128 has no float32 reciprocal: such a group is one code (serial.h)
+        flat = ~np.isfinite(inv)
+        scale = np.where(flat, _F32(0), scale).astype(_F32)
+        inv = np.where(flat, _F32(0), inv).astype(_F32)
+        if symmetric:
+            offset = np.where(flat, -half * scale, offset).astype(_F32)
     bias = half if symmetric else _F32(0)
     return scale, offset, inv, bias, bad
 

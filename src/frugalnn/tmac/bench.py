@@ -52,7 +52,7 @@ class _Contender:
     held: Callable[[], np.ndarray]  # the float32 weight [M, K] it really multiplies by
     bound: float
     bits_per_weight: float
-    close: Callable[[], None] | None = None
+    close: Callable[[], None] | None = None  # set for a llama.cpp contender (frees ggml's graph and pool)
 
 
 @dataclass
@@ -143,14 +143,23 @@ def race(case: str, w_float: np.ndarray, x: np.ndarray, bits_list, threads: int,
     try:
         with torch_threads(threads):
             ref = x.astype(np.float64) @ w_float.T.astype(np.float64)
+            timed = {}
             for c in contenders:
-                y = _as_array(c.call()).reshape(n, m)
-                result.check_nmse[c.name] = check_before_timing(case, c.name, nmse(y, x @ c.held().T), c.bound)
+                try:
+                    y = _as_array(c.call()).reshape(n, m)
+                    held = c.held()
+                except Exception as e:
+                    if c.close is None:  # ours or torch: a failure is a bug, not a row
+                        raise
+                    result.not_measured[c.name] = f"{type(e).__name__}: {e}"  # a failed peer stays visible
+                    continue
+                result.check_nmse[c.name] = check_before_timing(case, c.name, nmse(y, x @ held.T), c.bound)
                 result.nmse_vs_fp32[c.name] = nmse(y, ref)
                 result.bits_per_weight[c.name] = c.bits_per_weight
+                timed[c.name] = c.call
             for c in contenders:  # dequantized copies are for the check only: free them before timing
                 getattr(c.held, "cache_clear", lambda: None)()
-            result.timings = time_interleaved({c.name: c.call for c in contenders}, repeats=repeats)
+            result.timings = time_interleaved(timed, repeats=repeats)
     finally:
         for c in contenders:
             if c.close is not None:

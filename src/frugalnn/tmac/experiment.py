@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from frugalnn import info
 from frugalnn.bench.accuracy import nmse
 from frugalnn.report import Context, ExperimentResult, Figure, Row, Table, experiment
 from frugalnn.report.verdicts import at_least, at_most, measured, not_measured
@@ -89,10 +90,11 @@ def race_rows(r: Race, m: int, k: int, peer_line: str) -> list[Row]:
                         f"medians of one interleaved run; {peer_line}", headline=bits == 2,
                         **speedup_verdict(ratio, claimed, paper_shape)))
     llama_headline = any(row.headline for row in rows)
+    torch_line = f"torch = F.linear of the fp32 weight at torch's {info.torch_isa()} capability"
     for bits in BITS:
         rows.append(Row(TECHNIQUE, "tmac", f"GEMV {m}x{k} {_label(bits)}: speedup over torch fp32 dense (1 thread)",
                         None, r.speedup(impl_name(bits), "torch fp32"), "x",
-                        notes=f"{_sides(r, impl_name(bits), 'torch fp32')}; torch = F.linear of the fp32 weight",
+                        notes=f"{_sides(r, impl_name(bits), 'torch fp32')}; {torch_line}",
                         headline=bits == 2 and not llama_headline, **measured("no paper figure: the user's alternative")))
     return rows
 
@@ -134,8 +136,6 @@ def layer_accuracy(ctx: Context, bits_list, tokens: int = 64):
 
 @experiment("tmac", title="T-MAC: LUT low-bit GEMV latency vs llama.cpp and torch, accuracy on real layers")
 def tmac(ctx: Context) -> ExperimentResult:
-    from frugalnn import info
-
     m, k = (1024, 1024) if ctx.quick else PAPER_SHAPE
     ctx.step(0.05, f"checking, then timing GEMV {m}x{k}, 1 thread")
     r, peer_line = latency(ctx, m, k, BITS, repeats=3 if ctx.quick else 9)

@@ -14,28 +14,58 @@ FORMATS = {"Q4_0": (32, 18, 4), "Q4_1": (32, 20, 4), "Q8_0": (32, 34, 8), "TQ1_0
 
 
 def _type_name(qtype) -> str:
+    """The type's name from a gguf.GGMLQuantizationType, a name, or an int type id (an unknown id or
+    any other value comes back as its text, which the caller reports as unsupported)."""
     name = getattr(qtype, "name", None)
-    if name is None:
-        if isinstance(qtype, str):
-            name = qtype.upper()
-        else:
-            try:
-                import gguf
+    if isinstance(name, str):
+        return name
+    if isinstance(qtype, str):
+        return qtype.upper()
+    if isinstance(qtype, (int, np.integer)) and not isinstance(qtype, bool):  # no int() of 2.5 -> Q4_0
+        try:
+            import gguf
 
-                name = gguf.GGMLQuantizationType(int(qtype)).name
-            except Exception:
-                name = str(qtype)
-    return name
+            return gguf.GGMLQuantizationType(int(qtype)).name
+        except (ImportError, ValueError):
+            pass
+    return repr(qtype)
 
 
 def _f16(blocks: np.ndarray, start: int) -> np.ndarray:
     return blocks[..., start:start + 2].copy().view(np.float16)[..., 0].astype(np.float32)
 
 
+def _raw_bytes(data) -> np.ndarray:
+    """Flat uint8 view of raw tensor data: bytes, bytearray, memoryview, or a numpy array (any
+    plain dtype, read as its bytes; a gguf reader hands out uint8 [rows, bytes])."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        return np.frombuffer(view.cast("B"), np.uint8)  # no copy; read-only for bytes
+    if isinstance(data, np.ndarray):
+        if data.dtype.hasobject or data.dtype.itemsize == 0:
+            raise TypeError(f"from_gguf: raw data of dtype {data.dtype} has no bytes to read")
+        flat = np.ascontiguousarray(data).reshape(-1)
+        return flat if flat.dtype == np.uint8 else flat.view(np.uint8)
+    raise TypeError(f"from_gguf: raw data must be bytes, bytearray, memoryview or a numpy array, "
+                    f"got {type(data).__name__}")
+
+
+def _shape(shape, label: str) -> tuple[int, int]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{label}: shape must be (M, K), got {shape!r}") from None
+    if len(dims) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in dims):
+        raise TypeError(f"{label}: shape must be two ints (M, K), got {shape!r}")
+    return int(dims[0]), int(dims[1])
+
+
 def decode(tensor, *, qtype=None, shape=None):
     """-> (codes [M, K] uint8, scales [M, K/B], offsets [M, K/B], bits, block, kind, type name)."""
     if qtype is None and hasattr(tensor, "tensor_type"):
-        qtype, data = tensor.tensor_type, np.asarray(tensor.data)
+        qtype, data = tensor.tensor_type, tensor.data
         ne = [int(v) for v in tensor.shape]  # GGUF order: innermost (K) first
         if len(ne) != 2:
             raise ValueError(f"tensor {getattr(tensor, 'name', '?')}: expected a 2-d weight, got shape {ne}")
@@ -44,18 +74,17 @@ def decode(tensor, *, qtype=None, shape=None):
     else:
         if qtype is None or shape is None:
             raise TypeError("from_gguf: pass a gguf.ReaderTensor, or raw bytes with qtype= and shape=(M, K)")
-        data, label = np.asarray(tensor), "tensor"
+        data, label = tensor, "tensor"
     name = _type_name(qtype)
     if name not in FORMATS:
         raise ValueError(f"{label}: GGUF type {name} is not supported (supported: {', '.join(FORMATS)}); "
                          f"dequantize it and use LUTWeight.from_float instead")
     blk, nbytes, bits = FORMATS[name]
-    m, k = (int(v) for v in shape)
+    m, k = _shape(shape, label)
     if m < 0 or k <= 0 or k % blk:
         raise ValueError(f"{label}: shape {(m, k)} is not a whole number of {name} blocks of {blk} per row")
-    want = m * (k // blk) * nbytes
-    if data.dtype != np.uint8:
-        data = data.view(np.uint8) if data.flags.c_contiguous else np.ascontiguousarray(data).view(np.uint8)
+    data = _raw_bytes(data)
+    want = m * (k // blk) * nbytes  # Python ints: no wrap-around for any shape
     if data.size != want:
         raise ValueError(f"{label}: {name} data holds {data.size} bytes, expected {want} for shape {(m, k)} "
                          f"(truncated or corrupted)")

@@ -9,6 +9,10 @@ What is tuned (all runtime parameters of one weight layout, so no re-packing):
 The answer is cached in memory and in $FRUGALNN_CACHE_DIR (default ~/.cache/frugalnn)/lut_tune.json,
 keyed by CPU model, backend, bits, M, K, group size, GEMV/GEMM and threads. FRUGALNN_LUT_TUNE=0
 turns tuning off (the defaults below are used); shapes under MIN_TUNE_WEIGHTS are never tuned.
+
+The file is only a cache: content this module would not have written (not JSON, not an object,
+an entry that is not one of the candidates) is ignored with one RuntimeWarning per file and
+process, and the next tuning result rewrites the file with the valid entries only.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,11 @@ DEFAULT_GEMM = {"units": 1, "cols": 4, "col_block": 32, "prefetch": 0}
 MIN_TUNE_WEIGHTS = 1 << 20
 VERSION = 3  # bump when the candidates or the kernels change: old cache entries are then ignored
 _MEMORY: dict[str, dict] = {}
+_WARNED: set[str] = set()  # cache files already reported as corrupt in this process
+# Every value a cache entry may hold: what the tuner itself can write (anything else is corruption,
+# and an unchecked value such as a huge col_block would reach the kernel).
+_ALLOWED = {name: frozenset(c[name] for c in GEMV_CANDIDATES + GEMM_CANDIDATES + (DEFAULT_GEMV, DEFAULT_GEMM)
+                            if name in c) for name in DEFAULT_GEMV}
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,11 +70,42 @@ def key(w, n: int, threads: int) -> str:
     return f"v{VERSION}|{_cpu_model()}|{backend()}|b{w.bits}|{m}x{k}|g{w.group_size}|{kind}|t{threads}"
 
 
+def _valid_entry(cfg) -> bool:
+    return isinstance(cfg, dict) and set(cfg) <= set(_ALLOWED) and all(
+        type(v) is int and v in _ALLOWED[name] for name, v in cfg.items())
+
+
+def _warn_corrupt(path: Path, why: str) -> None:
+    if str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        warnings.warn(f"LUT tuning cache {path}: {why}; ignoring it (it is rebuilt as shapes are tuned again)",
+                      RuntimeWarning, stacklevel=4)
+
+
 def _load_file() -> dict:
+    """The valid entries of the cache file ({} when it is missing, unreadable or corrupt)."""
+    path = cache_path()
     try:
-        return json.loads(cache_path().read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8
+        _warn_corrupt(path, f"cannot be read ({e})")
+        return {}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
+        _warn_corrupt(path, f"not valid JSON ({type(e).__name__})")
+        return {}
+    if not isinstance(data, dict):
+        _warn_corrupt(path, f"expected a JSON object, found {type(data).__name__}")
+        return {}
+    valid = {k: v for k, v in data.items() if _valid_entry(v)}
+    if len(valid) != len(data):
+        bad = next(k for k in data if k not in valid)
+        _warn_corrupt(path, f"{len(data) - len(valid)} invalid entr{'y' if len(data) - len(valid) == 1 else 'ies'} "
+                            f"(first: {bad!r})")
+    return valid
 
 
 def _store(k: str, cfg: dict) -> None:

@@ -5,6 +5,11 @@ Effective weight of row m, column k (group g = k // group_size):
     w[m, k] = (2 q - (2^b - 1)) * ws[m, g] + zt[m, g]      (float32, in this order)
 with ws = scale / 2 and zt = scale * (2^b - 1) / 2 + offset (zero for symmetric weights), which is
 q * scale + offset rewritten for the sign-plane decomposition (csrc/lut/layout.h).
+
+Bound on scales and offsets (from_codes refuses anything past it): every effective weight must be
+a finite float32, so per group (2^b - 1) * |scale| + |offset| <= MAX_WEIGHT (float32's largest
+value, about 3.4e38). Past it ws, zt or a dequantized weight would round to inf and every output
+that touches the group would be inf or NaN.
 """
 from __future__ import annotations
 
@@ -12,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from frugalnn._arrays import require_floating, require_int, to_numpy
+from frugalnn._arrays import require_choice, require_floating, require_int, to_numpy
 from frugalnn.kernels import lut as lutk
 from frugalnn.kernels import pack
 
 TERNARY = "ternary"
+KINDS = ("int", TERNARY)
+MAX_WEIGHT = float(np.finfo(np.float32).max)  # largest |q * scale + offset| accepted (see the module docstring)
 
 
 def _check_group(k: int, group_size: int) -> None:
@@ -42,25 +49,29 @@ class LUTWeight:
     def from_codes(cls, codes: np.ndarray, scales: np.ndarray, offsets: np.ndarray, bits: int, group_size: int,
                    *, symmetric: bool = False, kind: str = "int", source: str = "codes",
                    threads: int | None = None) -> "LUTWeight":
-        """Codes q [M, K] (uint8 < 2^bits), scales/offsets [M, K/group_size]: w = q * scale + offset."""
+        """Codes q [M, K], scales/offsets [M, K/group_size]: w = q * scale + offset.
+
+        codes: an integer (or bool) array, numpy or torch, each value in [0, 2^bits); float codes
+        are refused rather than truncated. scales and offsets: finite real numbers within the
+        bound in the module docstring."""
         bits = require_int(bits, "bits", 1, 8)
         group_size = require_int(group_size, "group_size", 4)
-        codes = np.ascontiguousarray(codes, np.uint8)
-        if codes.ndim != 2:
-            raise ValueError(f"codes: expected a 2-d array, got shape {codes.shape}")
+        kind = require_choice(kind, "kind", KINDS)
+        codes = _codes(codes, bits)
         m, k = codes.shape
         if k == 0 or k % 4:
             raise ValueError(f"K: expected a positive multiple of 4, got {k}")
         _check_group(k, group_size)
         groups = k // group_size
-        scales = np.asarray(scales, np.float32)
-        offsets = np.asarray(offsets, np.float32)
-        for name, a in (("scales", scales), ("offsets", offsets)):
-            if a.shape != (m, groups):
-                raise ValueError(f"{name}: expected shape {(m, groups)}, got {a.shape}")
-            if not np.isfinite(a).all():
-                r, g = np.argwhere(~np.isfinite(a))[0]
-                raise ValueError(f"{name}: row {r}, group {g} is {a[r, g]} (must be finite)")
+        scales = _real_matrix(scales, "scales", (m, groups))
+        offsets = _real_matrix(offsets, "offsets", (m, groups))
+        # float64 cannot overflow here: |scale| <= 3.4e38 times at most 255, plus |offset|.
+        top = np.abs(scales.astype(np.float64)) * ((1 << bits) - 1) + np.abs(offsets.astype(np.float64))
+        if (top > MAX_WEIGHT).any():
+            r, g = np.argwhere(top > MAX_WEIGHT)[0]
+            raise ValueError(f"scales: row {r}, group {g}: scale {scales[r, g]:g} with offset {offsets[r, g]:g} gives "
+                             f"weights up to {top[r, g]:.3g}, past float32's {MAX_WEIGHT:.3g} at {bits} bits")
+        scales, offsets = scales.astype(np.float32), offsets.astype(np.float32)
         packed = lutk.transform(codes, bits, group_size, threads=threads)
         units = lutk.layout_sizes(m, k, group_size, bits)[0]
         half = np.float32(((1 << bits) - 1) / 2)
@@ -128,8 +139,10 @@ class LUTWeight:
 
     @classmethod
     def from_gguf(cls, tensor, *, qtype=None, shape=None, threads: int | None = None) -> "LUTWeight":
-        """A GGUF tensor (gguf.ReaderTensor, or raw bytes with qtype and shape=(M, K)) re-packed
-        losslessly: Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0. No float32 copy of the weight is made."""
+        """A GGUF tensor re-packed losslessly: Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0. No float32 copy of the
+        weight is made. `tensor` is a gguf.ReaderTensor, or raw data -- bytes, bytearray, memoryview or
+        a numpy array (read as its bytes) -- with qtype= (a gguf.GGMLQuantizationType, its name or int
+        id) and shape=(M, K); the byte count must be exactly what the type and shape need."""
         from frugalnn.tmac.gguf import decode
 
         codes, scales, offsets, bits, group, kind, name = decode(tensor, qtype=qtype, shape=shape)
@@ -176,6 +189,37 @@ class LUTWeight:
         what = "ternary" if self.kind == TERNARY else f"{self.bits}-bit g{self.group_size}"
         zero = "" if self.symmetric else " +zero"
         return f"LUTWeight({m}x{k}, {what}{zero}, {self.nbytes / 2**20:.2f} MiB, from {self.source})"
+
+
+def _codes(codes, bits: int) -> np.ndarray:
+    """uint8 [M, K] from an integer array, each value checked against [0, 2^bits) before the cast
+    (a cast first would turn -1 into 255 and 2.7 into 2)."""
+    a, _ = to_numpy(codes, "codes")
+    if a.dtype != np.bool_ and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"codes: expected an integer array, got dtype {a.dtype} (round float codes explicitly)")
+    if a.ndim != 2:
+        raise ValueError(f"codes: expected a 2-d array, got shape {a.shape}")
+    top = (1 << bits) - 1
+    if a.size and a.dtype != np.bool_:
+        bad = (a < 0) | (a > top)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"codes: element ({r}, {c}) is {a[r, c]}, outside 0..{top} for {bits} bits")
+    return np.ascontiguousarray(a, np.uint8)
+
+
+def _real_matrix(a, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A finite real array of `shape` (float64 for the bound check; float32 values stay exact)."""
+    a, _ = to_numpy(a, name)
+    if a.dtype != np.bool_ and not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"{name}: expected a real-valued array, got dtype {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        r, g = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name}: row {r}, group {g} is {a[r, g]} (must be finite)")
+    return a
 
 
 def _unit_major(a: np.ndarray, units: int) -> np.ndarray:

@@ -27,6 +27,11 @@ the right-hand side and not in the output are reduced: with the listed reducer, 
 none is given (the Einsum convention). An iterative tensor has one axis along a rank r with
 R+1 entries: `T[...0...] = ...` sets entry 0 and `T[...r+1...] = f(T[...r...], ...)` each next
 one; T[...R...] is the final value. Errors (CascadeError, a ValueError) give line and column.
+
+Limits (parser.MAX_DEPTH, parser.MAX_SHAPE): an expression nests at most 100 levels -- each
+parenthesis, function call, unary minus and each operator of a chain such as a + b + c counts one --
+and a shape constant is at most 2^62; past either, a CascadeError. Parsing and the checks are linear
+in the number of statements, and no statement order or chain length reaches Python's recursion limit.
 """
 from frugalnn.fusemax.cascade.check import parse
 from frugalnn.fusemax.cascade.library import (ATTENTION, ATTENTION_1PASS, ATTENTION_2PASS, ATTENTION_3PASS,

@@ -8,7 +8,8 @@ cycles that do not go through an iterative rank's previous step.
 """
 from __future__ import annotations
 
-from frugalnn.fusemax.cascade.parser import Cascade, CascadeError, Ref, Statement, parse_lines, parse_statement
+from frugalnn.fusemax.cascade.parser import (MAX_SHAPE, Cascade, CascadeError, Ref, Statement, parse_lines,
+                                             parse_statement)
 
 
 def parse(text: str) -> Cascade:
@@ -37,9 +38,15 @@ def parse(text: str) -> Cascade:
             t.take()
             t.take("=")
             num = t.take(kind="num")
-            if "." in num[1] or "e" in num[1].lower() or int(num[1]) < 1:
+            # Significant digits, length-checked before int(): int() of a long digit string is slow,
+            # and past 4300 digits it fails with an error that names no line.
+            sig = num[1].lstrip("0")
+            if "." in num[1] or "e" in num[1].lower() or not sig:
                 raise CascadeError(f"shape {value} must be a positive integer, got {num[1]}", number, num[2])
-            shapes[value] = int(num[1])
+            if len(sig) > len(str(MAX_SHAPE)) or int(sig) > MAX_SHAPE:
+                digits = num[1] if len(num[1]) <= 24 else f"{num[1][:12]}... ({len(num[1])} digits)"
+                raise CascadeError(f"shape {value} = {digits} is too large (at most {MAX_SHAPE})", number, num[2])
+            shapes[value] = int(sig)
             if t.peek()[0] != "end":
                 raise t.error(f"unexpected {t.peek()[1]!r} after the shape")
         else:
@@ -176,22 +183,34 @@ def dependencies(cascade: Cascade, s: Statement) -> list[tuple[Statement, str]]:
 
 
 def _check_cycles(cascade: Cascade) -> None:
-    """A cycle of same-step dependencies has no order to evaluate in."""
-    graph = {id(s): [d for d, how in dependencies(cascade, s) if how != "carried"] for s in cascade.statements}
-    state: dict[int, int] = {}
+    """A cycle of same-step dependencies has no order to evaluate in.
 
-    def visit(s, path):
-        state[id(s)] = 1
-        for d in graph[id(s)]:
+    Depth-first with an explicit stack: a chain of thousands of statements written in reverse
+    order is as deep as it is long, past Python's recursion limit."""
+    graph = {id(s): [d for d, how in dependencies(cascade, s) if how != "carried"] for s in cascade.statements}
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for root in cascade.statements:
+        if id(root) in state:
+            continue
+        path: list[Statement] = [root]
+        at: dict[int, int] = {id(root): 0}  # position of each statement of the path
+        todo = [iter(graph[id(root)])]
+        state[id(root)] = 1
+        while todo:
+            d = next(todo[-1], None)
+            if d is None:
+                todo.pop()
+                done = path.pop()
+                del at[id(done)]
+                state[id(done)] = 2
+                continue
             if state.get(id(d)) == 1:
-                loop = path[path.index(d):] + [d] if d in path else [d, s, d]
+                loop = path[at[id(d)]:] + [d]
                 chain = " -> ".join(f"{x.out.tensor} (line {x.line})" for x in loop)
                 raise CascadeError(f"dependency cycle {chain}: no statement can go first (a recurrence must "
                                    f"read the previous step, T[r], and write T[r+1])", d.line, d.out.col)
-            if state.get(id(d)) is None:
-                visit(d, path + [d])
-        state[id(s)] = 2
-
-    for s in cascade.statements:
-        if state.get(id(s)) is None:
-            visit(s, [s])
+            if id(d) not in state:
+                state[id(d)] = 1
+                at[id(d)] = len(path)
+                path.append(d)
+                todo.append(iter(graph[id(d)]))

@@ -159,52 +159,74 @@ def _execute(s: Statement, env, ext, bound: dict[str, int]) -> None:
 
 
 def _groups(cascade: Cascade) -> list[list[Statement]]:
-    """Strongly connected groups of statements (Tarjan), dependencies first."""
-    deps = {id(s): [d for d, _ in dependencies(cascade, s)] for s in cascade.statements}
+    """Strongly connected groups of statements (Tarjan), dependencies first.
+
+    Iterative (an explicit stack of dependency iterators, visiting in the same order as the
+    recursive form): a chain of statements is as deep as it is long."""
+    deps = {id(s): [d for d, _ in dependencies(cascade, s) if d is not None] for s in cascade.statements}
     index: dict[int, int] = {}
     low: dict[int, int] = {}
     stack: list[Statement] = []
     on_stack: set[int] = set()
     groups: list[list[Statement]] = []
 
-    def connect(s):
+    def open_(s):
         index[id(s)] = low[id(s)] = len(index)
         stack.append(s)
         on_stack.add(id(s))
-        for d in deps[id(s)]:
-            if id(d) not in index:
-                connect(d)
-                low[id(s)] = min(low[id(s)], low[id(d)])
-            elif id(d) in on_stack:
-                low[id(s)] = min(low[id(s)], index[id(d)])
-        if low[id(s)] == index[id(s)]:
-            group = []
-            while True:
-                x = stack.pop()
-                on_stack.discard(id(x))
-                group.append(x)
-                if x is s:
-                    break
-            groups.append(group)
+        return (s, iter(deps[id(s)]))
 
-    for s in cascade.statements:
-        if id(s) not in index:
-            connect(s)
+    for root in cascade.statements:
+        if id(root) in index:
+            continue
+        work = [open_(root)]
+        while work:
+            s, it = work[-1]
+            d = next(it, None)
+            if d is not None:
+                if id(d) not in index:
+                    work.append(open_(d))
+                elif id(d) in on_stack:
+                    low[id(s)] = min(low[id(s)], index[id(d)])
+                continue
+            work.pop()
+            if work:  # the caller's low link takes the finished callee's
+                parent = work[-1][0]
+                low[id(parent)] = min(low[id(parent)], low[id(s)])
+            if low[id(s)] == index[id(s)]:
+                group = []
+                while True:
+                    x = stack.pop()
+                    on_stack.discard(id(x))
+                    group.append(x)
+                    if x is s:
+                        break
+                groups.append(group)
     return groups
 
 
 def _step_order(cascade: Cascade, group: list[Statement]) -> list[Statement]:
-    """Order inside one step of a recurrence: same-step dependencies first."""
-    members = {id(s) for s in group}
+    """Order inside one step of a recurrence: same-step dependencies first, else text order
+    (Kahn's algorithm, earliest line first; parse() has already refused same-step cycles)."""
+    import heapq
+
+    members = {id(s): s for s in group}
+    waits = {id(s): {id(d) for d, how in dependencies(cascade, s) if how != "carried" and d is not None
+                     and id(d) in members and d is not s} for s in group}
+    users: dict[int, list[int]] = {}
+    for k, needed in waits.items():
+        for d in needed:
+            users.setdefault(d, []).append(k)
+    ready = [(s.line, id(s)) for s in group if not waits[id(s)]]
+    heapq.heapify(ready)
     done: list[Statement] = []
-    pending = sorted(group, key=lambda s: s.line)
-    while pending:
-        for s in pending:
-            same = [d for d, how in dependencies(cascade, s) if how != "carried" and id(d) in members]
-            if all(d in done for d in same if d is not s):
-                done.append(s)
-                pending.remove(s)
-                break
+    while ready:
+        _, k = heapq.heappop(ready)
+        done.append(members[k])
+        for u in users.get(k, ()):
+            waits[u].discard(k)
+            if not waits[u]:
+                heapq.heappush(ready, (members[u].line, u))
     return done
 
 

@@ -3,6 +3,13 @@
 Produces a `Cascade`: input declarations, shape constants and statements, each statement an
 output reference, an optional reduction and an expression tree. Every error is a CascadeError
 that names the line and column.
+
+Limits (each refused with a CascadeError at the offending token, never a RecursionError): an
+expression nests at most MAX_DEPTH levels, counting parentheses, function calls and unary minus
+while parsing, and the depth of the resulting tree, where each binary operator of a chain
+(`a + b + c` is `(a + b) + c`) is one level; a shape constant is at most MAX_SHAPE. The parser
+and everything that walks a tree (executor, pass analysis) recurse, so the bound keeps them far
+from Python's recursion limit.
 """
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ from dataclasses import dataclass, field
 
 REDUCERS = ("sum", "max", "min")
 FUNCTIONS = ("exp", "max", "min")
+MAX_DEPTH = 100  # expression nesting (see the module docstring); real cascades use under 10
+MAX_SHAPE = 2**62  # shape constants: far above any extent, small enough for int64 index arithmetic
 
 
 class CascadeError(ValueError):
@@ -61,6 +70,7 @@ class Const:
 class Op:
     op: str  # + - * / neg exp max min
     args: tuple
+    depth: int = field(default=1, compare=False, repr=False)  # levels of Op below and including this one
 
 
 @dataclass
@@ -105,9 +115,19 @@ class Cascade:
     axes: dict[str, list[str]]                # every tensor -> rank of each axis
     iterative: dict[str, int]                 # tensor -> axis that is iterated (has R+1 entries)
     partitions: dict[str, tuple[str, str, str]]  # rank -> (outer, inner, inner extent symbol)
+    _by_output: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def producers(self, tensor: str) -> list[Statement]:
-        return [s for s in self.statements if s.out.tensor == tensor]
+        """Statements that write `tensor` (its step and its initial value), in text order.
+
+        Indexed once on first use: the checks and analyses ask this for every reference, and a
+        scan per call made parsing quadratic in the number of statements."""
+        if self._by_output is None:
+            index: dict[str, list[Statement]] = {}
+            for s in self.statements:
+                index.setdefault(s.out.tensor, []).append(s)
+            self._by_output = index
+        return list(self._by_output.get(tensor, ()))
 
     @property
     def outputs(self) -> list[str]:
@@ -128,27 +148,24 @@ class Cascade:
         return self.text
 
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_]\w*)"
-                    r"|(?P<sym>[\[\](),=+\-*/]))")
+# One alternation for every token, whitespace and any other character (an error), so a line is
+# tokenized by one finditer pass.
+_TOKEN = re.compile(r"(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_]\w*)"
+                    r"|(?P<sym>[\[\](),=+\-*/])|(?P<space>\s+)|(?P<bad>.)", re.DOTALL)
 
 
 class _Line:
     """Tokens of one line with their 1-based columns."""
 
     def __init__(self, text: str, line: int):
-        self.line, self.tokens, self.pos = line, [], 0
-        i = 0
-        while i < len(text):
-            if text[i].isspace():
-                i += 1
-                continue
-            m = _TOKEN.match(text, i)
-            if not m or m.end() == i:
-                raise CascadeError(f"unexpected character {text[i]!r}", line, i + 1)
+        self.line, self.tokens, self.pos, self.nesting = line, [], 0, 0
+        for m in _TOKEN.finditer(text):
             kind = m.lastgroup
-            start = m.start(kind)
-            self.tokens.append((kind, m.group(kind), start + 1))
-            i = m.end()
+            if kind == "space":
+                continue
+            if kind == "bad":
+                raise CascadeError(f"unexpected character {m.group()!r}", line, m.start() + 1)
+            self.tokens.append((kind, m.group(), m.start() + 1))
         self.end_col = len(text) + 1
 
     def peek(self, k: int = 0):
@@ -166,6 +183,23 @@ class _Line:
 
     def error(self, message: str, col: int | None = None):
         return CascadeError(message, self.line, col if col is not None else self.peek()[2])
+
+    def enter(self, col: int) -> None:
+        """One more level of parenthesis / call / unary minus; refused past MAX_DEPTH."""
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise CascadeError(f"expression nests deeper than {MAX_DEPTH} levels", self.line, col)
+
+    def leave(self) -> None:
+        self.nesting -= 1
+
+
+def _op(t: _Line, op: str, args: tuple, col: int) -> Op:
+    depth = 1 + max((a.depth for a in args if isinstance(a, Op)), default=0)
+    if depth > MAX_DEPTH:
+        raise CascadeError(f"expression nests deeper than {MAX_DEPTH} levels (each operator of a chain such as "
+                           f"a + b + c counts one level; split it into several statements)", t.line, col)
+    return Op(op, args, depth)
 
 
 def _index(t: _Line) -> Index:
@@ -217,13 +251,18 @@ def _atom(t: _Line, refs: list):
         t.take()
         return Const(float(value))
     if value == "(":
+        t.enter(col)
         t.take("(")
         e = _expr(t, refs)
         t.take(")")
+        t.leave()
         return e
     if value == "-":
+        t.enter(col)
         t.take("-")
-        return Op("neg", (_atom(t, refs),))
+        e = _op(t, "neg", (_atom(t, refs),), col)
+        t.leave()
+        return e
     if kind == "name":
         if value == "inf":
             t.take()
@@ -234,6 +273,7 @@ def _atom(t: _Line, refs: list):
             refs.append(r)
             return r
         if nxt == "(" and value in FUNCTIONS:
+            t.enter(col)
             t.take()
             t.take("(")
             args = [_expr(t, refs)]
@@ -244,7 +284,8 @@ def _atom(t: _Line, refs: list):
             want = 1 if value == "exp" else 2
             if len(args) != want:
                 raise t.error(f"{value}() takes {want} argument{'s' * (want > 1)}, got {len(args)}", col)
-            return Op(value, tuple(args))
+            t.leave()
+            return _op(t, value, tuple(args), col)
         raise t.error(f"unknown name {value!r} (tensors are written T[...], functions exp/max/min)", col)
     raise t.error(f"expected a value, got {value or 'end of line'!r}", col)
 
@@ -252,16 +293,16 @@ def _atom(t: _Line, refs: list):
 def _term(t: _Line, refs: list):
     e = _atom(t, refs)
     while t.peek()[1] in ("*", "/"):
-        op = t.take()[1]
-        e = Op(op, (e, _atom(t, refs)))
+        _, op, col = t.take()
+        e = _op(t, op, (e, _atom(t, refs)), col)
     return e
 
 
 def _expr(t: _Line, refs: list):
     e = _term(t, refs)
     while t.peek()[1] in ("+", "-"):
-        op = t.take()[1]
-        e = Op(op, (e, _term(t, refs)))
+        _, op, col = t.take()
+        e = _op(t, op, (e, _term(t, refs)), col)
     return e
 
 
