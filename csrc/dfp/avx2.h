@@ -24,15 +24,17 @@ namespace avx2 {
 // One chunk of MR rows in inline assembly: GCC 12 spills the 12 accumulators of this kernel to
 // the stack whatever the intrinsic formulation (it hoists the six broadcasts and runs out of
 // the 16 ymm registers), which halves its speed. Registers: ymm0..11 hold the int32 sums
-// (row r in ymm(2r), ymm(2r+1)), ymm12/13 the B pair-rows, ymm14 the A broadcast, ymm15 a product.
+// (row r in ymm(2r), ymm(2r+1)), ymm12/13 the B pair-rows, ymm14 the A broadcast then a product, ymm15 a product.
 #define FRUGALNN_DFP_ZERO(c0, c1) "vpxor %%xmm" #c0 ", %%xmm" #c0 ", %%xmm" #c0 "\n\t" \
                                    "vpxor %%xmm" #c1 ", %%xmm" #c1 ", %%xmm" #c1 "\n\t"
+// (the second product overwrites the broadcast, so both products are in flight before the adds:
+// about 5% faster than product-add, product-add on Zen 4)
 #define FRUGALNN_DFP_ROW(off, c0, c1)                  \
   "vpbroadcastd " #off "(%[a]), %%ymm14\n\t"           \
   "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"             \
+  "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"             \
   "vpaddd %%ymm15, %%ymm" #c0 ", %%ymm" #c0 "\n\t"     \
-  "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"             \
-  "vpaddd %%ymm15, %%ymm" #c1 ", %%ymm" #c1 "\n\t"
+  "vpaddd %%ymm14, %%ymm" #c1 ", %%ymm" #c1 "\n\t"
 #define FRUGALNN_DFP_OUT(off, c0, c1)                                          \
   "vcvtdq2ps %%ymm" #c0 ", %%ymm" #c0 "\n\t"                                   \
   "vaddps " #off "(%[t]), %%ymm" #c0 ", %%ymm" #c0 "\n\t"                      \
@@ -164,6 +166,40 @@ FRUGALNN_AVX2 inline uint32_t max_abs(const int16_t* x, int64_t n) {
   uint32_t r = serial::max_abs(x + i, n - i);
   for (uint16_t v : lanes) r = v > r ? v : r;
   return r;
+}
+
+// serial::max_abs_bits on 8 lanes: the sign-cleared bit patterns of finite floats order like
+// their magnitudes, and inf/NaN patterns lie above every finite one.
+FRUGALNN_AVX2 inline uint32_t max_abs_bits(const float* x, int64_t n) {
+  const __m256i abs = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i m = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    m = _mm256_max_epu32(m, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs));
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), m);
+  uint32_t r = serial::max_abs_bits(x + i, n - i);
+  for (uint32_t v : lanes) r = v > r ? v : r;
+  return r;
+}
+
+// serial::quantize for int16 mantissas: vcvtps2dq rounds to nearest even (MXCSR default), like
+// nearbyint; the clip happens in int32 before the saturating pack (which would allow -32768).
+FRUGALNN_AVX2 inline void quantize16(const float* x, int64_t n, int32_t e, int bits, int16_t* m) {
+  const Scale sc = make_scale(-static_cast<int64_t>(e));
+  const __m256 p1 = _mm256_set1_ps(sc.p1), p2 = _mm256_set1_ps(sc.p2);
+  const __m256i top = _mm256_set1_epi32((1 << (bits - 1)) - 1), bottom = _mm256_set1_epi32(-((1 << (bits - 1)) - 1));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), p1), p2));
+    __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), p1), p2));
+    lo = _mm256_min_epi32(_mm256_max_epi32(lo, bottom), top);
+    hi = _mm256_min_epi32(_mm256_max_epi32(hi, bottom), top);
+    // packs works per 128-bit lane: [lo0-3 hi0-3 | lo4-7 hi4-7]; the permute restores element order
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(m + i), packed);
+  }
+  serial::quantize(x + i, n - i, e, bits, m + i);
 }
 
 }  // namespace avx2

@@ -1,9 +1,12 @@
 // Bindings for the DFP16 GEMM (semantics in serial.h, blocking in driver.h). The output is
 // allocated by frugalnn/kernels/dfp.py and passed in.
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 
+#include <atomic>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/arrays.h"
 #include "common/cpu.h"
@@ -78,6 +81,56 @@ void gemm(Array a, Array b, int64_t ea, int64_t eb, int64_t chunk, bool transpos
   dfp::serial::gemm(ap, bp, op, m, n, k, chunk, transpose_b, scale_exp, biasp, threads);
 }
 
+template <class A>
+void require_shape_of(const Array& x, const A& m, const char* x_name, const char* m_name) {
+  bool same = x.ndim() == m.ndim();
+  for (size_t i = 0; same && i < x.ndim(); ++i) same = x.shape(i) == m.shape(i);
+  if (!same)
+    throw nb::value_error((std::string(m_name) + ": expected the shape of " + x_name + " " + shape_string(x) +
+                           ", got " + shape_string(m)).c_str());
+}
+
+// m = DFP mantissas of x (per tensor, round to nearest even; serial.h); returns (exponent, index
+// of the first inf/NaN in C order or -1). x float32, m int16 (bits 16) or int8 (bits 8), same shape.
+std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m, int threads) {
+  if (bits != 16 && bits != 8) throw nb::value_error(("bits: expected 16 or 8, got " + std::to_string(bits)).c_str());
+  if (headroom < 0 || headroom > bits - 2)
+    throw nb::value_error(("headroom: expected 0.." + std::to_string(bits - 2) + ", got " + std::to_string(headroom)).c_str());
+  require_dtype<float>(x, "x");
+  require_c_contiguous(x, "x");
+  if (bits == 16) require_dtype<int16_t>(m, "m"); else require_dtype<int8_t>(m, "m");
+  require_c_contiguous(m, "m");
+  require_shape_of(x, m, "x", "m");
+  require_disjoint(x, m, "x", "m");
+  threads = resolve_threads(threads);
+  const float* xp = static_cast<const float*>(x.data());
+  const int64_t n = static_cast<int64_t>(x.size());
+  nb::gil_scoped_release release;
+  constexpr int64_t kMinChunk = int64_t(1) << 16;
+  std::atomic<uint32_t> amax{0};
+  parallel_range(n, threads, kMinChunk, [&](int64_t lo, int64_t hi) {
+#if FRUGALNN_X86
+    const uint32_t local = use_avx2() ? dfp::avx2::max_abs_bits(xp + lo, hi - lo) : dfp::serial::max_abs_bits(xp + lo, hi - lo);
+#else
+    const uint32_t local = dfp::serial::max_abs_bits(xp + lo, hi - lo);
+#endif
+    uint32_t seen = amax.load();
+    while (local > seen && !amax.compare_exchange_weak(seen, local)) {
+    }
+  });
+  if (amax.load() >= 0x7F800000u) return {0, dfp::serial::first_non_finite(xp, n)};
+  const int32_t e = dfp::serial::exponent_for(amax.load(), bits, headroom);
+  parallel_range(n, threads, kMinChunk, [&](int64_t lo, int64_t hi) {
+    if (bits == 8) return dfp::serial::quantize(xp + lo, hi - lo, e, bits, static_cast<int8_t*>(m.data()) + lo);
+    int16_t* mp = static_cast<int16_t*>(m.data()) + lo;
+#if FRUGALNN_X86
+    if (use_avx2()) return dfp::avx2::quantize16(xp + lo, hi - lo, e, bits, mp);
+#endif
+    dfp::serial::quantize(xp + lo, hi - lo, e, bits, mp);
+  });
+  return {e, -1};
+}
+
 }  // namespace
 }  // namespace frugalnn
 
@@ -87,6 +140,8 @@ void frugalnn_bind_dfp(nanobind::module_& m) {
   s.def("gemm", &gemm, nb::arg("a"), nb::arg("b"), nb::arg("ea"), nb::arg("eb"), nb::arg("chunk"),
         nb::arg("transpose_b"), nb::arg("bias").none(), nb::arg("out"), nb::arg("threads") = -1,
         nb::arg("allow_overflow") = false);
+  s.def("quantize", &quantize, nb::arg("x"), nb::arg("bits"), nb::arg("headroom"), nb::arg("m"),
+        nb::arg("threads") = -1);
   s.def("safe_chunk", &safe_chunk, nb::arg("max_a"), nb::arg("max_b"),
         "Largest chunk whose int32 sums cannot overflow for |a| <= max_a, |b| <= max_b.");
 }

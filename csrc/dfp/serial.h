@@ -27,7 +27,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "common/threads.h"
@@ -131,6 +133,53 @@ inline uint32_t max_abs(const int16_t* x, int64_t n) {
     m = a > m ? a : m;
   }
   return m;
+}
+
+// ---- Quantization (formats/dfp.py DFP.from_float, per tensor, round to nearest even) ----
+// e = floor(log2 max|x|) + 1 - (bits - 1 - headroom) (0 for an all-zero tensor), then
+// m = clip(rint(x * 2^-e), +-(2^(bits-1) - 1)). The scaling is applied as two float32 products
+// by normal powers of two (like Scale). Both are exact for every x whose scaled value is at least
+// 2^-126 in magnitude (the first only scales up, or down by at most 2^-126 with |x| >= 1 for any
+// value that survives), and anything smaller rounds to 0 whatever its last bits: so the float32
+// path gives DFP.from_float's float64 answer bit for bit.
+
+// Largest |x| bit pattern (sign cleared) over x[0..n): >= 0x7F800000 means inf or NaN is present.
+inline uint32_t max_abs_bits(const float* x, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    b &= 0x7FFFFFFFu;
+    m = b > m ? b : m;
+  }
+  return m;
+}
+
+inline int64_t first_non_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return i;
+  return -1;
+}
+
+// The exponent from the largest magnitude (bit pattern, finite).
+inline int32_t exponent_for(uint32_t amax_bits, int bits, int headroom) {
+  if (amax_bits == 0) return 0;
+  float amax;
+  std::memcpy(&amax, &amax_bits, 4);
+  int ex;
+  std::frexp(amax, &ex);  // amax = f 2^ex, f in [0.5, 1): exact, subnormals included
+  return ex - (bits - 1 - headroom);
+}
+
+template <class T>
+inline void quantize(const float* x, int64_t n, int32_t e, int bits, T* m) {
+  const Scale sc = make_scale(-static_cast<int64_t>(e));
+  const float top = static_cast<float>((1 << (bits - 1)) - 1);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::nearbyint((x[i] * sc.p1) * sc.p2);  // nearest even (the default rounding mode)
+    v = std::min(std::max(v, -top), top);
+    m[i] = static_cast<T>(v);
+  }
 }
 
 }  // namespace serial

@@ -84,8 +84,11 @@ def test_bad_inputs():
         matmul(np.ones((2, 300), np.int64), b)
     bad = a.copy()
     bad[3, 4] = np.nan
-    with pytest.raises(ValueError, match=r"non-finite value nan at index \(3, 4\)"):
-        matmul(bad, b)
+    for x in (bad, bad.astype(np.float64), np.asfortranarray(bad)):  # compiled and numpy quantizers
+        with pytest.raises(ValueError, match=r"a: non-finite value nan at index \(3, 4\)"):
+            matmul(x, b)
+    with pytest.raises(ValueError, match=r"b: non-finite value inf at index \(0, 0\)"):
+        matmul(a, np.full_like(b, np.inf))
     with pytest.raises(ValueError, match="threads: expected >= 1, got 0"):
         matmul(a, b, threads=0)
 

@@ -272,3 +272,74 @@ def test_torch_in_torch_out_zero_copy():
 def test_safe_chunk_binding_matches_python():
     for ma, mb in [(8192, 8192), (32768, 32768), (1, 1), (0, 5), (300, 7)]:
         assert _core.dfp.safe_chunk(ma, mb) == dfp_ref.safe_chunk(ma, mb)
+
+
+# ---- quantize: the compiled twin of DFP.from_float (per tensor, nearest) ----
+
+EDGE = np.array([0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, 1.17549435e-38, 3.4028235e38, -3.4028235e38, 1.0,
+                 -1.0, 0.5, 1.5, 2.5, -2.5, 1e-30, 1e30, 0.9999999, 65504.0], F32)
+
+
+def assert_same_dfp(q, r):
+    assert q.bits == r.bits and q.headroom == r.headroom and q.block_size is None
+    np.testing.assert_array_equal(q.exponent, r.exponent)
+    assert q.mantissa.dtype == r.mantissa.dtype and q.mantissa.shape == r.mantissa.shape
+    np.testing.assert_array_equal(q.mantissa, r.mantissa)
+
+
+def _scaled(rng, n, log_span):
+    return (rng.standard_normal(n) * np.exp(rng.uniform(-log_span, log_span, n))).astype(F32)
+
+
+@pytest.mark.parametrize("bits_,headroom", [(16, 2), (16, 0), (16, 1), (16, 14), (8, 0), (8, 2), (8, 6)])
+def test_quantize_matches_from_float(backend, bits_, headroom):
+    rng = np.random.default_rng(bits_ * 100 + headroom)
+    cases = [_scaled(rng, n, 30) for n in (0, 1, 15, 17, 1000, 70001)]
+    cases += [EDGE, EDGE[:2], np.full(33, 1e-45, F32), np.full(9, -3.4028235e38, F32), np.zeros((3, 0), F32),
+              _scaled(rng, (7, 13, 5), 80), np.abs(_scaled(rng, 100, 2)) * np.float32(2.0**-140)]
+    for x in cases:
+        assert_same_dfp(dfp.quantize(x, bits_, headroom), DFP.from_float(x, bits_, headroom=headroom))
+
+
+def test_quantize_rounds_ties_to_even(backend):
+    # max 8191.x fixes e = 0 at headroom 2, so x itself is the scaled value
+    x = np.array([8191.25, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 1000.5, -8190.5], F32)
+    q = dfp.quantize(x)
+    assert q.exponent[0] == 0
+    np.testing.assert_array_equal(q.mantissa, [8191, 0, 2, 2, 0, -2, -2, 4, 1000, -8190])
+    assert_same_dfp(q, DFP.from_float(x))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_quantize_non_finite_names_the_index(backend, bad):
+    x = np.ones((4, 50000), F32)
+    x[2, 31234] = bad
+    x[3, 7] = bad
+    with pytest.raises(ValueError, match=rf"x: non-finite value {bad} at index \(2, 31234\); DFP has no inf/NaN"):
+        dfp.quantize(x)
+
+
+def test_quantize_threads_torch_and_bad_arguments():
+    import torch
+    x = _scaled(np.random.default_rng(9), 300001, 5)
+    ref = dfp.quantize(x, threads=1)
+    assert_same_dfp(dfp.quantize(x, threads=2), ref)
+    assert_same_dfp(dfp.quantize(torch.from_numpy(x)), ref)
+    with pytest.raises(TypeError, match="x: expected dtype float32, got float64"):
+        dfp.quantize(x.astype(np.float64))
+    with pytest.raises(TypeError, match="x: expected a C-contiguous array"):
+        dfp.quantize(x[::2])
+    with pytest.raises(ValueError, match="bits: expected 16 or 8, got 12"):
+        dfp.quantize(x, bits=12)
+    with pytest.raises(ValueError, match="headroom: expected 0..14, got 15"):
+        dfp.quantize(x, headroom=15)
+    with pytest.raises(ValueError, match="headroom: expected 0..6, got -1"):
+        dfp.quantize(x, bits=8, headroom=-1)
+    m = np.zeros(5, I16)
+    with pytest.raises(ValueError, match=r"m: expected the shape of x \(4,\), got \(5,\)"):
+        _core.dfp.quantize(np.zeros(4, F32), 16, 2, m)
+    with pytest.raises(TypeError, match="m: expected dtype int8, got int16"):
+        _core.dfp.quantize(np.zeros(5, F32), 8, 2, m)
+    with pytest.raises(ValueError, match="x and m share memory"):
+        buf = np.zeros(8, F32)
+        _core.dfp.quantize(buf[:4], 16, 2, buf.view(I16)[:4])

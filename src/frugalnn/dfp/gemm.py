@@ -27,7 +27,12 @@ def _as_dfp(x, name: str) -> DFP:
     arr, _ = to_numpy(x, name)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{name}: expected a DFP or a floating-point array, got dtype {arr.dtype}")
-    return DFP.from_float(arr, bits=BITS)
+    try:
+        if arr.dtype == np.float32 and arr.flags.c_contiguous:
+            return kernel.quantize(arr, bits=BITS)  # DFP.from_float's bits, compiled and parallel
+        return DFP.from_float(arr, bits=BITS)
+    except ValueError as e:  # a non-finite value: the message names the index, and here the operand
+        raise ValueError(str(e).replace("x:", f"{name}:", 1)) from None
 
 
 def _mantissa(q: DFP, name: str) -> tuple[np.ndarray, int]:

@@ -10,6 +10,9 @@ csrc/dfp/serial.h:
     out = (acc * 2^s1) * 2^s2 + bias      (s1 + s2 = ea + eb, both powers normal floats)
 
 so the three agree bit for bit. `impl="numpy"` runs the reference.
+
+`quantize(x)` is the compiled twin of `DFP.from_float(x)` (per tensor, round to nearest) for
+float32 tensors: the same mantissas and exponent, bit for bit, in two parallel passes.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from frugalnn import _core
 from frugalnn._arrays import is_tensor, require_choice, require_int, threads_arg
+from frugalnn.formats.dfp import DFP
 from frugalnn.kernels import dfp_ref
 
 IMPLS = ("native", "numpy")
@@ -59,9 +63,24 @@ def max_safe_chunk(bits: int = 16, headroom: int = 2) -> int:
 DEFAULT_CHUNK = max_safe_chunk(16, 2)  # 31
 
 
-def _operand(x, name: str, dtype, ndim: int) -> np.ndarray:
+def quantize(x, bits: int = 16, headroom: int = 2, threads: int | None = None) -> DFP:
+    """DFP.from_float(x, bits, headroom=headroom) (per tensor, round to nearest even) for a float32
+    array or tensor, C-contiguous, any shape: same mantissas and exponent, bit for bit (tested).
+    A non-finite value raises the same ValueError as from_float, naming its index."""
+    xa = _operand(x, "x", np.float32, None)
+    bits = require_int(bits, "bits")
+    headroom = require_int(headroom, "headroom")
+    m = np.empty(xa.shape, np.int16 if bits == 16 else np.int8)
+    e, bad = _core.dfp.quantize(xa, bits, headroom, m, threads_arg(threads))
+    if bad >= 0:
+        idx = tuple(int(i) for i in np.unravel_index(bad, xa.shape))
+        raise ValueError(f"x: non-finite value {xa[idx]} at index {idx}; DFP has no inf/NaN")
+    return DFP(m, np.array([e], np.int32), bits, None, headroom)
+
+
+def _operand(x, name: str, dtype, ndim: int | None) -> np.ndarray:
     """A numpy view of a numpy array or torch CPU tensor, never a copy: the dtype and C-contiguity
-    must already be right (TypeError otherwise), the rank too (ValueError)."""
+    must already be right (TypeError otherwise), the rank too (ValueError; None: any rank)."""
     if is_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name}: expected a CPU tensor, got one on {x.device}")
@@ -70,7 +89,7 @@ def _operand(x, name: str, dtype, ndim: int) -> np.ndarray:
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
     if x.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype}")
-    if x.ndim != ndim:
+    if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-d array, got shape {x.shape}")
     if not x.flags.c_contiguous:
         raise TypeError(f"{name}: expected a C-contiguous array, got a strided view of shape {x.shape} "
