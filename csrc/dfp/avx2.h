@@ -42,6 +42,11 @@ namespace avx2 {
   "vcvtdq2ps %%ymm" #c1 ", %%ymm" #c1 "\n\t"                                   \
   "vaddps 32+" #off "(%[t]), %%ymm" #c1 ", %%ymm" #c1 "\n\t"                   \
   "vmovaps %%ymm" #c1 ", 32+" #off "(%[t])\n\t"
+#define FRUGALNN_DFP_SET(off, c0, c1)                                          \
+  "vcvtdq2ps %%ymm" #c0 ", %%ymm" #c0 "\n\t"                                   \
+  "vmovaps %%ymm" #c0 ", " #off "(%[t])\n\t"                                   \
+  "vcvtdq2ps %%ymm" #c1 ", %%ymm" #c1 "\n\t"                                   \
+  "vmovaps %%ymm" #c1 ", 32+" #off "(%[t])\n\t"
 #define FRUGALNN_DFP_CHUNK(ZEROS, ROWS, OUTS)                                     \
   asm volatile(ZEROS                                                              \
                "test %[n], %[n]\n\t"                                              \
@@ -62,7 +67,8 @@ namespace avx2 {
 
 static_assert(kMR == 6 && kNR == 16, "the assembly below hard-codes 6 x 16 tiles (A stride 24 bytes, B 64)");
 
-template <int MR>
+// FIRST: the tile is written (0 + x = x exactly), not read and added to.
+template <int MR, bool FIRST>
 FRUGALNN_AVX2 void chunk(const uint32_t*& a, const uint32_t*& b, int64_t n, float* tile) {
 #define Z0 FRUGALNN_DFP_ZERO(0, 1)
 #define Z1 Z0 FRUGALNN_DFP_ZERO(2, 3)
@@ -82,12 +88,24 @@ FRUGALNN_AVX2 void chunk(const uint32_t*& a, const uint32_t*& b, int64_t n, floa
 #define O3 O2 FRUGALNN_DFP_OUT(192, 6, 7)
 #define O4 O3 FRUGALNN_DFP_OUT(256, 8, 9)
 #define O5 O4 FRUGALNN_DFP_OUT(320, 10, 11)
-  if constexpr (MR == 1) FRUGALNN_DFP_CHUNK(Z0, R0, O0);
-  if constexpr (MR == 2) FRUGALNN_DFP_CHUNK(Z1, R1, O1);
-  if constexpr (MR == 3) FRUGALNN_DFP_CHUNK(Z2, R2, O2);
-  if constexpr (MR == 4) FRUGALNN_DFP_CHUNK(Z3, R3, O3);
-  if constexpr (MR == 5) FRUGALNN_DFP_CHUNK(Z4, R4, O4);
-  if constexpr (MR == 6) FRUGALNN_DFP_CHUNK(Z5, R5, O5);
+#define S0 FRUGALNN_DFP_SET(0, 0, 1)
+#define S1 S0 FRUGALNN_DFP_SET(64, 2, 3)
+#define S2 S1 FRUGALNN_DFP_SET(128, 4, 5)
+#define S3 S2 FRUGALNN_DFP_SET(192, 6, 7)
+#define S4 S3 FRUGALNN_DFP_SET(256, 8, 9)
+#define S5 S4 FRUGALNN_DFP_SET(320, 10, 11)
+  if constexpr (MR == 1 && FIRST) FRUGALNN_DFP_CHUNK(Z0, R0, S0);
+  if constexpr (MR == 1 && !FIRST) FRUGALNN_DFP_CHUNK(Z0, R0, O0);
+  if constexpr (MR == 2 && FIRST) FRUGALNN_DFP_CHUNK(Z1, R1, S1);
+  if constexpr (MR == 2 && !FIRST) FRUGALNN_DFP_CHUNK(Z1, R1, O1);
+  if constexpr (MR == 3 && FIRST) FRUGALNN_DFP_CHUNK(Z2, R2, S2);
+  if constexpr (MR == 3 && !FIRST) FRUGALNN_DFP_CHUNK(Z2, R2, O2);
+  if constexpr (MR == 4 && FIRST) FRUGALNN_DFP_CHUNK(Z3, R3, S3);
+  if constexpr (MR == 4 && !FIRST) FRUGALNN_DFP_CHUNK(Z3, R3, O3);
+  if constexpr (MR == 5 && FIRST) FRUGALNN_DFP_CHUNK(Z4, R4, S4);
+  if constexpr (MR == 5 && !FIRST) FRUGALNN_DFP_CHUNK(Z4, R4, O4);
+  if constexpr (MR == 6 && FIRST) FRUGALNN_DFP_CHUNK(Z5, R5, S5);
+  if constexpr (MR == 6 && !FIRST) FRUGALNN_DFP_CHUNK(Z5, R5, O5);
 #undef Z0
 #undef Z1
 #undef Z2
@@ -106,21 +124,92 @@ FRUGALNN_AVX2 void chunk(const uint32_t*& a, const uint32_t*& b, int64_t n, floa
 #undef O3
 #undef O4
 #undef O5
+#undef S0
+#undef S1
+#undef S2
+#undef S3
+#undef S4
+#undef S5
 }
 
-// The tile (MR x 16 floats, 32-byte aligned) gets float(chunk sum) added, chunk after chunk.
+// The tile (MR x 16 floats, 32-byte aligned) gets float(chunk sum) added, chunk after chunk
+// (written by the first chunk when `first`).
 template <int MR>
 FRUGALNN_AVX2 void kernel(const uint32_t* a, const uint32_t* b, int64_t n_chunks, int64_t chunk_pairs,
-                          int64_t last_pairs, float* tile) {
-  for (int64_t q = 0; q < n_chunks; ++q) chunk<MR>(a, b, q + 1 == n_chunks ? last_pairs : chunk_pairs, tile);
+                          int64_t last_pairs, float* tile, bool first) {
+  for (int64_t q = 0; q < n_chunks; ++q) {
+    const int64_t pairs = q + 1 == n_chunks ? last_pairs : chunk_pairs;
+    if (first && q == 0) {
+      chunk<MR, true>(a, b, pairs, tile);
+    } else {
+      chunk<MR, false>(a, b, pairs, tile);
+    }
+  }
 }
 
 #undef FRUGALNN_DFP_ZERO
 #undef FRUGALNN_DFP_ROW
 #undef FRUGALNN_DFP_OUT
+#undef FRUGALNN_DFP_SET
 #undef FRUGALNN_DFP_CHUNK
 
+// 8 x 8 transpose of 32-bit words: r[i] holds row i, out[j] gets column j.
+FRUGALNN_AVX2 inline void transpose8x8(const __m256i r[8], __m256i out[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);      // per 128-bit lane: r_i[0] r_i+1[0] r_i[1] r_i+1[1]
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);  //                   r_i[2] r_i+1[2] r_i[3] r_i+1[3]
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);       // rows i..i+3 of word 0 (lane 1: word 4)
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);   // word 1 (5)
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);  // word 2 (6)
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);  // word 3 (7)
+  }
+  for (int j = 0; j < 4; ++j) {
+    out[j] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x20);
+    out[j + 4] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x31);
+  }
+}
+
 struct Ops {
+  // dst[p * stride + r] = the int16 pair at src[r] + 2p (r < R, R = 6 or 16), 8 pairs at a time
+  // as 8 x 8 word transposes; returns the pairs written (a multiple of 8, at most `pairs`).
+  template <int R>
+  FRUGALNN_AVX2 static int64_t gather_pairs(const int16_t* const* src, int64_t pairs, uint32_t* dst, int64_t stride) {
+    static_assert(R == 6 || R == 16, "row groups of 6 (A tiles) or 16 (B^T strips)");
+    int64_t p = 0;
+    for (; p + 8 <= pairs; p += 8) {
+      for (int g = 0; g < R; g += 8) {
+        __m256i rows[8], cols[8];
+        for (int i = 0; i < 8; ++i)
+          rows[i] = g + i < R ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[g + i] + 2 * p))
+                              : _mm256_setzero_si256();
+        transpose8x8(rows, cols);
+        for (int j = 0; j < 8; ++j) {
+          uint32_t* d = dst + (p + j) * stride + g;
+          if (R == 16) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), cols[j]);
+          } else {  // 6 words: 4 + 2, never past the pair's slots (tiles are packed concurrently)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(cols[j]));
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(d + 4), _mm256_extracti128_si256(cols[j], 1));
+          }
+        }
+      }
+    }
+    return p;
+  }
+
+  // dst[c] = (lo[c], hi[c]) for c < 16 (hi null: zeros): vpunpck{l,h}wd interleave within each
+  // 128-bit lane (columns 0-3 + 8-11, and 4-7 + 12-15), vperm2i128 restores the column order.
+  FRUGALNN_AVX2 static void interleave16(const int16_t* lo, const int16_t* hi, uint32_t* dst) {
+    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo));
+    const __m256i h = hi ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi)) : _mm256_setzero_si256();
+    const __m256i a = _mm256_unpacklo_epi16(l, h), b = _mm256_unpackhi_epi16(l, h);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_permute2x128_si256(a, b, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8), _mm256_permute2x128_si256(a, b, 0x31));
+  }
+
   static KernelFn kernel(int mr) {
     switch (mr) {
       case 1: return &avx2::kernel<1>;
@@ -136,13 +225,15 @@ struct Ops {
   FRUGALNN_AVX2 static void finish(const float* tile, int mr, int64_t cols, const Scale& sc, const float* bias,
                                    float* dst, int64_t ldc) {
     const __m256 p1 = _mm256_set1_ps(sc.p1), p2 = _mm256_set1_ps(sc.p2);
+
     alignas(32) float bias_pad[kNR] = {};
-    if (bias) std::memcpy(bias_pad, bias, static_cast<size_t>(cols) * sizeof(float));
+    if (bias && cols < kNR) std::memcpy(bias_pad, bias, static_cast<size_t>(cols) * sizeof(float));
+    const float* bias_row = cols == kNR ? bias : bias_pad;  // a full tile reads the bias in place
     alignas(32) float out[kNR];
     for (int r = 0; r < mr; ++r) {
       for (int h = 0; h < kNR; h += 8) {
         __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(tile + r * kNR + h), p1), p2);
-        if (bias) v = _mm256_add_ps(v, _mm256_load_ps(bias_pad + h));
+        if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias_row + h));  // no bias: no add (it would turn -0 into +0)
         if (cols == kNR) {
           _mm256_storeu_ps(dst + r * ldc + h, v);
         } else {
@@ -200,6 +291,60 @@ FRUGALNN_AVX2 inline void quantize16(const float* x, int64_t n, int32_t e, int b
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(m + i), packed);
   }
   serial::quantize(x + i, n - i, e, bits, m + i);
+}
+
+// Peak probes (one thread, registers only, no memory traffic): how many multiply-accumulates per
+// second this core sustains with 8-lane fp32 FMAs, and with vpmaddwd + vpaddd as the GEMM's inner
+// loop issues them. `frugalnn bench dfp` reports both sides' GEMM rates against these. Each
+// iteration issues 12 independent instructions (latency hidden), repeated `iters` times.
+FRUGALNN_AVX2 inline double probe_fma_macs(int64_t iters) {
+  asm volatile(
+      "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
+      "vmovaps %%ymm0, %%ymm1\n\t vmovaps %%ymm0, %%ymm2\n\t vmovaps %%ymm0, %%ymm3\n\t"
+      "vmovaps %%ymm0, %%ymm4\n\t vmovaps %%ymm0, %%ymm5\n\t vmovaps %%ymm0, %%ymm6\n\t"
+      "vmovaps %%ymm0, %%ymm7\n\t vmovaps %%ymm0, %%ymm8\n\t vmovaps %%ymm0, %%ymm9\n\t"
+      "vmovaps %%ymm0, %%ymm10\n\t vmovaps %%ymm0, %%ymm11\n\t vmovaps %%ymm0, %%ymm14\n\t vmovaps %%ymm0, %%ymm15\n"
+      "1:\n\t"
+      "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
+      "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
+      "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
+      "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
+      "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t"
+      "vfmadd231ps %%ymm14, %%ymm15, %%ymm10\n\t vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
+      "dec %[n]\n\t"
+      "jnz 1b\n"
+      : [n] "+r"(iters)
+      :
+      : "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "xmm14", "xmm15");
+  return 12.0 * 8.0;  // MACs per iteration
+}
+
+FRUGALNN_AVX2 inline double probe_madd_macs(int64_t iters) {
+  asm volatile(
+      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
+      "vmovdqa %%ymm0, %%ymm1\n\t vmovdqa %%ymm0, %%ymm2\n\t vmovdqa %%ymm0, %%ymm3\n\t"
+      "vmovdqa %%ymm0, %%ymm4\n\t vmovdqa %%ymm0, %%ymm5\n\t vmovdqa %%ymm0, %%ymm14\n\t vmovdqa %%ymm0, %%ymm15\n"
+      "1:\n\t"
+      "vpmaddwd %%ymm14, %%ymm15, %%ymm6\n\t vpmaddwd %%ymm14, %%ymm15, %%ymm7\n\t"
+      "vpaddd %%ymm6, %%ymm0, %%ymm0\n\t vpaddd %%ymm7, %%ymm1, %%ymm1\n\t"
+      "vpmaddwd %%ymm14, %%ymm15, %%ymm8\n\t vpmaddwd %%ymm14, %%ymm15, %%ymm9\n\t"
+      "vpaddd %%ymm8, %%ymm2, %%ymm2\n\t vpaddd %%ymm9, %%ymm3, %%ymm3\n\t"
+      "vpmaddwd %%ymm14, %%ymm15, %%ymm10\n\t vpmaddwd %%ymm14, %%ymm15, %%ymm11\n\t"
+      "vpaddd %%ymm10, %%ymm4, %%ymm4\n\t vpaddd %%ymm11, %%ymm5, %%ymm5\n\t"
+      "vpmaddwd %%ymm14, %%ymm15, %%ymm6\n\t vpmaddwd %%ymm14, %%ymm15, %%ymm7\n\t"
+      "vpaddd %%ymm6, %%ymm0, %%ymm0\n\t vpaddd %%ymm7, %%ymm1, %%ymm1\n\t"
+      "vpmaddwd %%ymm14, %%ymm15, %%ymm8\n\t vpmaddwd %%ymm14, %%ymm15, %%ymm9\n\t"
+      "vpaddd %%ymm8, %%ymm2, %%ymm2\n\t vpaddd %%ymm9, %%ymm3, %%ymm3\n\t"
+      "vpmaddwd %%ymm14, %%ymm15, %%ymm10\n\t vpmaddwd %%ymm14, %%ymm15, %%ymm11\n\t"
+      "vpaddd %%ymm10, %%ymm4, %%ymm4\n\t vpaddd %%ymm11, %%ymm5, %%ymm5\n\t"
+      "dec %[n]\n\t"
+      "jnz 1b\n"
+      : [n] "+r"(iters)
+      :
+      : "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "xmm14", "xmm15");
+  return 12.0 * 16.0;
 }
 
 }  // namespace avx2

@@ -2,8 +2,10 @@
 // allocated by frugalnn/kernels/dfp.py and passed in.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
 
 #include <atomic>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <utility>
@@ -131,6 +133,44 @@ std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m
   return {e, -1};
 }
 
+// Multiply-accumulates per second one core sustains in registers: kind "fp32_fma" (8-lane FMA)
+// or "int16_madd" (vpmaddwd + vpaddd, the GEMM's inner loop), measured for about `seconds` of
+// this thread's CPU time.
+double peak_macs(const std::string& kind, double seconds) {
+  if (kind != "fp32_fma" && kind != "int16_madd")
+    throw nb::value_error(("kind: expected 'fp32_fma' or 'int16_madd', got '" + kind + "'").c_str());
+  if (!(seconds > 0 && seconds <= 10))
+    throw nb::value_error(("seconds: expected (0, 10], got " + std::to_string(seconds)).c_str());
+#if FRUGALNN_X86
+  if (!cpu_supports_avx2()) throw nb::value_error("peak_macs: this CPU lacks AVX2/FMA");
+  nb::gil_scoped_release release;
+  const bool fma = kind == "fp32_fma";
+  auto run = [&](int64_t iters) { return fma ? dfp::avx2::probe_fma_macs(iters) : dfp::avx2::probe_madd_macs(iters); };
+  // thread CPU time: a sample during which the scheduler ran someone else is not counted short
+  auto now = [] {
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  };
+  int64_t iters = 1 << 16;
+  double best = 0;
+  const double start = now();
+  while (now() - start < seconds) {
+    const double t0 = now();
+    const double macs = run(iters) * static_cast<double>(iters);
+    const double dt = now() - t0;
+    if (dt < 2e-3) {
+      iters *= 2;
+      continue;
+    }
+    best = std::max(best, macs / dt);  // the best sample: cache and frequency interference only slow it down
+  }
+  return best;
+#else
+  throw nb::value_error("peak_macs: x86 only");
+#endif
+}
+
 }  // namespace
 }  // namespace frugalnn
 
@@ -142,6 +182,7 @@ void frugalnn_bind_dfp(nanobind::module_& m) {
         nb::arg("allow_overflow") = false);
   s.def("quantize", &quantize, nb::arg("x"), nb::arg("bits"), nb::arg("headroom"), nb::arg("m"),
         nb::arg("threads") = -1);
+  s.def("peak_macs", &peak_macs, nb::arg("kind"), nb::arg("seconds") = 0.2);
   s.def("safe_chunk", &safe_chunk, nb::arg("max_a"), nb::arg("max_b"),
         "Largest chunk whose int32 sums cannot overflow for |a| <= max_a, |b| <= max_b.");
 }
