@@ -1,0 +1,61 @@
+"""`frugalnn bench dfp`: its checks refuse wrong answers, its shapes are ResNet-20's, the torch AVX2
+worker answers, and a tiny run produces complete rows."""
+import numpy as np
+import pytest
+
+from frugalnn.bench.accuracy import CheckFailed
+from frugalnn.bench.harness import BenchArgs
+from frugalnn.dfp import bench
+from frugalnn.kernels import dfp
+
+
+def test_resnet20_shapes_are_the_im2col_gemms():
+    shapes = {name.split(" (")[0]: (m, k, n) for name, m, k, n in bench.resnet20_shapes(8)}
+    assert shapes["resnet20 stage1 conv fwd"] == (16, 144, 8 * 28 * 28)
+    assert shapes["resnet20 stage2 conv fwd"] == (32, 288, 8 * 14 * 14)
+    assert shapes["resnet20 stage3 conv fwd"] == (64, 576, 8 * 7 * 7)
+    assert shapes["resnet20 stage3 weight grad"] == (64, 8 * 7 * 7, 576)
+    assert shapes["resnet20 stage2 input grad"] == (288, 32, 8 * 14 * 14)
+
+
+def test_checks_refuse_wrong_answers():
+    a, b = bench.make_operands(20, 300, 30, seed=1)
+    qa, qb = dfp.quantize(a), dfp.quantize(b)
+    y = dfp.gemm(qa.mantissa, qb.mantissa, int(qa.exponent[0]), int(qb.exponent[0]))
+    bench.check_ours("t", qa, qb, y, 31)
+    bad = y.copy()
+    bad.view(np.uint32)[3, 4] += 1  # one ulp: no longer the reference's bits
+    with pytest.raises(CheckFailed, match="bit mismatches vs dfp_ref"):
+        bench.check_ours("t", qa, qb, bad, 31)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    ratio, err = bench.torch_error(a, b, (a @ b), exact)
+    assert ratio <= 1 and 0 < err < 1e-12
+    ratio, _ = bench.torch_error(a, b, (a @ b) * np.float32(1 + 2.0**-10), exact)
+    assert ratio > 1  # a float32 matmul this far off violates the K u |A||B| bound
+
+
+def test_torch_avx2_worker_round_trip():
+    w = bench.TorchAVX2Worker()
+    try:
+        setup = w.ask(op="setup", m=8, k=40, n=12, seed=3, threads=1)
+        assert setup["ratio"] <= 1 and setup["nmse"] < 1e-12 and setup["one_call_s"] > 0
+        assert setup["isa"] in ("AVX2", "DEFAULT")  # ATEN_CPU_CAPABILITY=avx2 took effect (DEFAULT: no AVX2 CPU)
+        assert w.ask(op="run", calls=3)["seconds"] > 0
+    finally:
+        w.close()
+
+
+def test_tiny_run_has_complete_rows():
+    args = BenchArgs(quick=True, threads=[1], repeats=1,
+                     options={"shapes": ["resnet"], "batch": 1, "no_avx2_peer": True})
+    report = bench.bench_dfp(args)
+    cases = {r.case for r in report.rows}
+    assert len(cases) == 5 and len(report.rows) == 15
+    for r in report.rows:
+        assert r.median_ms > 0 and r.vs_baseline > 0
+        assert {"GMAC/s", "% fp32 peak", "NMSE vs fp64", "bytes/value", "ISA", "shape MxKxN"} <= set(r.extra)
+        assert r.extra["bytes/value"] == (4.0 if r.impl.startswith("torch") else pytest.approx(2.0, abs=0.01))
+        assert r.extra["NMSE vs fp64"] < (1e-12 if r.impl.startswith("torch") else 1e-6)
+    assert report.meta["chunk"] == 31 and report.meta["fp32_fma_peak_gmacs_per_core"] > 0
+    with pytest.raises(ValueError, match="--batch: expected >= 1, got 0"):
+        bench.bench_dfp(BenchArgs(threads=[1], repeats=1, options={"shapes": ["resnet"], "batch": 0}))
