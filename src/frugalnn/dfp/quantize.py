@@ -64,8 +64,9 @@ def quantize(x: torch.Tensor, bits: int = 16, headroom: int = 2, stochastic: boo
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     if x.numel() == 0:
         return torch.zeros(x.shape, dtype=torch.int16), 0
-    amax = float(x.abs().amax())  # NaN and inf propagate through amax: one reduction checks both
-    if not math.isfinite(amax):
+    lo, hi = torch.aminmax(x)  # one pass, no |x| temporary; NaN and inf propagate: one check for both
+    amax = max(-float(lo), float(hi))
+    if not math.isfinite(amax) or math.isnan(float(lo)):
         raise _nonfinite_error(x, layer, kind)
     e = exponent_for(amax, bits, headroom)
     if e >= -127:
@@ -77,8 +78,10 @@ def quantize(x: torch.Tensor, bits: int = 16, headroom: int = 2, stochastic: boo
         scaled = low.add_((torch.rand_like(scaled) < (scaled - low)).to(scaled.dtype))
     else:
         scaled = scaled.round_()  # half to even, like np.rint
-    top = 2 ** (bits - 1) - 1
-    return scaled.clamp_(-top, top).to(torch.int16), e
+    if headroom == 0:  # only then can a value round up to 2^(bits-1), one past the int range
+        top = 2 ** (bits - 1) - 1
+        scaled = scaled.clamp_(-top, top)
+    return scaled.to(torch.int16), e
 
 
 def dequantize(m: torch.Tensor, e: int) -> torch.Tensor:
