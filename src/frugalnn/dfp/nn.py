@@ -2,17 +2,18 @@
 
 Every converted Conv1d / Conv2d / Linear runs its three GEMMs per step on the int16 kernel
 (frugalnn.kernels.dfp.gemm: int32 sums over K-chunks, float32 out):
-    forward          y  = Q(x) @ Q(W)^T                 (conv: x lowered by im2col, F.unfold)
-    input gradient   dx = Q(dy) @ Q(W)                  (conv: then col2im, F.fold, in fp32)
-    weight gradient  dW = Q(dy)^T @ Q(x)
+    forward          y  = Q(x) @ Q(W)^T                 (conv: Q(x) lowered by an int16 im2col, NHWC order)
+    input gradient   dx = Q(dy) @ Q(W)                  (conv: then col2im in fp32)
+    weight gradient  dW = Q(dy)^T @ Q(x)                (conv: the im2col rebuilt from the saved int16 Q(x))
 with Q the per-tensor DFP quantization (dfp/quantize.py: 2 bits of headroom, nearest or stochastic
 rounding). The weights stay fp32 (the optimizer's master copy) and are re-quantized at every forward;
 bias, BatchNorm, ReLU, pooling and the loss stay fp32, as do the first conv and the last linear layer
 unless `keep_fp32=()` (the paper's choice, Das et al. section 4).
 
-The layer is the custom op `torch.ops.frugalnn.dfp_linear` (its backward `dfp_linear_backward`, both
-`torch.library.custom_op` + `register_fake`, joined by `register_autograd`), so torch.compile traces
-and DDP hooks see ordinary ops. The forward op returns the int16 operands with the output, and the
+The layers are the custom ops `torch.ops.frugalnn.dfp_linear` and `dfp_conv2d` (their backwards
+`dfp_linear_backward` / `dfp_conv2d_backward`; all `torch.library.custom_op` + `register_fake`, joined
+by `register_autograd`), so torch.compile traces and DDP hooks see ordinary ops. Conv1d runs as a
+conv2d of height 1. The forward op returns the int16 operands with the output, and the
 backward reuses them: what the forward multiplied is what the gradients are computed against.
 
 Not converted (left fp32, visible in print(model)): grouped convs and padding modes other than zeros.
