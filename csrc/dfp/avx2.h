@@ -200,6 +200,8 @@ struct Ops {
     return p;
   }
 
+  FRUGALNN_AVX2 static void fence() { _mm_sfence(); }
+
   // dst[c] = (lo[c], hi[c]) for c < 16 (hi null: zeros): vpunpck{l,h}wd interleave within each
   // 128-bit lane (columns 0-3 + 8-11, and 4-7 + 12-15), vperm2i128 restores the column order.
   FRUGALNN_AVX2 static void interleave16(const int16_t* lo, const int16_t* hi, uint32_t* dst) {
@@ -221,9 +223,10 @@ struct Ops {
     }
   }
 
-  // dst[r][c] = (tile[r][c] * p1) * p2 (+ bias[c]) for the valid mr x cols corner.
+  // dst[r][c] = (tile[r][c] * p1) * p2 (+ bias[c]) for the valid mr x cols corner; full rows with
+  // streaming stores when `stream` (the caller checked the alignment).
   FRUGALNN_AVX2 static void finish(const float* tile, int mr, int64_t cols, const Scale& sc, const float* bias,
-                                   float* dst, int64_t ldc) {
+                                   float* dst, int64_t ldc, bool stream) {
     const __m256 p1 = _mm256_set1_ps(sc.p1), p2 = _mm256_set1_ps(sc.p2);
 
     alignas(32) float bias_pad[kNR] = {};
@@ -234,7 +237,9 @@ struct Ops {
       for (int h = 0; h < kNR; h += 8) {
         __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(tile + r * kNR + h), p1), p2);
         if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias_row + h));  // no bias: no add (it would turn -0 into +0)
-        if (cols == kNR) {
+        if (cols == kNR && stream) {
+          _mm256_stream_ps(dst + r * ldc + h, v);
+        } else if (cols == kNR) {
           _mm256_storeu_ps(dst + r * ldc + h, v);
         } else {
           _mm256_store_ps(out + h, v);

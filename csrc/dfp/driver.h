@@ -42,6 +42,7 @@ constexpr int64_t kPanelPairs = 1024;  // K panel target: 2048 values of K (see 
 constexpr int64_t kMC = 16 * kMR;     // rows per task
 constexpr int64_t kNC = 16 * kNR;     // columns per task
 constexpr int64_t kStripGroup = 4;    // B strips per packing task
+constexpr int64_t kStreamBytes = int64_t(16) << 20;  // C at least this large: streaming stores
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -205,7 +206,7 @@ inline void copy_rows(const float* src, int64_t lds, float* dst, int64_t ldd, in
 // panel right before use into a per-thread buffer (see gemm).
 template <class Ops>
 void compute_block(const Problem& pr, const KLayout& L, const uint32_t* ap, const uint32_t* bp, int64_t r0,
-                   int64_t r1, int64_t c0, int64_t c1) {
+                   int64_t r1, int64_t c0, int64_t c1, bool stream) {
   alignas(64) float tile[kMR * kNR];
   thread_local Workspace strip_ws;
   uint32_t* strip = bp ? nullptr : strip_ws.get(static_cast<size_t>(L.chunks_per_panel * L.chunk_pairs * kNR));
@@ -224,7 +225,7 @@ void compute_block(const Problem& pr, const KLayout& L, const uint32_t* ap, cons
         if (pnl > 0) copy_rows(dst, pr.n, tile, kNR, mr, cols);
         Ops::kernel(mr)(ap + (t * L.pairs + pair0) * kMR, bs, nq, L.chunk_pairs, last_pairs, tile, pnl == 0);
         if (last) {
-          Ops::finish(tile, mr, cols, pr.scale, pr.bias ? pr.bias + j0 : nullptr, dst, pr.n);
+          Ops::finish(tile, mr, cols, pr.scale, pr.bias ? pr.bias + j0 : nullptr, dst, pr.n, stream);
         } else {
           copy_rows(tile, kNR, dst, pr.n, mr, cols);
         }
@@ -232,10 +233,11 @@ void compute_block(const Problem& pr, const KLayout& L, const uint32_t* ap, cons
     }
   }
   strip_ws.trim();
+  if (stream) Ops::fence();  // streamed stores are weakly ordered: drain them before the task ends
 }
 
-// Ops provides kernel(mr) -> KernelFn, finish(tile, mr, cols, scale, bias_or_null, dst, ldc) and the
-// packing primitives above.
+// Ops provides kernel(mr) -> KernelFn, finish(tile, mr, cols, scale, bias_or_null, dst, ldc, stream),
+// fence() and the packing primitives above.
 //
 // B is packed whole, in parallel, before the products when several row blocks will read each
 // strip. With a single row block (M <= kMC: the forward convolutions and weight gradients of a
@@ -252,7 +254,8 @@ void gemm(const Problem& pr, int64_t chunk, int threads) {
     for (int64_t i = 0; i < pr.m; ++i)
       for (int64_t j0 = 0; j0 < pr.n; j0 += kNR) {
         const int cols = static_cast<int>(std::min<int64_t>(kNR, pr.n - j0));
-        Ops::finish(zero_tile, 1, cols, pr.scale, pr.bias ? pr.bias + j0 : nullptr, pr.c + i * pr.n + j0, pr.n);
+        Ops::finish(zero_tile, 1, cols, pr.scale, pr.bias ? pr.bias + j0 : nullptr, pr.c + i * pr.n + j0, pr.n,
+                    false);
       }
     return;
   }
@@ -269,11 +272,15 @@ void gemm(const Problem& pr, int64_t chunk, int threads) {
     const int64_t s0 = (task - tiles) * kStripGroup, s1 = std::min(strips, s0 + kStripGroup);
     for (int64_t s = s0; s < s1; ++s) pack_b_strip<Ops>(pr, L, s, 0, L.n_chunks, bp + s * kNR * L.pairs);
   });
+  // A C far larger than the caches is written with streaming stores (no read-for-ownership of lines
+  // that are overwritten whole: 20% at M = 288, K = 32, N = 25088); rows must be 32-byte aligned.
+  const bool stream = pr.m * pr.n * 4 >= kStreamBytes &&
+                      ((reinterpret_cast<uintptr_t>(pr.c) | static_cast<uintptr_t>(pr.n * 4)) & 31) == 0;
   const int64_t mblocks = ceil_div(pr.m, kMC), nblocks = ceil_div(pr.n, kNC);
   parallel_for(mblocks * nblocks, threads, [&](int64_t task) {
     const int64_t mb = task / nblocks, nb = task % nblocks;
     compute_block<Ops>(pr, L, ap, bp, mb * kMC, std::min(pr.m, (mb + 1) * kMC), nb * kNC,
-                       std::min(pr.n, (nb + 1) * kNC));
+                       std::min(pr.n, (nb + 1) * kNC), stream);
   });
   w.trim();
 }

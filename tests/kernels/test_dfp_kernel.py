@@ -344,3 +344,16 @@ def test_quantize_threads_torch_and_bad_arguments():
     with pytest.raises(ValueError, match="x and m share memory"):
         buf = np.zeros(8, F32)
         _core.dfp.quantize(buf[:4], 16, 2, buf.view(I16)[:4])
+
+
+def test_large_outputs_same_bits_streamed_or_not(backend):
+    """Outputs of 16 MiB and more are written with streaming stores when 32-byte aligned (driver.h)."""
+    rng = np.random.default_rng(11)
+    a, b = operands(rng, 301, 35, 14000, 31)
+    bias = rng.standard_normal(14000).astype(F32)
+    want = dfp.gemm(a, b, -3, -4, bias=bias, impl="numpy")
+    assert_same_bits(dfp.gemm(a, b, -3, -4, bias=bias, threads=2), want)  # aligned: streamed
+    buf = np.empty(301 * 14000 + 1, F32)
+    misaligned = buf[1:].reshape(301, 14000) if buf.ctypes.data % 32 == 0 else buf[:-1].reshape(301, 14000)
+    assert misaligned.ctypes.data % 32 != 0
+    assert_same_bits(dfp.gemm(a, b, -3, -4, bias=bias, out=misaligned), want)  # plain stores

@@ -78,6 +78,15 @@ def quantize(x, bits: int = 16, headroom: int = 2, threads: int | None = None) -
     return DFP(m, np.array([e], np.int32), bits, None, headroom)
 
 
+def _empty_aligned(shape: tuple[int, int]) -> np.ndarray:
+    """float32 C-contiguous, 64-byte aligned: the kernel's full-row stores then never split a cache
+    line (numpy gives 16-byte alignment to some allocations: 30% slower at M=288, K=32, N=25088)."""
+    count = shape[0] * shape[1]
+    raw = np.empty(count + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + count].reshape(shape)
+
+
 def _operand(x, name: str, dtype, ndim: int | None) -> np.ndarray:
     """A numpy view of a numpy array or torch CPU tensor, never a copy: the dtype and C-contiguity
     must already be right (TypeError otherwise), the rank too (ValueError; None: any rank)."""
@@ -129,7 +138,7 @@ def gemm(a, b, ea: int, eb: int, chunk: int | None = None, bias=None, out=None, 
             raise ValueError(f"bias: expected shape ({n},), got {bias.shape}")
     result = out
     if out is None:
-        out_np = np.empty((a.shape[0], n), np.float32)
+        out_np = _empty_aligned((a.shape[0], n))
         result = out_np
         if as_tensor:
             import torch
