@@ -43,6 +43,7 @@ constexpr int64_t kMC = 16 * kMR;     // rows per task
 constexpr int64_t kNC = 16 * kNR;     // columns per task
 constexpr int64_t kStripGroup = 4;    // B strips per packing task
 constexpr int64_t kStreamBytes = int64_t(16) << 20;  // C at least this large: streaming stores
+constexpr int64_t kLateBBytes = int64_t(256) << 10;  // a task's B panel packed just before use (in L2)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -50,14 +51,14 @@ struct KLayout {
   int64_t k = 0, chunk = 1, chunk_pairs = 1, n_chunks = 0, pairs = 0, last_pairs = 0;
   int64_t chunks_per_panel = 1, panels = 0;
 
-  KLayout(int64_t k_, int64_t chunk_) : k(k_) {
+  KLayout(int64_t k_, int64_t chunk_, int64_t panel_pairs = kPanelPairs) : k(k_) {
     chunk = std::max<int64_t>(1, std::min(chunk_, std::max<int64_t>(k_, 1)));
     chunk_pairs = ceil_div(chunk, 2);
     n_chunks = ceil_div(k, chunk);
     const int64_t last_len = k - (n_chunks - 1) * chunk;
     last_pairs = n_chunks ? ceil_div(last_len, 2) : 0;
     pairs = n_chunks ? (n_chunks - 1) * chunk_pairs + last_pairs : 0;
-    chunks_per_panel = std::max<int64_t>(1, kPanelPairs / chunk_pairs);
+    chunks_per_panel = std::max<int64_t>(1, panel_pairs / chunk_pairs);
     panels = ceil_div(n_chunks, chunks_per_panel);
   }
 };
@@ -139,20 +140,20 @@ inline void gather_pairs_scalar(const int16_t* const* src, int rows, int64_t p0,
   }
 }
 
-// Tile t of A (rows t*kMR ...) into ap[pair][r].
+// Chunks [q0, q1) of tile t of A (rows t*kMR ...) into dst[pair - first pair of q0][r].
 template <class Ops>
-void pack_a_tile(const Problem& pr, const KLayout& L, int64_t t, uint32_t* ap) {
+void pack_a_tile(const Problem& pr, const KLayout& L, int64_t t, int64_t q0, int64_t q1, uint32_t* dst) {
   const int64_t i0 = t * kMR;
   const int rows = static_cast<int>(std::min<int64_t>(kMR, pr.m - i0));
-  for (int64_t q = 0; q < L.n_chunks; ++q) {
+  for (int64_t q = q0; q < q1; ++q) {
     const int64_t k0 = q * L.chunk, len = std::min(L.chunk, L.k - k0), pairs = ceil_div(len, 2);
-    uint32_t* dst = ap + q * L.chunk_pairs * kMR;
+    uint32_t* d = dst + (q - q0) * L.chunk_pairs * kMR;
     const int16_t* src[kMR];
     for (int r = 0; r < rows; ++r) src[r] = pr.a + (i0 + r) * L.k + k0;
-    const int64_t done = rows == kMR ? Ops::template gather_pairs<kMR>(src, len / 2, dst, kMR) : 0;
-    gather_pairs_scalar(src, rows, done, len, dst, kMR);
+    const int64_t done = rows == kMR ? Ops::template gather_pairs<kMR>(src, len / 2, d, kMR) : 0;
+    gather_pairs_scalar(src, rows, done, len, d, kMR);
     for (int64_t p = 0; p < pairs; ++p)
-      for (int r = rows; r < kMR; ++r) dst[p * kMR + r] = 0;
+      for (int r = rows; r < kMR; ++r) d[p * kMR + r] = 0;
   }
 }
 
@@ -202,53 +203,101 @@ inline void copy_rows(const float* src, int64_t lds, float* dst, int64_t ldd, in
   }
 }
 
-// Rows [r0, r1) x columns [c0, c1) of C. bp: the packed B strips, or null to pack each strip's
-// panel right before use into a per-thread buffer (see gemm).
+// Chunks [q0, q1) of strips [s0, s1) of B into dst[strip - s0][pair - first pair of q0][col], each
+// panel of strips pitch words apart. Non-transposed B is read row pair by row pair across all the
+// strips (whole row segments: the hardware prefetchers stream them), B^T strip by strip.
+template <class Ops>
+void pack_b_strips(const Problem& pr, const KLayout& L, int64_t s0, int64_t s1, int64_t q0, int64_t q1,
+                   uint32_t* dst, int64_t pitch) {
+  if (pr.transpose_b) {
+    for (int64_t s = s0; s < s1; ++s) pack_b_strip<Ops>(pr, L, s, q0, q1, dst + (s - s0) * pitch);
+    return;
+  }
+  const int64_t full = std::min(s1, pr.n / kNR);  // strips [s0, full) have 16 columns
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t k0 = q * L.chunk, len = std::min(L.chunk, L.k - k0), pairs = ceil_div(len, 2);
+    const int64_t off = (q - q0) * L.chunk_pairs * kNR;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int16_t* lo = pr.b + (k0 + 2 * p) * pr.n;
+      const int16_t* hi = 2 * p + 1 < len ? lo + pr.n : nullptr;
+      for (int64_t s = s0; s < full; ++s)
+        Ops::interleave16(lo + s * kNR, hi ? hi + s * kNR : nullptr, dst + (s - s0) * pitch + off + p * kNR);
+    }
+  }
+  if (full < s1) pack_b_strip<Ops>(pr, L, s1 - 1, q0, q1, dst + (s1 - 1 - s0) * pitch);  // the partial strip
+}
+
+// One (A tile, B strip, panel) block: the float tile comes from C (or is written first, on the
+// first panel), takes the panel's chunks, and goes back to C (finished after the last panel).
+template <class Ops>
+inline void tile_panel(const Problem& pr, const KLayout& L, const uint32_t* a, const uint32_t* b, int64_t i0,
+                       int64_t j0, int64_t pnl, float* tile, bool stream) {
+  const int64_t q0 = pnl * L.chunks_per_panel, nq = std::min(L.chunks_per_panel, L.n_chunks - q0);
+  const bool last = pnl + 1 == L.panels;
+  const int mr = static_cast<int>(std::min<int64_t>(kMR, pr.m - i0));
+  const int64_t cols = std::min<int64_t>(kNR, pr.n - j0);
+  float* dst = pr.c + i0 * pr.n + j0;
+  if (pnl > 0) copy_rows(dst, pr.n, tile, kNR, mr, cols);
+  Ops::kernel(mr)(a, b, nq, L.chunk_pairs, last ? L.last_pairs : L.chunk_pairs, tile, pnl == 0);
+  if (last) {
+    Ops::finish(tile, mr, cols, pr.scale, pr.bias ? pr.bias + j0 : nullptr, dst, pr.n, stream);
+  } else {
+    copy_rows(tile, kNR, dst, pr.n, mr, cols);
+  }
+}
+
+// Rows [r0, r1) x columns [c0, c1) of C from the packed operands; a null ap or bp means that side
+// is packed panel by panel right before use into a per-thread buffer (see gemm): A tile by tile
+// (the loop then runs tiles outside strips, so each tile is packed once), or B strip by strip.
 template <class Ops>
 void compute_block(const Problem& pr, const KLayout& L, const uint32_t* ap, const uint32_t* bp, int64_t r0,
                    int64_t r1, int64_t c0, int64_t c1, bool stream) {
   alignas(64) float tile[kMR * kNR];
-  thread_local Workspace strip_ws;
-  uint32_t* strip = bp ? nullptr : strip_ws.get(static_cast<size_t>(L.chunks_per_panel * L.chunk_pairs * kNR));
+  thread_local Workspace local_ws;
+  const int64_t s0 = c0 / kNR, s1 = ceil_div(c1, kNR), panel_words = L.chunks_per_panel * L.chunk_pairs;
+  uint32_t* local = ap && bp ? nullptr
+                             : local_ws.get(static_cast<size_t>(panel_words * (ap ? kNR * (s1 - s0) : kMR)));
   for (int64_t pnl = 0; pnl < L.panels; ++pnl) {
     const int64_t q0 = pnl * L.chunks_per_panel, nq = std::min(L.chunks_per_panel, L.n_chunks - q0);
-    const bool last = pnl + 1 == L.panels;
-    const int64_t pair0 = q0 * L.chunk_pairs, last_pairs = last ? L.last_pairs : L.chunk_pairs;
-    for (int64_t j0 = c0; j0 < c1; j0 += kNR) {
-      const int64_t s = j0 / kNR, cols = std::min<int64_t>(kNR, pr.n - j0);
-      const uint32_t* bs = bp ? bp + (s * L.pairs + pair0) * kNR : strip;
-      if (!bp) pack_b_strip<Ops>(pr, L, s, q0, q0 + nq, strip);
+    const int64_t pair0 = q0 * L.chunk_pairs;
+    if (!ap) {
       for (int64_t i0 = r0; i0 < r1; i0 += kMR) {
-        const int64_t t = i0 / kMR;
-        const int mr = static_cast<int>(std::min<int64_t>(kMR, pr.m - i0));
-        float* dst = pr.c + i0 * pr.n + j0;
-        if (pnl > 0) copy_rows(dst, pr.n, tile, kNR, mr, cols);
-        Ops::kernel(mr)(ap + (t * L.pairs + pair0) * kMR, bs, nq, L.chunk_pairs, last_pairs, tile, pnl == 0);
-        if (last) {
-          Ops::finish(tile, mr, cols, pr.scale, pr.bias ? pr.bias + j0 : nullptr, dst, pr.n, stream);
-        } else {
-          copy_rows(tile, kNR, dst, pr.n, mr, cols);
-        }
+        pack_a_tile<Ops>(pr, L, i0 / kMR, q0, q0 + nq, local);
+        for (int64_t j0 = c0; j0 < c1; j0 += kNR)
+          tile_panel<Ops>(pr, L, local, bp + (j0 / kNR * L.pairs + pair0) * kNR, i0, j0, pnl, tile, stream);
       }
+      continue;
+    }
+    if (!bp) pack_b_strips<Ops>(pr, L, s0, s1, q0, q0 + nq, local, panel_words * kNR);
+    for (int64_t j0 = c0; j0 < c1; j0 += kNR) {
+      const int64_t s = j0 / kNR;
+      const uint32_t* bs = bp ? bp + (s * L.pairs + pair0) * kNR : local + (s - s0) * panel_words * kNR;
+      for (int64_t i0 = r0; i0 < r1; i0 += kMR)
+        tile_panel<Ops>(pr, L, ap + (i0 / kMR * L.pairs + pair0) * kMR, bs, i0, j0, pnl, tile, stream);
     }
   }
-  strip_ws.trim();
+  local_ws.trim();
   if (stream) Ops::fence();  // streamed stores are weakly ordered: drain them before the task ends
 }
 
 // Ops provides kernel(mr) -> KernelFn, finish(tile, mr, cols, scale, bias_or_null, dst, ldc, stream),
 // fence() and the packing primitives above.
 //
-// B is packed whole, in parallel, before the products when several row blocks will read each
-// strip. With a single row block (M <= kMC: the forward convolutions and weight gradients of a
-// small CNN, where M is the channel count) each strip is read by one task only, so it is packed
-// panel by panel right before use into an L1/L2 buffer instead: B then crosses memory once, where
-// packing it whole writes and reads it back again (measured at M = 16, K = 144, N = 25088 on
-// Zen 4: packing was 40% of the time).
+// Packing strategy. An operand read by several tasks is packed whole, in parallel, before the
+// products. When one side fits a single task block (M <= kMC rows, or N <= kNC columns: the
+// channel counts of a small CNN's convolutions), the other side's tiles or strips are each read by
+// exactly one task, so that side is packed panel by panel right before use into an L1/L2 buffer:
+// it then crosses memory once, where packing it whole writes it and reads it back (measured at
+// M = 16, K = 144, N = 25088 on Zen 4: packing B whole was 40% of the time).
 template <class Ops>
 void gemm(const Problem& pr, int64_t chunk, int threads) {
   if (pr.m == 0 || pr.n == 0) return;
-  const KLayout L(pr.k, chunk);
+  const int64_t strips = ceil_div(pr.n, kNR);
+  const bool b_late = pr.m <= kMC, a_late = !b_late && pr.n <= kNC;
+  // Late B: a task packs its whole column block (up to kNC / kNR strips) per panel, so the panel
+  // is sized to keep that buffer within kLateBBytes.
+  const int64_t panel_pairs = b_late ? kLateBBytes / (4 * kNR * std::min(strips, kNC / kNR)) : kPanelPairs;
+  const KLayout L(pr.k, chunk, panel_pairs);
   if (L.pairs == 0) {  // K = 0: every sum is empty
     alignas(64) const float zero_tile[kNR] = {};
     for (int64_t i = 0; i < pr.m; ++i)
@@ -259,17 +308,17 @@ void gemm(const Problem& pr, int64_t chunk, int threads) {
       }
     return;
   }
-  const int64_t tiles = ceil_div(pr.m, kMR), strips = ceil_div(pr.n, kNR);
-  const bool pack_b_first = pr.m > kMC;
+  const int64_t tiles = ceil_div(pr.m, kMR);
   thread_local Workspace ws;
   Workspace& w = ws;  // a named reference: workers must use the caller's buffer, not their own
-  const int64_t a_words = ceil_div(tiles * kMR * L.pairs, 16) * 16;  // B strips start 64-byte aligned
-  uint32_t* ap = w.get(static_cast<size_t>(a_words + (pack_b_first ? strips * kNR * L.pairs : 0)));
-  uint32_t* bp = pack_b_first ? ap + a_words : nullptr;
-  const int64_t groups = pack_b_first ? ceil_div(strips, kStripGroup) : 0;
-  parallel_for(tiles + groups, threads, [&](int64_t task) {
-    if (task < tiles) return pack_a_tile<Ops>(pr, L, task, ap + task * kMR * L.pairs);
-    const int64_t s0 = (task - tiles) * kStripGroup, s1 = std::min(strips, s0 + kStripGroup);
+  const int64_t a_words = a_late ? 0 : ceil_div(tiles * kMR * L.pairs, 16) * 16;  // B strips start 64-byte aligned
+  uint32_t* base = w.get(static_cast<size_t>(a_words + (b_late ? 0 : strips * kNR * L.pairs)));
+  uint32_t* ap = a_late ? nullptr : base;
+  uint32_t* bp = b_late ? nullptr : base + a_words;
+  const int64_t a_tasks = a_late ? 0 : tiles, b_tasks = b_late ? 0 : ceil_div(strips, kStripGroup);
+  parallel_for(a_tasks + b_tasks, threads, [&](int64_t task) {
+    if (task < a_tasks) return pack_a_tile<Ops>(pr, L, task, 0, L.n_chunks, ap + task * kMR * L.pairs);
+    const int64_t s0 = (task - a_tasks) * kStripGroup, s1 = std::min(strips, s0 + kStripGroup);
     for (int64_t s = s0; s < s1; ++s) pack_b_strip<Ops>(pr, L, s, 0, L.n_chunks, bp + s * kNR * L.pairs);
   });
   // A C far larger than the caches is written with streaming stores (no read-for-ownership of lines

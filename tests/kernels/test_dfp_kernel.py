@@ -40,7 +40,8 @@ SIZES = (1, 3, 17, 63, 65, 257)
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 17, 63), (65, 257, 3), (17, 65, 257), (257, 63, 17),
                                    (63, 3, 65), (1, 257, 1), (6, 32, 16), (7, 33, 17),
-                                   (96, 130, 33), (97, 130, 33)])  # B packed per strip / packed whole
+                                   (96, 130, 33), (97, 130, 33), (97, 130, 300),  # the 3 packing regimes
+                                   (20, 1200, 300), (100, 2100, 20)])  # several K panels (driver.h)
 @pytest.mark.parametrize("transpose_b", [False, True])
 def test_odd_shapes_bit_exact(backend, m, k, n, transpose_b):
     rng = np.random.default_rng(m * 1000 + k * 10 + n)
