@@ -9,24 +9,28 @@ from frugalnn.dfp import bench
 from frugalnn.kernels import dfp
 
 
-def test_resnet20_shapes_are_the_im2col_gemms():
-    shapes = {name.split(" (")[0]: (m, k, n) for name, m, k, n in bench.resnet20_shapes(8)}
-    assert shapes["resnet20 stage1 conv fwd"] == (16, 144, 8 * 28 * 28)
-    assert shapes["resnet20 stage2 conv fwd"] == (32, 288, 8 * 14 * 14)
-    assert shapes["resnet20 stage3 conv fwd"] == (64, 576, 8 * 7 * 7)
-    assert shapes["resnet20 stage3 weight grad"] == (64, 8 * 7 * 7, 576)
-    assert shapes["resnet20 stage2 input grad"] == (288, 32, 8 * 14 * 14)
+def test_resnet20_shapes_are_the_network_gemms():
+    shapes = {c.name.split(" (")[0]: (c.m, c.k, c.n, c.transpose_b) for c in bench.resnet20_shapes(8)}
+    assert shapes["resnet20 stage1 conv fwd, im2col"] == (16, 144, 8 * 28 * 28, False)
+    assert shapes["resnet20 stage2 conv fwd, im2col"] == (32, 288, 8 * 14 * 14, False)
+    assert shapes["resnet20 stage3 conv fwd, im2col"] == (64, 576, 8 * 7 * 7, False)
+    p1, p3 = 8 * 28 * 28, 8 * 7 * 7
+    assert shapes["resnet20 stage1 fwd as nn.py"] == (p1, 144, 16, True)
+    assert shapes["resnet20 stage1 input grad as nn.py"] == (p1, 16, 144, False)
+    assert shapes["resnet20 stage3 weight grad as nn.py"] == (64, p3, 576, False)
+    assert len(shapes) == 9
 
 
-def test_checks_refuse_wrong_answers():
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_checks_refuse_wrong_answers(transpose_b):
     a, b = bench.make_operands(20, 300, 30, seed=1)
-    qa, qb = dfp.quantize(a), dfp.quantize(b)
-    y = dfp.gemm(qa.mantissa, qb.mantissa, int(qa.exponent[0]), int(qb.exponent[0]))
-    bench.check_ours("t", qa, qb, y, 31)
+    qa, qb = dfp.quantize(a), dfp.quantize(np.ascontiguousarray(b.T) if transpose_b else b)
+    y = dfp.gemm(qa.mantissa, qb.mantissa, int(qa.exponent[0]), int(qb.exponent[0]), transpose_b=transpose_b)
+    bench.check_ours("t", qa, qb, y, 31, transpose_b)
     bad = y.copy()
     bad.view(np.uint32)[3, 4] += 1  # one ulp: no longer the reference's bits
     with pytest.raises(CheckFailed, match="bit mismatches vs dfp_ref"):
-        bench.check_ours("t", qa, qb, bad, 31)
+        bench.check_ours("t", qa, qb, bad, 31, transpose_b)
     exact = a.astype(np.float64) @ b.astype(np.float64)
     ratio, err = bench.torch_error(a, b, (a @ b), exact)
     assert ratio <= 1 and 0 < err < 1e-12
@@ -34,15 +38,20 @@ def test_checks_refuse_wrong_answers():
     assert ratio > 1  # a float32 matmul this far off violates the K u |A||B| bound
 
 
-def test_torch_avx2_worker_round_trip():
-    w = bench.TorchAVX2Worker()
+def test_torch_workers_round_trip():
+    avx2 = bench.TorchWorker({**bench.AVX2_ENV, **bench.PASSIVE})
+    default = bench.TorchWorker(bench.PASSIVE)
     try:
-        setup = w.ask(op="setup", m=8, k=40, n=12, seed=3, threads=1)
+        setup = avx2.ask(op="setup", m=8, k=40, n=12, seed=3, threads=1, transpose_b=True)
         assert setup["ratio"] <= 1 and setup["nmse"] < 1e-12 and setup["one_call_s"] > 0
         assert setup["isa"] in ("AVX2", "DEFAULT")  # ATEN_CPU_CAPABILITY=avx2 took effect (DEFAULT: no AVX2 CPU)
-        assert w.ask(op="run", calls=3)["seconds"] > 0
+        assert avx2.ask(op="run", calls=3)["seconds"] > 0
+        import torch
+        assert default.ask(op="setup", m=8, k=40, n=12, seed=3, threads=1)["isa"] == \
+            torch.backends.cpu.get_cpu_capability()  # the baseline worker keeps torch's own choice
     finally:
-        w.close()
+        avx2.close()
+        default.close()
 
 
 def test_tiny_run_has_complete_rows():
@@ -50,10 +59,10 @@ def test_tiny_run_has_complete_rows():
                      options={"shapes": ["resnet"], "batch": 1, "no_avx2_peer": True})
     report = bench.bench_dfp(args)
     cases = {r.case for r in report.rows}
-    assert len(cases) == 5 and len(report.rows) == 15
+    assert len(cases) == 9 and len(report.rows) == 27
     for r in report.rows:
         assert r.median_ms > 0 and r.vs_baseline > 0
-        assert {"GMAC/s", "% fp32 peak", "NMSE vs fp64", "bytes/value", "ISA", "shape MxKxN"} <= set(r.extra)
+        assert {"GMAC/s", "% fp32 peak", "NMSE vs fp64", "bytes/value", "ISA", "shape MxKxN", "x (best times)"} <= set(r.extra)
         assert r.extra["bytes/value"] == (4.0 if r.impl.startswith("torch") else pytest.approx(2.0, abs=0.01))
         assert r.extra["NMSE vs fp64"] < (1e-12 if r.impl.startswith("torch") else 1e-6)
     assert report.meta["chunk"] == 31 and report.meta["fp32_fma_peak_gmacs_per_core"] > 0

@@ -4,18 +4,19 @@ float32 matmul, on square shapes and on ResNet-20's convolution GEMMs.
 Contenders, timed interleaved in one run (every repeat times each once, in turn):
   torch fp32 matmul          the baseline: torch.matmul on float32 (MKL; torch's own ISA is named in
                              the row: on an AVX-512 machine it runs AVX-512, and we do not)
-  torch fp32 matmul, AVX2    the same in a subprocess started with ATEN_CPU_CAPABILITY=avx2,
-                             MKL_ENABLE_INSTRUCTIONS=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2 (only when torch
-                             would otherwise use AVX-512): ISA against ISA. Its OpenMP threads sleep
-                             between calls (OMP_WAIT_POLICY=PASSIVE) so they never spin on the cores
-                             the other contenders are timed on; each request times a ~20 ms batch
+  torch fp32 matmul, AVX2    the same with ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and
+                             ONEDNN_MAX_CPU_ISA=AVX2 (only when torch would otherwise use AVX-512):
+                             ISA against ISA
+  Both torch contenders run in worker processes started with OMP_WAIT_POLICY=PASSIVE (see PASSIVE
+  below); each timed request runs a ~20 ms batch of calls there, so the pipe costs nothing.
   dfp16 gemm                 frugalnn.kernels.dfp.gemm on operands already quantized (int16 + exponent)
-  dfp16 incl. quantization   frugalnn.dfp.matmul on the float32 operands: quantize both, then the GEMM
+  dfp16 incl. quantization   both float32 operands quantized (kernels.dfp.quantize, what
+                             frugalnn.dfp.matmul does), then the GEMM
 
-Shapes: 1024^3 and 2048^3 (M = K = N), and the im2col GEMMs of a CIFAR-style ResNet-20 on 28x28
-Fashion-MNIST at batch B: forward conv of each stage (M = out channels, K = in channels * 9,
-N = B * H * W), a weight gradient (M = out channels, K = B * H * W, N = in channels * 9) and an
-input gradient (M = in channels * 9, K = out channels, N = B * H * W).
+Shapes: 1024^3 and 2048^3 (M = K = N), and the GEMMs of a CIFAR-style ResNet-20 on 28x28
+Fashion-MNIST at batch B (`resnet20_shapes`): the forward conv of each stage as im2col writes it
+(M = out channels, K = in channels * 9, N = B * H * W), and the forward, input-gradient and
+weight-gradient GEMMs exactly as frugalnn.dfp.nn issues them in training, for stages 1 and 3.
 
 Check before timing (every case, at the benched shape): our output must equal the numpy reference
 bit for bit (kernels/dfp_ref.py), and lie within (chunks + 2) * 2^-24 * (|A'| @ |B'|) of the exact
@@ -37,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,40 +48,68 @@ from frugalnn.bench.harness import BenchArgs, BenchReport, Timing, benchmark, ti
 U = 2.0**-24  # float32 unit roundoff
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
             "DNNL_MAX_CPU_ISA": "AVX2"}
-# The worker's OpenMP threads sleep as soon as a matmul ends: spinning (libgomp's default) would
-# steal the cores from the other contenders timed right after it on this 2-core machine.
-WORKER_ENV = {**AVX2_ENV, "OMP_WAIT_POLICY": "PASSIVE"}
-WORKER_SAMPLE_S = 0.02  # each request to the worker times this long a batch of calls (IPC amortized)
+# torch runs in worker processes whose OpenMP threads sleep as soon as a matmul ends. With
+# libgomp's default (spin at the barrier) torch's 2-thread matmul on this shared 2-core machine was
+# 4-7x slower than its 1-thread one (25088x144 @ 144x16: 34 ms against 5 ms; PASSIVE: 8 ms), and
+# spinning threads would also steal the cores from the contender timed next.
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+WORKER_SAMPLE_S = 0.02  # each request to a worker times this long a batch of calls (IPC amortized)
 BASELINE = "torch fp32 matmul"
 TORCH_AVX2 = "torch fp32 matmul, AVX2"
 OURS = "dfp16 gemm"
 OURS_Q = "dfp16 incl. quantization"
 
 
-def resnet20_shapes(batch: int) -> list[tuple[str, int, int, int]]:
-    """(name, M, K, N) of ResNet-20's 3x3 conv GEMMs on 28x28 inputs (stages at 28, 14, 7 pixels)."""
-    s1, s2, s3 = batch * 28 * 28, batch * 14 * 14, batch * 7 * 7
-    return [
-        (f"resnet20 stage1 conv fwd (B={batch})", 16, 16 * 9, s1),
-        (f"resnet20 stage2 conv fwd (B={batch})", 32, 32 * 9, s2),
-        (f"resnet20 stage3 conv fwd (B={batch})", 64, 64 * 9, s3),
-        (f"resnet20 stage3 weight grad (B={batch})", 64, s3, 64 * 9),
-        (f"resnet20 stage2 input grad (B={batch})", 32 * 9, 32, s2),
-    ]
+@dataclass(frozen=True)
+class Case:
+    name: str
+    m: int
+    k: int
+    n: int
+    transpose_b: bool = False  # B given as B^T [N, K] (torch multiplies by the transposed view)
 
 
-def cases(quick: bool, shapes: list[str], batch: int | None) -> list[tuple[str, int, int, int]]:
+def resnet20_shapes(batch: int) -> list[Case]:
+    """ResNet-20's 3x3 conv GEMMs on 28x28 inputs (stages of 16/32/64 channels at 28, 14, 7 pixels).
+
+    The forward GEMM of every stage as im2col writes it (M = out channels, K = in channels * 9,
+    N = batch * H * W), then the three GEMMs frugalnn.dfp.nn issues per conv layer in training, for
+    the first and last stage: forward cols [BHW, 9C] @ W^T (W [O, 9C] passed as B^T), input gradient
+    dY [BHW, O] @ W [O, 9C], weight gradient dY^T [O, BHW] @ cols [BHW, 9C].
+    """
+    hw = {1: 28 * 28, 2: 14 * 14, 3: 7 * 7}
+    width = {1: 16, 2: 32, 3: 64}
+    out = [Case(f"resnet20 stage{s} conv fwd, im2col (B={batch})", width[s], 9 * width[s], batch * hw[s])
+           for s in (1, 2, 3)]
+    for s in (1, 3):
+        c, p = width[s], batch * hw[s]
+        out += [Case(f"resnet20 stage{s} fwd as nn.py (B={batch})", p, 9 * c, c, transpose_b=True),
+                Case(f"resnet20 stage{s} input grad as nn.py (B={batch})", p, c, 9 * c),
+                Case(f"resnet20 stage{s} weight grad as nn.py (B={batch})", c, p, 9 * c)]
+    return out
+
+
+def cases(quick: bool, shapes: list[str], batch: int | None) -> list[Case]:
     out = []
     if "square" in shapes:
-        out += [(f"square {n}", n, n, n) for n in ((1024,) if quick else (1024, 2048))]
+        out += [Case(f"square {n}", n, n, n) for n in ((1024,) if quick else (1024, 2048))]
     if "resnet" in shapes:
         out += resnet20_shapes(batch or (32 if quick else 128))
     return out
 
 
 def make_operands(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 A [M, K] and B [K, N], standard normal."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+
+
+def torch_operands(a: np.ndarray, b: np.ndarray, transpose_b: bool):
+    """torch views of A and B as the case multiplies them (B as the transpose of a [N, K] tensor)."""
+    import torch
+
+    tb = torch.from_numpy(np.ascontiguousarray(b.T)).t() if transpose_b else torch.from_numpy(b)
+    return torch.from_numpy(a), tb
 
 
 def torch_error(a: np.ndarray, b: np.ndarray, y: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
@@ -95,23 +125,25 @@ def _worst_ratio(y, exact, bound) -> float:
     return float(r.max()) if r.size else 0.0
 
 
-def check_ours(case: str, qa, qb, y: np.ndarray, chunk: int) -> None:
-    """Bit-exact against the numpy reference, and within the chunked-float32 bound of the exact product."""
+def check_ours(case: str, qa, qb, y: np.ndarray, chunk: int, transpose_b: bool = False) -> None:
+    """Bit-exact against the numpy reference, and within the chunked-float32 bound of the exact product
+    (qb holds B^T when transpose_b)."""
     from frugalnn.kernels import dfp
 
     ma, mb = qa.mantissa, qb.mantissa
     ea, eb = int(qa.exponent[0]), int(qb.exponent[0])
-    want = dfp.gemm(ma, mb, ea, eb, chunk=chunk, impl="numpy")
+    want = dfp.gemm(ma, mb, ea, eb, chunk=chunk, transpose_b=transpose_b, impl="numpy")
     same = np.array_equal(y.view(np.uint32), want.view(np.uint32))
     check_before_timing(case, OURS, 0.0 if same else float("inf"), 0.0, "bit mismatches vs dfp_ref")
     scale = 2.0 ** (ea + eb)
-    exact = (ma.astype(np.float64) @ mb.astype(np.float64)) * scale  # exact: see the module docstring
+    b64 = (mb.T if transpose_b else mb).astype(np.float64)
+    exact = (ma.astype(np.float64) @ b64) * scale  # exact: see the module docstring
     chunks = -(-ma.shape[1] // chunk)
-    bound = (chunks + 2) * U * (np.abs(ma.astype(np.float64)) @ np.abs(mb.astype(np.float64))) * scale
+    bound = (chunks + 2) * U * (np.abs(ma.astype(np.float64)) @ np.abs(b64)) * scale
     check_before_timing(case, OURS, _worst_ratio(y, exact, bound), 1.0, "error / chunked-fp32 bound")
 
 
-# ---- torch restricted to AVX2, in a worker process (the ISA is fixed when torch loads) ----
+# ---- torch in worker processes (the ISA and the OpenMP wait policy are fixed when torch loads) ----
 
 _WORKER = "from frugalnn.dfp.bench import _worker_main; _worker_main()"
 
@@ -128,7 +160,7 @@ def _worker_main() -> None:
         if req["op"] == "setup":
             torch.set_num_threads(req["threads"])
             a, b = make_operands(req["m"], req["k"], req["n"], req["seed"])
-            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            ta, tb = torch_operands(a, b, req.get("transpose_b", False))
             exact = a.astype(np.float64) @ b.astype(np.float64)
             ratio, err = torch_error(a, b, torch.matmul(ta, tb).numpy(), exact)
             t0 = time.perf_counter()
@@ -143,9 +175,11 @@ def _worker_main() -> None:
         print(json.dumps(reply), flush=True)
 
 
-class TorchAVX2Worker:
-    def __init__(self):
-        env = dict(os.environ, **WORKER_ENV)
+class TorchWorker:
+    """A python process serving _worker_main, with `env` added to this process's environment."""
+
+    def __init__(self, env: dict):
+        env = dict(os.environ, **env)
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env)
 
@@ -154,7 +188,7 @@ class TorchAVX2Worker:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"torch AVX2 worker exited with code {self.proc.wait()}")
+            raise RuntimeError(f"torch worker exited with code {self.proc.wait()}")
         return json.loads(line)
 
     def close(self) -> None:
@@ -185,7 +219,6 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     import torch
 
     from frugalnn import _core, info
-    from frugalnn.dfp.gemm import matmul
     from frugalnn.kernels import dfp
 
     batch = args.options.get("batch")
@@ -198,6 +231,7 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     chunk = dfp.DEFAULT_CHUNK
     report = BenchReport("dfp", baseline=BASELINE)
     report.meta.update({"lscpu": lscpu(), "torch": torch.__version__, "torch_isa": torch_isa, "our_isa": our_isa,
+                        "torch_env": {BASELINE: PASSIVE, TORCH_AVX2: {**AVX2_ENV, **PASSIVE}},
                         "chunk": chunk, "fp32_fma_peak_gmacs_per_core": fma_peak / 1e9,
                         "int16_madd_peak_gmacs_per_core": madd_peak / 1e9})
     report.notes.append(
@@ -210,47 +244,55 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
         "operands. Bytes/value: what each side holds per operand element (ours: int16 + one exponent per tensor).")
     if avx2_peer:
         report.notes.append(f"torch runs {torch_isa} here and our kernels AVX2: '{TORCH_AVX2}' is torch in a "
-                            f"subprocess with {' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())}, ISA against ISA.")
-    worker = TorchAVX2Worker() if avx2_peer else None
-    previous = torch.get_num_threads()
+                            f"worker started with {' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())}, ISA "
+                            "against ISA (MKL and oneDNN, which torch's matmul calls, follow the last two).")
+    load_before = os.getloadavg()[0]
+    workers = {BASELINE: TorchWorker(PASSIVE)}
+    if avx2_peer:
+        workers[TORCH_AVX2] = TorchWorker({**AVX2_ENV, **PASSIVE})
     try:
-        for seed, (name, m, k, n) in enumerate(cases(args.quick, args.options.get("shapes") or ["square", "resnet"],
-                                                     batch)):
+        for seed, case in enumerate(cases(args.quick, args.options.get("shapes") or ["square", "resnet"], batch)):
+            name, m, k, n, tb_ = case.name, case.m, case.k, case.n, case.transpose_b
             a, b = make_operands(m, k, n, seed)
+            b_ours = np.ascontiguousarray(b.T) if tb_ else b  # ours takes B^T [N, K] as stored
             exact = a.astype(np.float64) @ b.astype(np.float64)
-            qa, qb = dfp.quantize(a), dfp.quantize(b)
+            qa, qb = dfp.quantize(a), dfp.quantize(b_ours)
             ma, mb, ea, eb = qa.mantissa, qb.mantissa, int(qa.exponent[0]), int(qb.exponent[0])
-            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+
+            def with_quantization(t):
+                xa, xb = dfp.quantize(a, threads=t), dfp.quantize(b_ours, threads=t)
+                return dfp.gemm(xa.mantissa, xb.mantissa, int(xa.exponent[0]), int(xb.exponent[0]), chunk=chunk,
+                                threads=t, transpose_b=tb_)
+
             for threads in args.threads:
-                torch.set_num_threads(threads)
-                y = dfp.gemm(ma, mb, ea, eb, chunk=chunk, threads=threads)
-                check_ours(name, qa, qb, y, chunk)
-                yq = matmul(a, b, threads=threads)
+                y = dfp.gemm(ma, mb, ea, eb, chunk=chunk, threads=threads, transpose_b=tb_)
+                check_ours(name, qa, qb, y, chunk, tb_)
+                yq = with_quantization(threads)
                 check_before_timing(name, OURS_Q, 0.0 if np.array_equal(yq, y) else float("inf"), 0.0,
                                     "bit mismatches vs dfp16 gemm")
-                ratio, torch_nmse = torch_error(a, b, torch.matmul(ta, tb).numpy(), exact)
-                check_before_timing(name, BASELINE, ratio, 1.0, "error / K u |A||B| bound")
-                errors = {BASELINE: torch_nmse, OURS: nmse(y, exact), OURS_Q: nmse(y, exact)}
-                isas = {BASELINE: torch_isa, OURS: our_isa, OURS_Q: our_isa}
+                errors = {OURS: nmse(y, exact), OURS_Q: nmse(y, exact)}
+                isas = {OURS: our_isa, OURS_Q: our_isa}
                 fns = {
-                    BASELINE: lambda: torch.matmul(ta, tb),
-                    OURS: lambda t=threads: dfp.gemm(ma, mb, ea, eb, chunk=chunk, threads=t),
-                    OURS_Q: lambda t=threads: matmul(a, b, threads=t),
+                    OURS: lambda t=threads: dfp.gemm(ma, mb, ea, eb, chunk=chunk, threads=t, transpose_b=tb_),
+                    OURS_Q: lambda t=threads: with_quantization(t),
                 }
-                if worker is not None:
-                    setup = worker.ask(op="setup", m=m, k=k, n=n, seed=seed, threads=threads)
-                    check_before_timing(name, TORCH_AVX2, setup["ratio"], 1.0, "error / K u |A||B| bound")
-                    errors[TORCH_AVX2], isas[TORCH_AVX2] = setup["nmse"], setup["isa"]
-                    batch_calls = max(1, int(WORKER_SAMPLE_S / max(setup["one_call_s"], 1e-6)))
-                    fns[TORCH_AVX2] = lambda c=batch_calls: worker.ask(op="run", calls=c)
+                batch_calls = {}
+                for impl, w in workers.items():  # checked in the worker (K u |A||B| bound), then timed there
+                    setup = w.ask(op="setup", m=m, k=k, n=n, seed=seed, threads=threads, transpose_b=tb_)
+                    check_before_timing(name, impl, setup["ratio"], 1.0, "error / K u |A||B| bound")
+                    errors[impl], isas[impl] = setup["nmse"], setup["isa"]
+                    batch_calls[impl] = max(1, int(WORKER_SAMPLE_S / max(setup["one_call_s"], 1e-6)))
+                    fns[impl] = lambda w=w, c=batch_calls[impl]: w.ask(op="run", calls=c)
+                fns = {impl: fns[impl] for impl in (BASELINE, OURS, OURS_Q, TORCH_AVX2) if impl in fns}
                 timings = time_interleaved(fns, repeats=args.repeats, warmup=1, min_sample_s=0.05)
-                if worker is not None:  # one timed call was a batch of `batch_calls` matmuls
-                    t = timings[TORCH_AVX2]
-                    timings[TORCH_AVX2] = Timing(t.median_s / batch_calls, t.min_s / batch_calls,
-                                                 [x / batch_calls for x in t.samples_s],
-                                                 t.calls_per_sample * batch_calls)
+                for impl, c in batch_calls.items():  # one timed call was a batch of c matmuls
+                    t = timings[impl]
+                    timings[impl] = Timing(t.median_s / c, t.min_s / c, [x / c for x in t.samples_s],
+                                           t.calls_per_sample * c)
                 report.add_case(name, threads, timings)
+                best_base = timings[BASELINE].min_s
                 for row in report.rows[-len(fns):]:
+                    row.extra["x (best times)"] = best_base / timings[row.impl].min_s
                     gmacs = m * k * n / (row.median_ms * 1e-3) / 1e9
                     row.extra["GMAC/s"] = gmacs
                     row.extra["% fp32 peak"] = 100 * gmacs / (fma_peak / 1e9 * threads)
@@ -258,9 +300,17 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
                     row.extra["bytes/value"] = 4.0 if row.impl.startswith("torch") else (2 * (m * k + k * n) + 2) / (
                         m * k + k * n)
                     row.extra["ISA"] = isas[row.impl]
-                    row.extra["shape MxKxN"] = f"{m}x{k}x{n}"
+                    row.extra["shape MxKxN"] = f"{m}x{k}x{n}" + (" (B^T)" if tb_ else "")
     finally:
-        torch.set_num_threads(previous)
-        if worker is not None:
-            worker.close()
+        for w in workers.values():
+            w.close()
+    report.meta["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
+    report.notes.append(
+        f"Machine load (1-minute load average, {os.cpu_count()} logical CPUs): {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after. On a shared machine other processes take turns on the cores: the "
+        "medians then carry their interference, and 'x (best times)' compares each side's fastest sample. At "
+        "threads = all cores a busy core slows torch's OpenMP regions (a static split, then a barrier) more than "
+        "our thread pool (tasks taken from a shared counter). torch runs in worker processes with "
+        "OMP_WAIT_POLICY=PASSIVE (see PASSIVE in frugalnn/dfp/bench.py: libgomp's default spinning made its "
+        "2-thread matmul slower than its 1-thread one here); each timed request runs a ~20 ms batch of calls.")
     return report
