@@ -6,7 +6,7 @@ import pytest
 from frugalnn.bench.accuracy import CheckFailed
 from frugalnn.bench.harness import BenchArgs
 from frugalnn.dfp import bench
-from frugalnn.kernels import dfp
+from frugalnn.kernels import backend, dfp
 
 
 def test_resnet20_shapes_are_the_network_gemms():
@@ -38,29 +38,17 @@ def test_checks_refuse_wrong_answers(transpose_b):
     assert ratio > 1  # a float32 matmul this far off violates the K u |A||B| bound
 
 
-def test_torch_workers_round_trip():
-    avx2 = bench.TorchWorker({**bench.AVX2_ENV, **bench.PASSIVE})
-    default = bench.TorchWorker(bench.PASSIVE)
-    try:
-        setup = avx2.ask(op="setup", m=8, k=40, n=12, seed=3, threads=1, transpose_b=True)
-        assert setup["ratio"] <= 1 and setup["nmse"] < 1e-12 and setup["one_call_s"] > 0
-        assert setup["isa"] in ("AVX2", "DEFAULT")  # ATEN_CPU_CAPABILITY=avx2 took effect (DEFAULT: no AVX2 CPU)
-        assert avx2.ask(op="run", calls=3)["seconds"] > 0
-        import torch
-        assert default.ask(op="setup", m=8, k=40, n=12, seed=3, threads=1)["isa"] == \
-            torch.backends.cpu.get_cpu_capability()  # the baseline worker keeps torch's own choice
-    finally:
-        avx2.close()
-        default.close()
-
-
 def test_tiny_run_has_complete_rows():
-    args = BenchArgs(quick=True, threads=[1], repeats=1,
-                     options={"shapes": ["resnet"], "batch": 1, "no_avx2_peer": True})
+    """The whole bench at batch 1: both torch workers (the AVX2 one where torch would run AVX-512)."""
+    import torch
+    args = BenchArgs(quick=True, threads=[1], repeats=1, options={"shapes": ["resnet"], "batch": 1})
     report = bench.bench_dfp(args)
     cases = {r.case for r in report.rows}
-    assert len(cases) == 9 and len(report.rows) == 27
+    isa = torch.backends.cpu.get_cpu_capability()
+    contenders = 3 if isa.upper() in ("AVX2", "DEFAULT", "NO AVX") else 4
+    assert len(cases) == 9 and len(report.rows) == 9 * contenders
     for r in report.rows:
+        assert r.extra["ISA"] == {"torch fp32 matmul": isa, "torch fp32 matmul, AVX2": "AVX2"}.get(r.impl, backend())
         assert r.median_ms > 0 and r.vs_baseline > 0
         assert {"GMAC/s", "% fp32 peak", "NMSE vs fp64", "bytes/value", "ISA", "shape MxKxN", "x (best times)"} <= set(r.extra)
         assert r.extra["bytes/value"] == (4.0 if r.impl.startswith("torch") else pytest.approx(2.0, abs=0.01))
