@@ -41,7 +41,7 @@ def test_checks_refuse_wrong_answers(transpose_b):
 def test_tiny_run_has_complete_rows():
     """The whole bench at batch 1: both torch workers (the AVX2 one where torch would run AVX-512)."""
     import torch
-    args = BenchArgs(quick=True, threads=[1], repeats=1, options={"shapes": ["resnet"], "batch": 1})
+    args = BenchArgs(quick=True, threads=[1], repeats=1, options={"shapes": ["resnet"], "batch": 1, "sample_ms": 2})
     report = bench.bench_dfp(args)
     cases = {r.case for r in report.rows}
     isa = torch.backends.cpu.get_cpu_capability()
@@ -56,3 +56,6 @@ def test_tiny_run_has_complete_rows():
     assert report.meta["chunk"] == 31 and report.meta["fp32_fma_peak_gmacs_per_core"] > 0
     with pytest.raises(ValueError, match="--batch: expected >= 1, got 0"):
         bench.bench_dfp(BenchArgs(threads=[1], repeats=1, options={"shapes": ["resnet"], "batch": 0}))
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"--sample-ms: expected > 0, got {bad}"):
+            bench.bench_dfp(BenchArgs(threads=[1], repeats=1, options={"shapes": ["resnet"], "sample_ms": bad}))

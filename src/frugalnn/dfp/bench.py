@@ -211,6 +211,8 @@ def _add_arguments(p) -> None:
     p.add_argument("--shapes", nargs="+", choices=("square", "resnet"), default=["square", "resnet"])
     p.add_argument("--batch", type=int, default=None, help="batch of the ResNet-20 GEMM shapes (default 128, quick 32)")
     p.add_argument("--no-avx2-peer", action="store_true", help="skip torch restricted to AVX2 (the subprocess)")
+    p.add_argument("--sample-ms", type=float, default=50.0,
+                   help="shortest timed sample (calls are repeated until a sample lasts this long)")
 
 
 @benchmark("dfp", "DFP16 int16 GEMM (vpmaddwd, int32 chunk sums) vs torch fp32 matmul, square and ResNet-20 shapes",
@@ -224,6 +226,11 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     batch = args.options.get("batch")
     if batch is not None and batch < 1:
         raise ValueError(f"--batch: expected >= 1, got {batch}")
+    sample_ms = args.options.get("sample_ms")
+    sample_s = 0.05 if sample_ms is None else float(sample_ms) / 1e3
+    if not sample_s > 0:
+        raise ValueError(f"--sample-ms: expected > 0, got {sample_ms}")
+    worker_batch_s = min(WORKER_SAMPLE_S, sample_s / 2)
     torch_isa, our_isa = info.torch_isa(), info.kernel_isa()
     avx2_peer = torch_isa.upper() not in ("AVX2", "DEFAULT", "NO AVX") and not args.options.get("no_avx2_peer")
     fma_peak = _core.dfp.peak_macs("fp32_fma", 0.3) if our_isa == "avx2" else float("nan")
@@ -281,10 +288,10 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
                     setup = w.ask(op="setup", m=m, k=k, n=n, seed=seed, threads=threads, transpose_b=tb_)
                     check_before_timing(name, impl, setup["ratio"], 1.0, "error / K u |A||B| bound")
                     errors[impl], isas[impl] = setup["nmse"], setup["isa"]
-                    batch_calls[impl] = max(1, int(WORKER_SAMPLE_S / max(setup["one_call_s"], 1e-6)))
+                    batch_calls[impl] = max(1, int(worker_batch_s / max(setup["one_call_s"], 1e-6)))
                     fns[impl] = lambda w=w, c=batch_calls[impl]: w.ask(op="run", calls=c)
                 fns = {impl: fns[impl] for impl in (BASELINE, OURS, OURS_Q, TORCH_AVX2) if impl in fns}
-                timings = time_interleaved(fns, repeats=args.repeats, warmup=1, min_sample_s=0.05)
+                timings = time_interleaved(fns, repeats=args.repeats, warmup=1, min_sample_s=sample_s)
                 for impl, c in batch_calls.items():  # one timed call was a batch of c matmuls
                     t = timings[impl]
                     timings[impl] = Timing(t.median_s / c, t.min_s / c, [x / c for x in t.samples_s],
