@@ -58,8 +58,12 @@ struct KLayout {
     const int64_t last_len = k - (n_chunks - 1) * chunk;
     last_pairs = n_chunks ? ceil_div(last_len, 2) : 0;
     pairs = n_chunks ? (n_chunks - 1) * chunk_pairs + last_pairs : 0;
-    chunks_per_panel = std::max<int64_t>(1, panel_pairs / chunk_pairs);
-    panels = ceil_div(n_chunks, chunks_per_panel);
+    // Panels of about panel_pairs, balanced and up to 25% longer rather than leaving a short last
+    // one: every panel costs a round trip of C (2048 = 66 chunks of 31 would otherwise be 64 + 2).
+    const int64_t target = std::max<int64_t>(1, panel_pairs / chunk_pairs);
+    panels = n_chunks ? std::max<int64_t>(1, ceil_div(n_chunks * 4, target * 5)) : 0;
+    chunks_per_panel = panels ? ceil_div(n_chunks, panels) : 1;
+    panels = panels ? ceil_div(n_chunks, chunks_per_panel) : 0;
   }
 };
 
