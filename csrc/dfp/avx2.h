@@ -23,8 +23,9 @@ namespace avx2 {
 
 // One chunk of MR rows in inline assembly: GCC 12 spills the 12 accumulators of this kernel to
 // the stack whatever the intrinsic formulation (it hoists the six broadcasts and runs out of
-// the 16 ymm registers), which halves its speed. Registers: ymm0..11 hold the int32 sums
-// (row r in ymm(2r), ymm(2r+1)), ymm12/13 the B pair-rows, ymm14 the A broadcast then a product, ymm15 a product.
+// the 16 ymm registers), which halves its speed. Registers: ymm0..11 hold the int32 sums (row r
+// in ymm(2r), ymm(2r+1)), ymm12/13 the B pair-rows, ymm14 the A broadcast then a product, ymm15 a
+// product.
 #define FRUGALNN_DFP_ZERO(c0, c1) "vpxor %%xmm" #c0 ", %%xmm" #c0 ", %%xmm" #c0 "\n\t" \
                                    "vpxor %%xmm" #c1 ", %%xmm" #c1 ", %%xmm" #c1 "\n\t"
 // (the second product overwrites the broadcast, so both products are in flight before the adds:
@@ -145,6 +146,9 @@ FRUGALNN_AVX2 void kernel(const uint32_t* a, const uint32_t* b, int64_t n_chunks
       chunk<MR, false>(a, b, pairs, tile);
     }
   }
+  // the compiler cannot see the ymm registers the assembly dirtied: clear their upper halves
+  // before returning to baseline (SSE) code, which would otherwise pay transition penalties
+  _mm256_zeroupper();
 }
 
 #undef FRUGALNN_DFP_ZERO

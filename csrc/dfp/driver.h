@@ -4,8 +4,8 @@
 // K layout. vpmaddwd multiplies int16 pairs and adds each pair's two products into one int32
 // lane, so K is consumed two values at a time, and a pair must never straddle a chunk: each chunk
 // of c values becomes ceil(c / 2) pairs, an odd chunk padded with one zero (the default c = 31
-// costs 1/32 extra MACs). Chunks are grouped into K panels of about kPanelPairs pairs (whole
-// chunks only, so a chunk's int32 sums never leave the registers).
+// costs 1/32 extra MACs). Chunks are grouped into K panels (whole chunks only, so a chunk's int32
+// sums never leave the registers).
 //
 // Packed operands (int32 words, each holding the int16 pair (x[k], x[k+1]), low half first):
 //   A -> tiles of kMR rows:     ap[tile][pair][r]      (rows past M are zero)
@@ -17,9 +17,10 @@
 // K panels in order and, per panel, every B strip against every A tile of the task. The
 // micro-kernel keeps an MR x 16 tile of int32 sums in registers for one chunk, then adds
 // float(sum) into an MR x 16 float tile in L1; the float tile is carried in C between panels and
-// finished (scale, bias) after the last one. Panels are long (2048 values of K: a B strip is then
-// 64 KiB, streamed from L2 by the prefetchers): every panel costs a round trip of the float tile
-// through C, and measured at 1024^3 and 2048^3 on Zen 4 panels of 256..512 values lost 5-20% to it.
+// finished (scale, bias) after the last one. Panels are long (about 2048 values of K: a B strip is
+// then 64 KiB, streamed from L2 by the prefetchers): every panel costs a round trip of the float
+// tile through C, and measured at 1024^3 and 2048^3 on Zen 4 panels of 256..512 values lost 5-20%
+// to it. Which operand is packed ahead and which just before use: see gemm() below.
 #pragma once
 
 #include <algorithm>
