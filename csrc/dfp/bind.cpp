@@ -27,11 +27,20 @@ int64_t safe_chunk(uint32_t max_a, uint32_t max_b) {
   return worst == 0 ? INT64_MAX : static_cast<int64_t>(static_cast<uint64_t>(kInt32Max) / worst);
 }
 
-uint32_t max_abs(const int16_t* x, int64_t n) {
+// max |x| over n int16 values, split over threads (the check is a pass over both operands).
+uint32_t max_abs(const int16_t* x, int64_t n, int threads) {
+  std::atomic<uint32_t> result{0};
+  parallel_range(n, threads, int64_t(1) << 18, [&](int64_t lo, int64_t hi) {
 #if FRUGALNN_X86
-  if (use_avx2()) return dfp::avx2::max_abs(x, n);
+    const uint32_t local = use_avx2() ? dfp::avx2::max_abs(x + lo, hi - lo) : dfp::serial::max_abs(x + lo, hi - lo);
+#else
+    const uint32_t local = dfp::serial::max_abs(x + lo, hi - lo);
 #endif
-  return dfp::serial::max_abs(x, n);
+    uint32_t seen = result.load();
+    while (local > seen && !result.compare_exchange_weak(seen, local)) {
+    }
+  });
+  return result.load();
 }
 
 // out = sum over K-chunks of float(int32 chunk sum) * 2^(ea + eb) (+ bias); a [M, K] int16,
@@ -57,12 +66,13 @@ void gemm(Array a, Array b, int64_t ea, int64_t eb, int64_t chunk, bool transpos
   if (avx2 && m && n && dfp::packed_words(m, n, k, chunk) < 0)
     throw nb::value_error(("a " + shape_string(a) + ", b " + shape_string(b) + ": packed operand size overflows").c_str());
 
-  if (!allow_overflow && k > 0 && m > 0 && n > 0) {
+  // chunk 1 never overflows (one product is at most 2^30); otherwise the operands' maxima decide
+  if (!allow_overflow && k > 0 && m > 0 && n > 0 && std::min(chunk, k) > 1) {
     uint32_t max_a, max_b;
     {
       nb::gil_scoped_release release;
-      max_a = max_abs(ap, m * k);
-      max_b = max_abs(bp, k * n);
+      max_a = max_abs(ap, m * k, threads);
+      max_b = max_abs(bp, k * n, threads);
     }
     const int64_t safe = safe_chunk(max_a, max_b), effective = std::min(chunk, k);
     if (effective > safe)

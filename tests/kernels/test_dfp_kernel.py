@@ -358,3 +358,12 @@ def test_large_outputs_same_bits_streamed_or_not(backend):
     misaligned = buf[1:].reshape(301, 14000) if buf.ctypes.data % 32 == 0 else buf[:-1].reshape(301, 14000)
     assert misaligned.ctypes.data % 32 != 0
     assert_same_bits(dfp.gemm(a, b, -3, -4, bias=bias, out=misaligned), want)  # plain stores
+
+
+def test_chunk_one_is_always_safe(backend):
+    """One product is at most 2^30, so chunk = 1 needs no check even for -32768 * -32768."""
+    a, b = np.full((3, 40), -32768, I16), np.full((40, 5), -32768, I16)
+    got = dfp.gemm(a, b, 0, 0, chunk=1)
+    assert np.all(got == np.float32(40 * 2.0**30))
+    with pytest.raises(ValueError, match="chunk: 2 can overflow int32 .* largest safe chunk for them is 1"):
+        dfp.gemm(a, b, 0, 0, chunk=2)
