@@ -48,3 +48,26 @@ def test_step_times_measures_the_three_modes():
 
 def test_registered_and_built():
     assert "dfp_training" in registered() and BY_NAME["dfp"].status == "built"
+
+
+def test_parity_noise_floor_decides_whether_the_rule_applies():
+    quick = experiment.parity_noise_pp(75.0, 2000)  # one quick run: ~0.97 pp, the 0.3 pp rule is undecidable
+    assert abs(quick - 100 * (0.75 * 0.25 / 2000) ** 0.5) < 1e-12 and quick > experiment.PARITY_PP
+    assert experiment.parity_noise_pp(90.0, 5000, 3) < experiment.PARITY_PP  # full mode: the rule applies
+    assert experiment.parity_noise_pp(100.0, 10) == 0.0
+    assert experiment.QUICK["n_train"] // experiment.QUICK["batch"] * experiment.QUICK["epochs"] >= 60
+
+
+def test_warmup_then_cosine():
+    from frugalnn.dfp.train import _lr_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched, lrs = _lr_scheduler(opt, 20, 5), []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert np.allclose(lrs[:5], [0.02, 0.04, 0.06, 0.08, 0.1]) and lrs[5] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(lrs[5:], lrs[6:])) and lrs[-1] < 0.01
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert isinstance(_lr_scheduler(opt2, 20, 0), torch.optim.lr_scheduler.CosineAnnealingLR)

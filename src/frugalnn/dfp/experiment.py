@@ -6,8 +6,9 @@
                  and on a wide variant with a 3x3 conv over 256 channels (K = 2304); the whole training
                  step's speed (quantization included) against fp32 and bf16, measured.
 
-Quick mode: 1 seed, 1280 training images, 2 epochs (20 steps): the accuracies are far from a plateau and one
-seed's noise exceeds 0.3 pp, so the parity row is MEASURED there. Full mode: 3 seeds, FULL below.
+Quick mode: 1 seed, 80 steps of 64 on 5120 training images (warmup, BN momentum 0.2), 2000 test images: fp32
+trains to ~75%, but the test-set binomial noise (~1 pp) exceeds 0.3 pp, so the parity row says MEASURED with
+that noise, and applies the rule whenever the noise is below it. Full mode: 3 seeds, FULL below.
 The paper's ImageNet ResNet-50 run is out of reach on this machine and is not implied.
 """
 from __future__ import annotations
@@ -35,8 +36,13 @@ from frugalnn.report.verdicts import at_most, holds, measured
 from frugalnn.threads import torch_threads
 
 TECHNIQUE = "DFP"
-QUICK = dict(n_train=1280, n_test=1000, epochs=2, seeds=1, eval_every=4, wide_steps=4)
-FULL = dict(n_train=12000, n_test=5000, epochs=8, seeds=3, eval_every=None, wide_steps=40)
+# Quick: many small steps rather than few large ones (80 steps of 64 on 5120 images, a 10-step warmup to
+# lr 0.1, BN momentum 0.2 so the running statistics follow the fast-moving weights of a short run):
+# fp32 reaches ~75% on Fashion-MNIST in ~10 s instead of the ~24% that 20 steps of 128 gave.
+QUICK = dict(n_train=5120, n_test=2000, epochs=1, batch=64, warmup=10, bn_momentum=0.2, seeds=1, eval_every=20,
+             wide_steps=4)
+FULL = dict(n_train=12000, n_test=5000, epochs=8, batch=128, warmup=0, bn_momentum=None, seeds=3, eval_every=None,
+            wide_steps=40)
 PARITY_PP = 0.3          # the paper: DFP16 within 0.1-0.3 pp of fp32 top-1
 PAPER_CHUNK = 16 * 9     # the paper's chunk for a 3x3 conv: 16 input channels x 9 taps
 MODE_LABEL = {"fp32": "fp32", "dfp16": "DFP16", "bf16": "bf16 autocast"}
@@ -44,9 +50,10 @@ MODE_LABEL = {"fp32": "fp32", "dfp16": "DFP16", "bf16": "bf16 autocast"}
 
 def _parity(ctx: Context, sizes: dict, data) -> tuple[dict, dict]:
     seeds = [ctx.seed + i for i in range(sizes["seeds"])]
-    spe = sizes["n_train"] // 128
+    spe = sizes["n_train"] // sizes["batch"]
     eval_every = sizes["eval_every"] or max(1, sizes["epochs"] * spe // 4)
-    schedule = Schedule(sizes["epochs"], eval_every=eval_every)
+    schedule = Schedule(sizes["epochs"], sizes["batch"], eval_every=eval_every, warmup_steps=sizes["warmup"],
+                        bn_momentum=sizes["bn_momentum"])
     runs, models = {}, {}
     for i, seed in enumerate(seeds):
         for j, mode in enumerate(MODES):
@@ -55,6 +62,13 @@ def _parity(ctx: Context, sizes: dict, data) -> tuple[dict, dict]:
             runs[(mode, seed)] = result
             models[(mode, seed)] = model
     return runs, models
+
+
+def parity_noise_pp(accuracy_pct: float, n_test: int, seeds: int = 1) -> float:
+    """Binomial standard deviation (pp) of a test accuracy near `accuracy_pct` measured on `n_test` images,
+    averaged over `seeds` runs: the noise floor below which an accuracy difference means nothing."""
+    p = min(max(accuracy_pct / 100.0, 0.0), 1.0)
+    return 100.0 * (p * (1 - p) / (n_test * seeds)) ** 0.5
 
 
 def _curves_figure(runs, data_name: str, provenance: str) -> Figure:
@@ -166,17 +180,25 @@ def dfp_training(ctx: Context) -> ExperimentResult:
     acc = {(m, s): runs[(m, s)].final_eval["test_accuracy"] for (m, s) in runs}
     mean = {m: statistics.mean(acc[(m, s)] for s in seeds) for m in MODES}
     diff = mean["dfp16"] - mean["fp32"]
+    steps = runs[("fp32", seeds[0])].steps
     what = (f"ResNet-20 on {data.name} ({len(data.train_y)} train / {len(data.test_y)} test images, {data.source}); "
-            f"{sizes['epochs']} epochs, batch 128, SGD momentum 0.9, cosine lr from 0.1; seeds {seeds}")
+            f"{sizes['epochs']} epochs ({steps} steps) of batch {sizes['batch']}, SGD momentum 0.9, "
+            + (f"{sizes['warmup']}-step linear warmup then " if sizes["warmup"] else "") + "cosine lr from 0.1"
+            + (f", BN momentum {sizes['bn_momentum']}" if sizes["bn_momentum"] is not None else "")
+            + f"; seeds {seeds}")
     rows = []
     per_seed = ", ".join(f"seed {s}: {acc[('fp32', s)]:.2f} / {acc[('dfp16', s)]:.2f} / {acc[('bf16', s)]:.2f}"
                          for s in seeds)
     notes = f"fp32 / DFP16 / bf16 test accuracy (%) {per_seed}. {what}"
-    if ctx.quick:
-        verdict = measured("quick mode: 1 seed, 2 epochs on 1280 images; far from a plateau, and one seed's run-to-run "
-                           f"noise exceeds {PARITY_PP} pp, so the {PARITY_PP} pp rule is applied in full mode only")
+    noise = parity_noise_pp(mean["fp32"], len(data.test_y), len(seeds))
+    if ctx.quick and noise > PARITY_PP:
+        verdict = measured(f"quick mode: the test-set sampling noise alone (binomial std of a mean accuracy near "
+                           f"{mean['fp32']:.1f}% over {len(data.test_y)} test images x {len(seeds)} seed(s)) is "
+                           f"{noise:.2f} pp > the {PARITY_PP} pp threshold, so the rule cannot be decided here; "
+                           "full mode applies it")
     else:
         verdict = at_most(abs(diff), PARITY_PP, partly=1.0)
+        verdict["rule"] += f"; test-set binomial std {noise:.2f} pp"
     rows.append(Row(TECHNIQUE, "dfp_training", "DFP16 test accuracy minus fp32 (mean over seeds)",
                     "within 0.1-0.3 pp (ImageNet)", round(diff, 3), "pp", notes=notes, headline=True, **verdict))
     rows.append(Row(TECHNIQUE, "dfp_training", "bf16 autocast test accuracy minus fp32 (mean over seeds)", None,

@@ -65,17 +65,38 @@ class Schedule:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     eval_every: int | None = None  # steps; None: each epoch
+    warmup_steps: int = 0          # linear lr warmup before the cosine decay (short high-lr runs)
+    bn_momentum: float | None = None  # BatchNorm running-stat momentum; None: torch's 0.1
+
+
+def _lr_scheduler(opt, total: int, warmup: int):
+    """Cosine decay to 0 over `total` steps; with warmup > 0, a linear ramp over the first `warmup` steps
+    first (the cosine then spans the rest)."""
+    if warmup <= 0:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+    import math
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, total - warmup) / max(total - warmup, 1)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def train_run(data: ImageData, mode: str, seed: int, schedule: Schedule, *, config: DFPConfig | None = None,
               log_path=None, checkpoint_dir=None, resume: bool = True, progress: bool = False,
               log_every: int = 5) -> tuple[torch.nn.Module, FitResult]:
-    """One training run: SGD with momentum and a cosine schedule, the data order fixed by `seed`."""
+    """One training run: SGD with momentum and a cosine schedule (optionally after a linear warmup), the data
+    order fixed by `seed`."""
     model = build_model(mode, seed, config)
+    if schedule.bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = schedule.bn_momentum
     opt = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum,
                           weight_decay=schedule.weight_decay)
     total = schedule.epochs * (len(data.train_y) // schedule.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+    sched = _lr_scheduler(opt, total, schedule.warmup_steps)
     result = fit(model, opt, (data.train_x, data.train_y), F.cross_entropy, batch_size=schedule.batch_size,
                  epochs=schedule.epochs, scheduler=sched, forward=forward_for(mode), seed=seed,
                  eval_fn=lambda m: evaluate(m, data.test_x, data.test_y, mode), eval_every=schedule.eval_every,
