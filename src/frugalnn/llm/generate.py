@@ -84,7 +84,7 @@ def peak_rss_mib() -> float:
 
 class LinearTimer:
     """Seconds spent inside linear layers, read and reset as `timer[0]` (the layout callers used when
-    this was a one-element list): torch-path calls are timed by wrappers around each Linear's
+    this was a one-element list): torch-path calls are timed by wrappers around each linear layer's
     forward, decode steps on the compiled decoder by the decoder itself."""
 
     def __init__(self):
@@ -106,7 +106,7 @@ class LinearTimer:
 
 @contextlib.contextmanager
 def time_linears(model: Llama):
-    """Accumulate wall time spent inside every Linear's forward (output head included); yields a
+    """Accumulate wall time spent inside every linear layer's forward (LUTLinear or DenseLinear, output head included); yields a
     LinearTimer (`timer[0]` = seconds so far)."""
     timer = LinearTimer()
     patched = []
