@@ -1,4 +1,4 @@
-// DFP16 GEMM, AVX2: the micro-kernel and epilogue for driver.h. Same bits as serial.h: integer
+// DFP16 GEMM, AVX2: the micro-kernel and epilogue for driver.h (packed layout: layout.h). Same bits as serial.h: integer
 // sums are exact modulo 2^32 in any order, and the float adds happen in the same order per output.
 //
 // Micro-kernel (MR x 16 outputs, one pair of K per step): per step two loads of B (16 columns x
@@ -7,11 +7,16 @@
 // end of a chunk the int32 sums are converted (vcvtdq2ps, round to nearest even like the serial
 // static_cast) and added to the float tile.
 //
+// Role: avx2 (function-level target kernels: the micro-kernel, the epilogue, packing primitives,
+// max |x|, quantize, the peak-rate probes). Checked against: frugalnn/kernels/dfp_ref.py bit for
+// bit, as serial.h is (tests/kernels/test_dfp_kernel.py under the avx2 backend, outputs compared
+// as uint32 bit patterns).
+//
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/dfp/avx2.h
 #pragma once
 
 #include "common/cpu.h"
-#include "dfp/driver.h"
+#include "dfp/layout.h"
 #include "dfp/serial.h"
 
 #if FRUGALNN_X86

@@ -1,4 +1,4 @@
-// Bindings for the DFP16 GEMM (semantics in serial.h, blocking in driver.h). The output is
+// Bindings for the DFP16 GEMM (semantics in serial.h, blocking and backend choice in driver.h). The output is
 // allocated by frugalnn/kernels/dfp.py and passed in.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
@@ -11,10 +11,7 @@
 #include <utility>
 
 #include "common/arrays.h"
-#include "common/cpu.h"
-#include "dfp/avx2.h"
 #include "dfp/driver.h"
-#include "dfp/serial.h"
 
 namespace frugalnn {
 namespace {
@@ -31,11 +28,7 @@ int64_t safe_chunk(uint32_t max_a, uint32_t max_b) {
 uint32_t max_abs(const int16_t* x, int64_t n, int threads) {
   std::atomic<uint32_t> result{0};
   parallel_range(n, threads, int64_t(1) << 18, [&](int64_t lo, int64_t hi) {
-#if FRUGALNN_X86
-    const uint32_t local = use_avx2() ? dfp::avx2::max_abs(x + lo, hi - lo) : dfp::serial::max_abs(x + lo, hi - lo);
-#else
-    const uint32_t local = dfp::serial::max_abs(x + lo, hi - lo);
-#endif
+    const uint32_t local = dfp::max_abs(x + lo, hi - lo);
     uint32_t seen = result.load();
     while (local > seen && !result.compare_exchange_weak(seen, local)) {
     }
@@ -62,7 +55,7 @@ void gemm(Array a, Array b, int64_t ea, int64_t eb, int64_t chunk, bool transpos
   require_disjoint(b, out, "b", "out");
   if (bias) require_disjoint(*bias, out, "bias", "out");
   threads = resolve_threads(threads);
-  const bool avx2 = FRUGALNN_X86 && use_avx2();
+  const bool avx2 = dfp::gemm_uses_avx2();
   if (avx2 && m && n && dfp::packed_words(m, n, k, chunk) < 0)
     throw nb::value_error(("a " + shape_string(a) + ", b " + shape_string(b) + ": packed operand size overflows").c_str());
 
@@ -84,13 +77,7 @@ void gemm(Array a, Array b, int64_t ea, int64_t eb, int64_t chunk, bool transpos
   }
 
   nb::gil_scoped_release release;
-#if FRUGALNN_X86
-  if (avx2) {
-    const dfp::Problem pr{ap, bp, op, m, n, k, transpose_b, dfp::make_scale(scale_exp), biasp};
-    return dfp::gemm<dfp::avx2::Ops>(pr, chunk, threads);
-  }
-#endif
-  dfp::serial::gemm(ap, bp, op, m, n, k, chunk, transpose_b, scale_exp, biasp, threads);
+  dfp::run_gemm(ap, bp, op, m, n, k, chunk, transpose_b, scale_exp, biasp, threads, avx2);
 }
 
 template <class A>
@@ -121,11 +108,7 @@ std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m
   constexpr int64_t kMinChunk = int64_t(1) << 16;
   std::atomic<uint32_t> amax{0};
   parallel_range(n, threads, kMinChunk, [&](int64_t lo, int64_t hi) {
-#if FRUGALNN_X86
-    const uint32_t local = use_avx2() ? dfp::avx2::max_abs_bits(xp + lo, hi - lo) : dfp::serial::max_abs_bits(xp + lo, hi - lo);
-#else
-    const uint32_t local = dfp::serial::max_abs_bits(xp + lo, hi - lo);
-#endif
+    const uint32_t local = dfp::max_abs_bits(xp + lo, hi - lo);
     uint32_t seen = amax.load();
     while (local > seen && !amax.compare_exchange_weak(seen, local)) {
     }
@@ -133,12 +116,8 @@ std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m
   if (amax.load() >= 0x7F800000u) return {0, dfp::serial::first_non_finite(xp, n)};
   const int32_t e = dfp::serial::exponent_for(amax.load(), bits, headroom);
   parallel_range(n, threads, kMinChunk, [&](int64_t lo, int64_t hi) {
-    if (bits == 8) return dfp::serial::quantize(xp + lo, hi - lo, e, bits, static_cast<int8_t*>(m.data()) + lo);
-    int16_t* mp = static_cast<int16_t*>(m.data()) + lo;
-#if FRUGALNN_X86
-    if (use_avx2()) return dfp::avx2::quantize16(xp + lo, hi - lo, e, bits, mp);
-#endif
-    dfp::serial::quantize(xp + lo, hi - lo, e, bits, mp);
+    if (bits == 8) return dfp::quantize(xp + lo, hi - lo, e, bits, static_cast<int8_t*>(m.data()) + lo);
+    dfp::quantize(xp + lo, hi - lo, e, bits, static_cast<int16_t*>(m.data()) + lo);
   });
   return {e, -1};
 }
@@ -155,7 +134,7 @@ double peak_macs(const std::string& kind, double seconds) {
   if (!cpu_supports_avx2()) throw nb::value_error("peak_macs: this CPU lacks AVX2/FMA");
   nb::gil_scoped_release release;
   const bool fma = kind == "fp32_fma";
-  auto run = [&](int64_t iters) { return fma ? dfp::avx2::probe_fma_macs(iters) : dfp::avx2::probe_madd_macs(iters); };
+  auto run = [&](int64_t iters) { return dfp::probe_macs(fma, iters); };
   // thread CPU time: a sample during which the scheduler ran someone else is not counted short
   auto now = [] {
     timespec t;

@@ -1,17 +1,7 @@
 // Packed, blocked DFP16 GEMM driver for the AVX2 micro-kernel (avx2.h). Semantics and the float
 // order it must reproduce: serial.h.
 //
-// K layout. vpmaddwd multiplies int16 pairs and adds each pair's two products into one int32
-// lane, so K is consumed two values at a time, and a pair must never straddle a chunk: each chunk
-// of c values becomes ceil(c / 2) pairs, an odd chunk padded with one zero (the default c = 31
-// costs 1/32 extra MACs). Chunks are grouped into K panels (whole chunks only, so a chunk's int32
-// sums never leave the registers).
-//
-// Packed operands (int32 words, each holding the int16 pair (x[k], x[k+1]), low half first):
-//   A -> tiles of kMR rows:     ap[tile][pair][r]      (rows past M are zero)
-//   B -> strips of kNR columns: bp[strip][pair][col]   (columns past N are zero)
-// so that one broadcast of ap[..][pair][r] times one load of bp[..][pair][0..7] gives, per lane,
-// A[i,k] B[k,j] + A[i,k+1] B[k+1,j].
+// K layout and packed operands: layout.h.
 //
 // Blocking: tasks of kMC rows x kNC columns own their part of C (no shared sums); each walks the
 // K panels in order and, per panel, every B strip against every A tile of the task. The
@@ -21,6 +11,17 @@
 // then 64 KiB, streamed from L2 by the prefetchers): every panel costs a round trip of the float
 // tile through C, and measured at 1024^3 and 2048^3 on Zen 4 panels of 256..512 values lost 5-20%
 // to it. Which operand is packed ahead and which just before use: see gemm() below.
+//
+// Backend choice: the entry points at the end (run_gemm, max_abs, max_abs_bits, quantize,
+// probe_macs) pick the AVX2 kernels or the serial reference (use_avx2()); the binding calls only
+// these.
+//
+// Role: driver (packing tasks, blocking, threads, backend choice). Checked against:
+// frugalnn/kernels/dfp_ref.py bit for bit on odd shapes, every chunk length, both layouts of B,
+// with and without bias, for every thread count, on both backends (tests/kernels/test_dfp_kernel.py,
+// tests/dfp/test_gemm.py).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/dfp/driver.h
 #pragma once
 
 #include <algorithm>
@@ -32,59 +33,18 @@
 
 #include "common/cpu.h"
 #include "common/threads.h"
+#include "dfp/avx2.h"
+#include "dfp/layout.h"
 #include "dfp/serial.h"
 
 namespace frugalnn {
 namespace dfp {
 
-constexpr int kMR = 6;                // rows per micro-tile: 6 x 2 accumulators = 12 of 16 ymm registers
-constexpr int kNR = 16;               // columns per strip: two 8-lane vectors
-constexpr int64_t kPanelPairs = 1024;  // K panel target: 2048 values of K (see the blocking note)
 constexpr int64_t kMC = 16 * kMR;     // rows per task
 constexpr int64_t kNC = 16 * kNR;     // columns per task
 constexpr int64_t kStripGroup = 4;    // B strips per packing task
 constexpr int64_t kStreamBytes = int64_t(16) << 20;  // C at least this large: streaming stores
 constexpr int64_t kLateBBytes = int64_t(256) << 10;  // a task's B panel packed just before use (in L2)
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-struct KLayout {
-  int64_t k = 0, chunk = 1, chunk_pairs = 1, n_chunks = 0, pairs = 0, last_pairs = 0;
-  int64_t chunks_per_panel = 1, panels = 0;
-
-  KLayout(int64_t k_, int64_t chunk_, int64_t panel_pairs = kPanelPairs) : k(k_) {
-    chunk = std::max<int64_t>(1, std::min(chunk_, std::max<int64_t>(k_, 1)));
-    chunk_pairs = ceil_div(chunk, 2);
-    n_chunks = ceil_div(k, chunk);
-    const int64_t last_len = k - (n_chunks - 1) * chunk;
-    last_pairs = n_chunks ? ceil_div(last_len, 2) : 0;
-    pairs = n_chunks ? (n_chunks - 1) * chunk_pairs + last_pairs : 0;
-    // Panels of about panel_pairs, balanced and up to 25% longer rather than leaving a short last
-    // one: every panel costs a round trip of C (2048 = 66 chunks of 31 would otherwise be 64 + 2).
-    const int64_t target = std::max<int64_t>(1, panel_pairs / chunk_pairs);
-    panels = n_chunks ? std::max<int64_t>(1, ceil_div(n_chunks * 4, target * 5)) : 0;
-    chunks_per_panel = panels ? ceil_div(n_chunks, panels) : 1;
-    panels = panels ? ceil_div(n_chunks, chunks_per_panel) : 0;
-  }
-};
-
-// The int16 pair (lo, hi) as one word, lo in the low half (what a little-endian load of two
-// consecutive int16 values gives).
-inline uint32_t pair_word(int16_t lo, int16_t hi) {
-  return static_cast<uint32_t>(static_cast<uint16_t>(lo)) | (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16);
-}
-
-// Words of the packed operands, or -1 when the count overflows int64 (checked by the binding
-// before anything is allocated: M or N may be huge when the other side is empty).
-inline int64_t packed_words(int64_t m, int64_t n, int64_t k, int64_t chunk) {
-  const KLayout L(k, chunk);
-  int64_t rows, cols, both, total;
-  if (__builtin_mul_overflow(m / kMR + 4, int64_t(kMR), &rows) ||
-      __builtin_mul_overflow(n / kNR + 1, int64_t(kNR), &cols) || __builtin_add_overflow(rows, cols, &both) ||
-      __builtin_mul_overflow(both, L.pairs, &total) || __builtin_mul_overflow(total, int64_t(4), &both))
-    return -1;
-  return total;
-}
 
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
@@ -190,13 +150,6 @@ void pack_b_strip(const Problem& pr, const KLayout& L, int64_t s, int64_t q0, in
       for (int c = cols; c < kNR; ++c) d[p * kNR + c] = 0;
   }
 }
-
-// Micro-kernel contract (Ops::kernel(mr)): adds, for each of `n_chunks` chunks of `chunk_pairs`
-// pairs (the last one `last_pairs`), float(int32 chunk sums) into the kMR x 16 float tile
-// (row stride 16), in chunk order; with `first` the first chunk writes the tile instead (the
-// first panel: no zero fill). a: ap + first pair * kMR, b: bp + first pair * kNR.
-using KernelFn = void (*)(const uint32_t* a, const uint32_t* b, int64_t n_chunks, int64_t chunk_pairs,
-                          int64_t last_pairs, float* tile, bool first);
 
 // mr rows of `cols` floats; full 16-float rows as fixed-size copies (the compiler inlines them,
 // where a variable-size memcpy is a library call per row: 10% of the GEMM at 1024^3).
@@ -338,6 +291,60 @@ void gemm(const Problem& pr, int64_t chunk, int threads) {
   });
   w.trim();
 }
+
+// Backend choice. The entry points the binding calls: each runs the AVX2 kernels when use_avx2()
+// (and the build is x86), else the serial reference.
+
+// Whether run_gemm takes the packed AVX2 path (the binding checks packed_words for it first).
+inline bool gemm_uses_avx2() { return FRUGALNN_X86 && use_avx2(); }
+
+// The GEMM of serial.h on the backend `avx2` (gemm_uses_avx2() of the caller, read once).
+inline void run_gemm(const int16_t* a, const int16_t* b, float* c, int64_t m, int64_t n, int64_t k, int64_t chunk,
+                     bool transpose_b, int64_t scale_exp, const float* bias, int threads, bool avx2) {
+#if FRUGALNN_X86
+  if (avx2) {
+    const Problem pr{a, b, c, m, n, k, transpose_b, make_scale(scale_exp), bias};
+    return gemm<avx2::Ops>(pr, chunk, threads);
+  }
+#endif
+  serial::gemm(a, b, c, m, n, k, chunk, transpose_b, scale_exp, bias, threads);
+}
+
+// max |x| over n int16 values, on the calling thread.
+inline uint32_t max_abs(const int16_t* x, int64_t n) {
+#if FRUGALNN_X86
+  return use_avx2() ? avx2::max_abs(x, n) : serial::max_abs(x, n);
+#else
+  return serial::max_abs(x, n);
+#endif
+}
+
+// max of the float32 bit patterns with the sign cleared, over n values, on the calling thread.
+inline uint32_t max_abs_bits(const float* x, int64_t n) {
+#if FRUGALNN_X86
+  return use_avx2() ? avx2::max_abs_bits(x, n) : serial::max_abs_bits(x, n);
+#else
+  return serial::max_abs_bits(x, n);
+#endif
+}
+
+// serial::quantize of n values (int8 mantissas: the serial loop on both backends).
+inline void quantize(const float* x, int64_t n, int32_t e, int bits, int8_t* m) { serial::quantize(x, n, e, bits, m); }
+
+inline void quantize(const float* x, int64_t n, int32_t e, int bits, int16_t* m) {
+#if FRUGALNN_X86
+  if (use_avx2()) return avx2::quantize16(x, n, e, bits, m);
+#endif
+  serial::quantize(x, n, e, bits, m);
+}
+
+#if FRUGALNN_X86
+// Multiply-accumulates of `iters` iterations of the register-only probe (fma: 8-lane FMA, else
+// vpmaddwd + vpaddd). AVX2 only: the caller checks cpu_supports_avx2().
+inline double probe_macs(bool fma, int64_t iters) {
+  return fma ? avx2::probe_fma_macs(iters) : avx2::probe_madd_macs(iters);
+}
+#endif
 
 }  // namespace dfp
 }  // namespace frugalnn

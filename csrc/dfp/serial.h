@@ -23,6 +23,10 @@
 // K = 0 gives C = 0 (+ bias). Threads split outputs, never a sum: results do not depend on them.
 // No FMA contraction anywhere (CMake passes -ffp-contract=off), so every backend rounds alike.
 //
+// Role: serial (portable reference kernels: the GEMM, max |x|, quantize). Checked against:
+// frugalnn/kernels/dfp_ref.py bit for bit, outputs compared as uint32 bit patterns
+// (tests/kernels/test_dfp_kernel.py under the serial backend).
+//
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/dfp/serial.h
 #pragma once
 

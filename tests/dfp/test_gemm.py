@@ -89,7 +89,7 @@ def test_bad_inputs():
             matmul(x, b)
     with pytest.raises(ValueError, match=r"b: non-finite value inf at index \(0, 0\)"):
         matmul(a, np.full_like(b, np.inf))
-    with pytest.raises(ValueError, match="threads: expected >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"threads: expected 1\.\.\d+, got 0"):
         matmul(a, b, threads=0)
 
 

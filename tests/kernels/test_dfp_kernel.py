@@ -224,7 +224,7 @@ def test_bad_arguments():
         dfp.gemm(a, b, 0, 0, bias=np.zeros(5))
     with pytest.raises(ValueError, match=r"out: expected shape \(4, 5\), got \(5, 4\)"):
         dfp.gemm(a, b, 0, 0, out=np.zeros((5, 4), F32))
-    with pytest.raises(ValueError, match="threads: expected >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"threads: expected 1\.\.\d+, got 0"):
         dfp.gemm(a, b, 0, 0, threads=0)
     with pytest.raises(ValueError, match="impl: expected one of"):
         dfp.gemm(a, b, 0, 0, impl="fast")

@@ -1,5 +1,4 @@
 """Fast checks of frugalnn.llm on tiny GGUF files written here (no real model needed)."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

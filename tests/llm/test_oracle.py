@@ -1,5 +1,4 @@
 """Our Llama on SmolLM2-135M-Instruct against transformers' LlamaForCausalLM on the same GGUF (fp32 oracle)."""
-import pytest
 import torch
 import torch.nn.functional as F
 

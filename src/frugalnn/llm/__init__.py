@@ -25,6 +25,6 @@ from frugalnn.llm.perplexity import model_perplexity, perplexity, reference_text
 from frugalnn.llm.tokenizer import encode_prompt, load_tokenizer
 
 __all__ = ["BITS", "DenseLinear", "GGUFModelFile", "GenerationStats", "Llama", "LlamaAttention", "LlamaConfig",
-           "Sampling", "Session", "StackedLinear", "encode_prompt", "generate", "load", "load_tokenizer", "model_perplexity",
-           "parse_bits", "perplexity", "reference_text", "reference_tokens", "resolve_model_path", "sample",
-           "time_linears"]
+           "Sampling", "Session", "StackedLinear", "encode_prompt", "generate", "load", "load_tokenizer",
+           "model_perplexity", "parse_bits", "perplexity", "reference_text", "reference_tokens", "resolve_model_path",
+           "sample", "time_linears"]

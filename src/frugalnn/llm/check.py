@@ -9,8 +9,9 @@ path gave it at the last position of `ids` (same residual-stream vector, same KV
   torch  the torch path over the same modules (LUTLinear's one-token kernel call);
   dense  the torch path with every LUTLinear replaced by a float32 DenseLinear holding its
          dequantized weight: the same weights without the int8 activation tables.
-A one-layer Llama carries the layer (a new Block over the same norms and linear modules): its embedding row 0 is the input vector, its final norm has
-unit weights and its head is the identity, so its "logits" are the layer's output, RMS-normalized.
+A one-layer Llama carries the layer (a new Block over the same norms and linear modules): its
+embedding row 0 is the input vector, its final norm has unit weights and its head is the
+identity, so its "logits" are the layer's output, RMS-normalized.
 
 The bound (`LayerCheck.within_bound`): each path's output differs from `dense` by the int8
 rounding of its own tables, and on identical inputs both paths build the same tables, except

@@ -106,8 +106,8 @@ class LinearTimer:
 
 @contextlib.contextmanager
 def time_linears(model: Llama):
-    """Accumulate wall time spent inside every linear layer's forward (LUTLinear or DenseLinear, output head included); yields a
-    LinearTimer (`timer[0]` = seconds so far)."""
+    """Accumulate wall time spent inside every linear layer's forward (LUTLinear or DenseLinear, the
+    output head included); yields a LinearTimer (`timer[0]` = seconds so far)."""
     timer = LinearTimer()
     patched = []
     for lin in model.linears().values():

@@ -65,7 +65,8 @@ class DenseLinear(Watched, nn.Linear):
 
     def __init__(self, weight: torch.Tensor, threads: int | None = None):
         if not isinstance(weight, torch.Tensor) or weight.dtype != torch.float32 or weight.dim() != 2:
-            what = f"{weight.dtype} {tuple(weight.shape)}" if isinstance(weight, torch.Tensor) else type(weight).__name__
+            is_tensor = isinstance(weight, torch.Tensor)
+            what = f"{weight.dtype} {tuple(weight.shape)}" if is_tensor else type(weight).__name__
             raise TypeError(f"weight: expected a 2-D float32 tensor, got {what}")
         # built on the meta device: no [N, K] allocation and random init for a weight replaced at once
         super().__init__(weight.shape[1], weight.shape[0], bias=False, device="meta")

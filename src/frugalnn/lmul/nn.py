@@ -10,9 +10,9 @@ them), and `torch.matmul` / `Tensor.matmul` / `@` / `torch.bmm` by `lmul_matmul`
 models that multiply by hand are caught too. Any query length works: prefill, and cached
 decoding steps with one query against many keys.
 scope="all": additionally every linear layer becomes an `LMulLinear` (x @ W^T by L-Mul, bias
-added in float32): `nn.Linear`, and linear-like leaf modules of other model code (a class named
-*Linear holding a dense 2-D float `weight` [out, in] applied as x @ W^T, such as
-frugalnn.llm's Linear). Elementwise multiplications (norms, activations, softmax, the
+added in float32): `nn.Linear` (frugalnn.llm's DenseLinear is one), and linear-like leaf modules of other
+model code (a class named *Linear holding a dense 2-D float `weight` [out, in] applied as x @ W^T).
+Elementwise multiplications (norms, activations, softmax, the
 attention scale) stay float32 in both scopes.
 
 Gradients are the exact product's (straight-through, see below), so a
