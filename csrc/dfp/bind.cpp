@@ -40,7 +40,7 @@ uint32_t max_abs(const int16_t* x, int64_t n, int threads) {
 // b [K, N] int16 (or [N, K] with transpose_b), bias [N] float32 or None, out [M, N] float32.
 // Unless allow_overflow, a chunk that could overflow int32 for these operands is refused.
 void gemm(Array a, Array b, int64_t ea, int64_t eb, int64_t chunk, bool transpose_b, std::optional<Array> bias,
-          OutArray out, int threads, bool allow_overflow) {
+          OutArray out, int64_t threads_arg, bool allow_overflow) {
   const int16_t* ap = typed<int16_t>(a, "a", {-1, -1});
   const int64_t m = a.shape(0), k = a.shape(1);
   const int16_t* bp = transpose_b ? typed<int16_t>(b, "b", {-1, k}) : typed<int16_t>(b, "b", {k, -1});
@@ -54,7 +54,8 @@ void gemm(Array a, Array b, int64_t ea, int64_t eb, int64_t chunk, bool transpos
   require_disjoint(a, out, "a", "out");
   require_disjoint(b, out, "b", "out");
   if (bias) require_disjoint(*bias, out, "bias", "out");
-  threads = resolve_threads(threads);
+  const int threads = resolve_threads(threads_arg);
+  if (is_empty(out)) return;  // e.g. a (2^40, 0): nothing to write, and no rows to loop over
   const bool avx2 = dfp::gemm_uses_avx2();
   if (avx2 && m && n && dfp::packed_words(m, n, k, chunk) < 0)
     throw nb::value_error(("a " + shape_string(a) + ", b " + shape_string(b) + ": packed operand size overflows").c_str());
@@ -91,7 +92,7 @@ void require_shape_of(const Array& x, const A& m, const char* x_name, const char
 
 // m = DFP mantissas of x (per tensor, round to nearest even; serial.h); returns (exponent, index
 // of the first inf/NaN in C order or -1). x float32, m int16 (bits 16) or int8 (bits 8), same shape.
-std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m, int threads) {
+std::pair<int32_t, int64_t> quantize(Array x, int64_t bits, int64_t headroom, OutArray m, int64_t threads_arg) {
   if (bits != 16 && bits != 8) throw nb::value_error(("bits: expected 16 or 8, got " + std::to_string(bits)).c_str());
   if (headroom < 0 || headroom > bits - 2)
     throw nb::value_error(("headroom: expected 0.." + std::to_string(bits - 2) + ", got " + std::to_string(headroom)).c_str());
@@ -101,7 +102,7 @@ std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m
   require_c_contiguous(m, "m");
   require_shape_of(x, m, "x", "m");
   require_disjoint(x, m, "x", "m");
-  threads = resolve_threads(threads);
+  const int threads = resolve_threads(threads_arg);
   const float* xp = static_cast<const float*>(x.data());
   const int64_t n = static_cast<int64_t>(x.size());
   nb::gil_scoped_release release;
@@ -114,10 +115,10 @@ std::pair<int32_t, int64_t> quantize(Array x, int bits, int headroom, OutArray m
     }
   });
   if (amax.load() >= 0x7F800000u) return {0, dfp::serial::first_non_finite(xp, n)};
-  const int32_t e = dfp::serial::exponent_for(amax.load(), bits, headroom);
+  const int32_t e = dfp::serial::exponent_for(amax.load(), static_cast<int>(bits), static_cast<int>(headroom));
   parallel_range(n, threads, kMinChunk, [&](int64_t lo, int64_t hi) {
-    if (bits == 8) return dfp::quantize(xp + lo, hi - lo, e, bits, static_cast<int8_t*>(m.data()) + lo);
-    dfp::quantize(xp + lo, hi - lo, e, bits, static_cast<int16_t*>(m.data()) + lo);
+    if (bits == 8) return dfp::quantize(xp + lo, hi - lo, e, 8, static_cast<int8_t*>(m.data()) + lo);
+    dfp::quantize(xp + lo, hi - lo, e, 16, static_cast<int16_t*>(m.data()) + lo);
   });
   return {e, -1};
 }

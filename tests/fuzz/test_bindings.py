@@ -26,7 +26,7 @@ SETUP = r'''
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from frugalnn import _core
-from frugalnn.kernels import attention, lmul, lut, pack, llama
+from frugalnn.kernels import attention, dfp, lmul, lut, pack, llama
 
 _rng = np.random.default_rng(0)
 _SPECIAL = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 6e37, 1e-42, -0.0, 1e-38, 2.0**124], np.float32)
@@ -203,6 +203,28 @@ def _llama(draw):
     return "_core.llama.gemv", [Arr((m, n)), Arr((n,)), Arr((m,), out=True), T(draw(st.sampled_from([-1, 1, 2])))]
 
 
+@st.composite
+def _dfp(draw):
+    which = draw(st.sampled_from(["gemm", "gemm", "quantize", "safe_chunk", "peak_macs"]))
+    if which == "safe_chunk":
+        return "_core.dfp.safe_chunk", [draw(st.sampled_from([0, 1, 32767, 2**32 - 1])),
+                                        draw(st.sampled_from([0, 3, 32768, 2**32 - 1]))]
+    if which == "peak_macs":  # arguments only: a valid call measures for `seconds`
+        return "_core.dfp.peak_macs", [draw(st.sampled_from(["'fp32_fma'", "'int16_madd'", "'x'"])).strip("'"),
+                                       draw(st.sampled_from([0.0, -1.0, 11.0, 1e-4]))]
+    if which == "quantize":
+        bits = draw(st.sampled_from([16, 8]))
+        shape = draw(st.sampled_from([(0,), (7,), (3, 5), (2, 3, 4)]))
+        return "_core.dfp.quantize", [Arr(shape, fill=draw(st.sampled_from(FILLS))), bits, draw(st.integers(0, 3)),
+                                      Arr(shape, "int16" if bits == 16 else "int8", out=True), T(2)]
+    m, k, n = draw(st.integers(0, 20)), draw(st.integers(0, 70)), draw(st.integers(0, 40))
+    tb = draw(st.booleans())
+    return "_core.dfp.gemm", [Arr((m, k), "int16"), Arr((n, k) if tb else (k, n), "int16"), draw(st.integers(-20, 20)),
+                              draw(st.integers(-20, 20)), draw(st.sampled_from([1, 2, 31, 1000])), tb,
+                              Arr((n,)) if draw(st.booleans()) else None, Arr((m, n), out=True), T(2),
+                              draw(st.booleans())]
+
+
 def _mutated_array(draw, a: Arr) -> str:
     kind = draw(st.sampled_from(["dtype", "strided", "view", "empty_huge", "rank", "size", "zero", "ro", "fill",
                                  "not_array"]))
@@ -232,9 +254,10 @@ def _mutated_array(draw, a: Arr) -> str:
 
 
 @st.composite
-def raw_case(draw, families=(_attention, _attention_misc, _lmul, _lut, _pack, _llama)):
+def raw_case(draw, families=(_attention, _attention_misc, _lmul, _lut, _pack, _llama, _dfp)):
     call, args = draw(st.sampled_from(families).flatmap(lambda f: f()))
     exprs = [a.expr() if isinstance(a, Arr) else repr(a) for a in args]
+    args = [0.0 if a is None else a for a in args]  # an absent optional array mutates like a float
     prelude = []
     for _ in range(draw(st.integers(0, 2))):
         i = draw(st.integers(0, len(args) - 1))
@@ -253,6 +276,8 @@ def raw_case(draw, families=(_attention, _attention_misc, _lmul, _lut, _pack, _l
                 exprs[i] = _mutated_array(draw, a)
         elif isinstance(a, bool):
             exprs[i] = draw(st.sampled_from(["None", "2", "'yes'", "np.bool_(True)"]))
+        elif isinstance(a, str):
+            exprs[i] = draw(st.sampled_from(["''", "'serial'", "None", "3"]))
         elif isinstance(a, int):
             pool = THREADS if isinstance(a, T) else INTS
             v = draw(st.sampled_from(pool + [a - 1, a + 1, -a, 2 * a]))
@@ -354,7 +379,7 @@ def wrapper_case(draw):
     fill = draw(st.sampled_from(FILLS))
     which = draw(st.sampled_from(["attention", "exp", "lmul_e", "lmul_m", "lut_t", "lut_u", "lut_b", "lut_m",
                                   "pack_q", "pack_d", "pack_p", "pack_u", "llama_r", "llama_rope", "llama_a",
-                                  "llama_s", "llama_g"]))
+                                  "llama_s", "llama_g", "dfp_q", "dfp_g"]))
     n, m, k = draw(st.integers(0, 6)), draw(st.integers(0, 40)), 4 * draw(st.integers(0, 12))
     scale = draw(st.sampled_from(FLOATS if wild == "scale" else ["None", "0.5", "-1.0", "0.0"]))
     bits = draw(st.sampled_from(INTS if wild == "bits" else [1, 2, 4, 8]))
@@ -400,6 +425,15 @@ def wrapper_case(draw):
         return f"llama.rope(A(({n}, {k}), fill={fill!r}), A(({k // 4}, 2)), rope_dim={'None' if big == m else big}, impl={impl})"
     if which == "llama_a":
         return f"llama.attend(A(({n}, {k}), fill={fill!r}), A(({m}, {k})), A(({m}, {k})), scale={scale}, impl={impl})"
+    if which == "dfp_q":
+        return f"dfp.quantize(A(({n}, {k}), fill={fill!r}), bits={draw(st.sampled_from([16, 8]) if wild != 'bits' else st.sampled_from(INTS))}, threads={th})"
+    if which == "dfp_g":
+        ch = draw(st.sampled_from(["None", "1", "31", "4096"] + ([repr(i) for i in INTS] if wild == "int" else [])))
+        return (f"a = dfp.quantize(A(({n}, {k}), fill={fill!r})).mantissa if {fill!r} not in ('nan', 'inf', 'special') "
+                f"else A(({n}, {k}), 'int16')\n"
+                f"dfp.gemm(a, A(({m}, {k}), 'int16'), {big if wild == 'int' else -3}, 2, chunk={ch}, "
+                f"bias={draw(st.sampled_from(['None', f'A(({m},))', 'A((1,))']))}, threads={th}, transpose_b=True, "
+                f"allow_overflow={draw(st.booleans())}, impl={impl})")
     if which == "llama_s":
         return f"llama.silu_mul(A(({m},), fill={fill!r}), A(({m},)), impl={impl})"
     return f"llama.gemv(A(({m}, {k}), fill={fill!r}), A(({k},)), threads={th}, impl={impl})"
@@ -458,6 +492,22 @@ def lmul_case(b, m, k, n, mb, nearest, off, fill, threads):
     same(lmul.matmul(a, bb, mb, nearest, off, threads=threads), ref, "lmul.matmul")
 
 
+def dfp_case(m, k, n, chunk, tb, bias, threads, allow):
+    a, b = _rng.integers(-32767, 32768, (m, k), dtype=np.int16), _rng.integers(-32767, 32768, (n, k) if tb else (k, n), dtype=np.int16)
+    bb = A((n,)) if bias else None
+    got = ref = None
+    try:
+        got = dfp.gemm(a, b, -20, 3, chunk, bb, threads=threads, transpose_b=tb, allow_overflow=allow)
+    except ValueError as e:
+        try:
+            dfp.gemm(a, b, -20, 3, chunk, bb, transpose_b=tb, allow_overflow=allow, impl="numpy")
+        except ValueError:
+            return
+        raise AssertionError(f"native refused what the reference accepts: {e}")
+    ref = dfp.gemm(a, b, -20, 3, chunk, bb, transpose_b=tb, allow_overflow=allow, impl="numpy")
+    same(np.asarray(got), np.asarray(ref), "dfp.gemm")
+
+
 def smooth_case(n, l, s, e, fill, scale):
     # finite inputs of moderate or tiny size: float32 kernels vs float64 references, to float32 rounding
     q, k, v = A((n, l, e), fill=fill), A((n, s, e), fill=fill), A((n, s, e), fill=fill)
@@ -476,7 +526,7 @@ def smooth_case(n, l, s, e, fill, scale):
 
 @st.composite
 def diff_case(draw):
-    kind = draw(st.sampled_from(["lut", "lut", "pack", "lmul", "smooth"]))
+    kind = draw(st.sampled_from(["lut", "lut", "pack", "lmul", "smooth", "dfp"]))
     th = draw(st.sampled_from([1, 2, 3]))
     if kind == "lut":
         bits, g = draw(st.integers(1, 8)), 4 * draw(st.integers(1, 20))
@@ -488,6 +538,10 @@ def diff_case(draw):
         g = draw(st.integers(1, 12))
         return (f"pack_case({draw(st.integers(0, 9))}, {g * draw(st.integers(0, 5))}, {g}, {draw(st.integers(1, 8))}, "
                 f"{draw(st.booleans())}, {draw(st.sampled_from(FILLS))!r}, {th})")
+    if kind == "dfp":
+        return (f"dfp_case({draw(st.integers(0, 13))}, {draw(st.integers(0, 70))}, {draw(st.integers(0, 37))}, "
+                f"{draw(st.sampled_from([1, 2, 3, 31, 32, 100]))}, {draw(st.booleans())}, {draw(st.booleans())}, "
+                f"{th}, {draw(st.booleans())})")
     if kind == "lmul":
         return (f"lmul_case({draw(st.integers(0, 3))}, {draw(st.integers(0, 9))}, {draw(st.integers(0, 20))}, "
                 f"{draw(st.integers(0, 9))}, {draw(st.integers(1, 23))}, {draw(st.booleans())}, "
