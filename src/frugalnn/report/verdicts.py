@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 REPRODUCED = "reproduced"
 PARTLY = "partly reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -68,7 +70,7 @@ def equals(measured, claimed) -> dict:
 
 def holds(ok: bool, rule: str) -> dict:
     """A yes/no claim tested by the caller; `rule` says what was tested."""
-    if not isinstance(ok, (bool,)) and type(ok).__name__ != "bool_":
+    if not isinstance(ok, (bool, np.bool_)):
         raise TypeError(f"ok: expected a bool, got {type(ok).__name__}")
     return _judged(REPRODUCED if ok else NOT_REPRODUCED, rule)
 
