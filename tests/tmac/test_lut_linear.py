@@ -127,3 +127,24 @@ def test_changes_are_seen_and_copies_are_independent():
     with pytest.raises(ValueError, match=r"x: expected shape \[\.\.\., 64\]"):
         layer(torch.randn(32, 2))  # 64 values, but not a row of 64
     assert layer.nbytes == layer.lut_weight.nbytes and 2 < layer.bits_per_weight < 32
+
+
+@pytest.mark.parametrize("convert", ["half", "double", "bfloat16"])
+def test_model_wide_dtype_change_keeps_the_stored_weight(convert):
+    # issue 19 item 17: after model.half() / .double() LUTLinear failed with "ws: expected dtype float32"
+    torch.manual_seed(0)
+    lin = nn.Linear(96, 24)
+    layer = LUTLinear.from_linear(lin, bits=4, group_size=32, symmetric=False)
+    x = torch.randn(5, 96)
+    before = layer(x)
+    ws, zt, bias = layer.ws.clone(), layer.zt.clone(), layer.bias.detach().clone()
+    model = getattr(nn.Sequential(layer), convert)()
+    dtype = {"half": torch.float16, "double": torch.float64, "bfloat16": torch.bfloat16}[convert]
+    assert layer.ws.dtype == layer.zt.dtype == layer.bias.dtype == torch.float32
+    assert torch.equal(layer.ws, ws) and torch.equal(layer.zt, zt) and torch.equal(layer.bias, bias)
+    y = model(x.to(dtype))
+    assert y.dtype == dtype
+    torch.testing.assert_close(y.float(), layer(x.to(dtype).float()).to(dtype).float())
+    assert torch.equal(model(x.to(dtype)[0]).float(), layer(x.to(dtype)[:1]).float()[0])
+    model.float()
+    assert torch.equal(layer(x), before)

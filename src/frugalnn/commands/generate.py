@@ -12,6 +12,8 @@ def add_model_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
     p.add_argument("--group-size", type=int, default=None,
                    help="group size of re-quantized 3/2-bit weights (default: 128, 64 or 32, whichever divides K)")
+    p.add_argument("--context", type=int, default=None,
+                   help="positions of context to allocate (default: the file's context_length, at most 32768)")
     p.add_argument("--head-bits", default="auto", choices=("auto", "4"),
                    help="low-bit output head: as stored when possible (auto, SmolLM2: Q8_0) or 4-bit")
 
@@ -47,7 +49,8 @@ def setup(args):
     path = llama.resolve_model_path(args.model)
     what = "fp32" if bits == "fp32" else ("ternary" if bits == "ternary" else f"{bits} bits")
     print(f"loading {path.name} at {what} ...", file=sys.stderr, flush=True)
-    model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size, head_bits=args.head_bits)
+    model = llama.load(path, bits=bits, threads=threads, group_size=args.group_size, head_bits=args.head_bits,
+                       max_positions=args.context)
     tok = llama.load_tokenizer(path)
     return model, tok
 

@@ -22,10 +22,13 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self):
-        if not (self.temperature >= 0.0 and self.temperature == self.temperature):
-            raise ValueError(f"temperature: expected >= 0, got {self.temperature}")
+        if not (0.0 <= self.temperature < float("inf")):  # NaN fails both comparisons
+            raise ValueError(f"temperature: expected a finite number >= 0, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p: expected a value in (0, 1], got {self.top_p}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed < 2**64):
+            raise ValueError(f"seed: expected an integer in 0..2**64-1, got {self.seed!r}")
 
     def generator(self) -> torch.Generator | None:
         if self.seed is None:
@@ -37,11 +40,17 @@ def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator 
     """One token id from logits [vocab]."""
     if sampling.temperature == 0.0:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    # Shift by the maximum before dividing, in float64: a tiny temperature (1e-40) then sends every token but the
+    # best ones to -inf, i.e. greedy, instead of overflowing to inf - inf = NaN probabilities.
+    z = logits.double()
+    z = (z - z.max()) / sampling.temperature
+    probs = torch.softmax(z, dim=-1)
     if sampling.top_p < 1.0:
         sorted_p, order = torch.sort(probs, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (always at least the top token)
+        # keep the smallest prefix whose mass reaches top_p, and always the top token: a top_p below the
+        # float resolution (1e-300) keeps that token alone rather than nothing
         keep = (torch.cumsum(sorted_p, dim=-1) - sorted_p) < sampling.top_p
+        keep[0] = True
         sorted_p = sorted_p * keep
         choice = torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=generator)
         return int(order[choice])

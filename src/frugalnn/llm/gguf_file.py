@@ -12,6 +12,7 @@ to both q and k, so logits agree with the Hugging Face layout.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 
 # GGUF architectures whose tensors and hyperparameters follow the Llama layout exactly.
 LLAMA_ARCHS = ("llama",)
+# Tensors a Llama needs per block (norms, q/k/v/o, gate/up/down), for the block_count message.
+TENSORS_PER_BLOCK = 9
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ class LlamaConfig:
             raise ValueError(f"n_heads ({self.n_heads}) is not a multiple of n_kv_heads ({self.n_kv_heads})")
         if self.rope_dim % 2 or not 0 < self.rope_dim <= self.head_dim:
             raise ValueError(f"rope_dim: expected an even number in (0, {self.head_dim}], got {self.rope_dim}")
+        # Every float the model computes with: a NaN eps or a zero rope base would otherwise load and make
+        # every logit NaN (generate printing nothing, perplexity printing nan) or fail after the prefill.
+        for k in ("norm_eps", "rope_base", "rope_linear_scale"):
+            v = float(getattr(self, k))
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{k}: expected a finite number > 0, got {v}")
 
     @property
     def n_params(self) -> int:
@@ -82,37 +91,74 @@ class GGUFModelFile:
             if default is ...:
                 raise ValueError(f"{self.path}: metadata key {key!r} is missing")
             return default
-        value = field.contents()
-        return value
+        try:
+            return field.contents()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{self.path}: metadata key {key!r} is not valid UTF-8 ({e.reason} at byte {e.start})") \
+                from None
+        except Exception as e:  # a damaged field the parser accepted but cannot turn into a value
+            raise ValueError(f"{self.path}: metadata key {key!r} cannot be read ({type(e).__name__}: {e})") from None
+
+    def meta_int(self, key: str, default=...) -> int | None:
+        """An integer metadata value; a string, array, bool or float is an error naming the key."""
+        v = self.meta(key, default)
+        if v is None and default is None:
+            return None
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{self.path}: metadata key {key!r}: expected an integer, got {_shown(v)}")
+        return int(v)
+
+    def meta_float(self, key: str, default=...) -> float:
+        """A finite float metadata value (integers accepted); anything else is an error naming the key."""
+        v = self.meta(key, default)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{self.path}: metadata key {key!r}: expected a number, got {_shown(v)}")
+        return float(v)
 
     def _config(self) -> LlamaConfig:
         a = self.arch
-        dim = int(self.meta(f"{a}.embedding_length"))
-        n_heads = int(self.meta(f"{a}.attention.head_count"))
-        n_kv = int(self.meta(f"{a}.attention.head_count_kv", n_heads))
-        head_dim = int(self.meta(f"{a}.attention.key_length", dim // max(n_heads, 1)))
+        dim = self.meta_int(f"{a}.embedding_length")
+        n_heads = self.meta_int(f"{a}.attention.head_count")
+        n_kv = self.meta_int(f"{a}.attention.head_count_kv", n_heads)
+        head_dim = self.meta_int(f"{a}.attention.key_length", dim // max(n_heads, 1))
+        n_layers = self.meta_int(f"{a}.block_count")
+        # block_count sizes the list of expected tensors: bound it by the tensors the file holds first, so that
+        # 0xFFFFFFFF is an error here rather than billions of names built before the first check (a count that is
+        # merely too high for the file is left to the per-tensor check, which names the first missing tensor).
+        if n_layers > len(self.tensors):
+            raise ValueError(f"{self.path}: metadata key '{a}.block_count' is {n_layers}, but the file holds only "
+                             f"{len(self.tensors)} tensors ({TENSORS_PER_BLOCK} per block)")
         emb = self.tensors.get("token_embd.weight")
         vocab = self.meta(f"{a}.vocab_size", None)
         if vocab is None:
             vocab = int(emb.shape[1]) if emb is not None else len(self.meta("tokenizer.ggml.tokens"))
+        else:
+            vocab = self.meta_int(f"{a}.vocab_size")
         scaling = self.meta(f"{a}.rope.scaling.type", "none")
         if scaling not in ("none", "linear"):
             raise ValueError(f"{self.path}: rope scaling {scaling!r} is not supported (none or linear)")
-        factor = float(self.meta(f"{a}.rope.scaling.factor", 1.0)) if scaling == "linear" else 1.0
+        factor = self.meta_float(f"{a}.rope.scaling.factor", 1.0) if scaling == "linear" else 1.0
         if "rope_freqs.weight" in self.tensors:
             raise ValueError(f"{self.path}: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 style) "
                              "are not supported")
-        bos, eos = self.meta("tokenizer.ggml.bos_token_id", None), self.meta("tokenizer.ggml.eos_token_id", None)
-        return LlamaConfig(
-            dim=dim, n_layers=int(self.meta(f"{a}.block_count")), n_heads=n_heads, n_kv_heads=n_kv,
-            head_dim=head_dim, ffn_dim=int(self.meta(f"{a}.feed_forward_length")), vocab_size=int(vocab),
-            norm_eps=float(self.meta(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_base=float(self.meta(f"{a}.rope.freq_base", 10000.0)),
-            rope_dim=int(self.meta(f"{a}.rope.dimension_count", head_dim)),
+        bos = self.meta_int("tokenizer.ggml.bos_token_id", None)
+        eos = self.meta_int("tokenizer.ggml.eos_token_id", None)
+        values = dict(
+            dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv,
+            head_dim=head_dim, ffn_dim=self.meta_int(f"{a}.feed_forward_length"), vocab_size=int(vocab),
+            norm_eps=self.meta_float(f"{a}.attention.layer_norm_rms_epsilon", 1e-5),
+            rope_base=self.meta_float(f"{a}.rope.freq_base", 10000.0),
+            rope_dim=self.meta_int(f"{a}.rope.dimension_count", head_dim),
             rope_linear_scale=factor,
-            context_length=int(self.meta(f"{a}.context_length", 2048)),
-            bos_id=None if bos is None else int(bos), eos_id=None if eos is None else int(eos),
-            name=str(self.meta("general.name", self.path.stem)))
+            context_length=self.meta_int(f"{a}.context_length", 2048),
+            bos_id=bos, eos_id=eos, name=str(self.meta("general.name", self.path.stem)))
+        try:
+            return LlamaConfig(**values)
+        except ValueError as e:  # name the metadata key the bad value came from
+            field = str(e).split(":", 1)[0]
+            key = _CONFIG_KEYS.get(field)
+            where = f"metadata key '{a}.{key}'" if key else "metadata"
+            raise ValueError(f"{self.path}: {where}: {e}") from None
 
     def expected_shapes(self) -> dict[str, tuple[int, int] | tuple[int]]:
         """name -> (rows, cols) in torch order ([out, in]) for every tensor the model needs."""
@@ -168,6 +214,10 @@ class GGUFModelFile:
         except Exception as e:  # a truncated file shows up here as a short memmap
             raise ValueError(f"{self.path}: tensor {name!r} cannot be read ({type(e).__name__}: {e})") from None
         w = np.asarray(w, dtype=np.float32)
+        if w.size and not np.isfinite(w).all():  # a NaN/inf weight would make every logit NaN, silently
+            flat = int(np.flatnonzero(~np.isfinite(w.reshape(-1)))[0])
+            raise ValueError(f"{self.path}: tensor {name!r} holds {w.reshape(-1)[flat]} at element {flat}"
+                             f"{_block_of(t.tensor_type, flat)}")
         if not w.flags.writeable:  # F32 tensors come back as views of the read-only memory map
             w = w.copy()
         if w.size != int(np.prod(shape)):
@@ -180,3 +230,26 @@ class GGUFModelFile:
         for t in self.tensors.values():
             out[t.tensor_type.name] = out.get(t.tensor_type.name, 0) + 1
         return out
+
+
+# LlamaConfig field -> the GGUF key (after '<arch>.') it is read from, for error messages.
+_CONFIG_KEYS = {"dim": "embedding_length", "n_layers": "block_count", "n_heads": "attention.head_count",
+                "n_kv_heads": "attention.head_count_kv", "head_dim": "attention.key_length",
+                "ffn_dim": "feed_forward_length", "vocab_size": "vocab_size",
+                "norm_eps": "attention.layer_norm_rms_epsilon", "rope_base": "rope.freq_base",
+                "rope_dim": "rope.dimension_count", "rope_linear_scale": "rope.scaling.factor",
+                "context_length": "context_length"}
+
+
+def _shown(v) -> str:
+    """A metadata value for an error message: its type and a short repr."""
+    r = repr(v)
+    return f"{type(v).__name__} {r[:60] + '...' if len(r) > 60 else r}"
+
+
+def _block_of(qtype, element: int) -> str:
+    """' (block N of type Q)' for a quantized tensor's flat element index, '' for float types."""
+    import gguf
+
+    block = gguf.GGML_QUANT_SIZES.get(qtype, (1, 0))[0]
+    return f" (block {element // block} of {qtype.name})" if block > 1 else ""

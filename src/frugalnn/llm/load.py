@@ -14,6 +14,7 @@ same head llama.cpp runs), otherwise re-quantized to 4 bits.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,39 @@ def resolve_model_path(model: str | Path) -> Path:
     return p
 
 
+# The RoPE table and the KV cache are sized by the context up front, so the default context (the file's
+# context_length, which a file may claim to be 2^32 - 1) is capped at DEFAULT_CONTEXT_CAP positions and at what
+# fits in CONTEXT_MEMORY_SHARE of the machine's memory; a longer one must be asked for (max_positions, --context).
+DEFAULT_CONTEXT_CAP = 32768
+CONTEXT_MEMORY_SHARE = 0.25
+
+
+def context_bytes_per_position(c) -> int:
+    """Bytes the model preallocates per position of context: fp32 k and v of every layer, batch 1, plus the
+    complex64 RoPE row."""
+    return 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4 + (c.rope_dim // 2) * 8
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a laptop's 8 GiB
+        return 8 << 30
+
+
+def positions_that_fit(c, asked: int | None) -> int:
+    """The context the model is built for: `asked` if given (an error if it cannot fit in memory), else the
+    file's context_length capped at DEFAULT_CONTEXT_CAP and at CONTEXT_MEMORY_SHARE of physical memory."""
+    per = context_bytes_per_position(c)
+    fit = max(1, int(physical_memory() * CONTEXT_MEMORY_SHARE) // per)
+    if asked is None:
+        return min(c.context_length, DEFAULT_CONTEXT_CAP, fit)
+    if asked * per > physical_memory():
+        raise ValueError(f"max_positions: {asked} positions need {asked * per / 2**30:.1f} GiB of KV cache and RoPE "
+                         f"table, more than this machine's memory; ask for at most {physical_memory() // per}")
+    return asked
+
+
 class WeightFactory:
     """Turns a GGUF tensor into the weight a linear layer holds (float32 tensor or LUTWeight), for one `bits`."""
 
@@ -72,7 +106,22 @@ class WeightFactory:
 
     def __call__(self, *names: str, bits: str | None = None):
         """The weight of tensor `names[0]`, or of several tensors stacked row-wise (fused projections)."""
-        bits = bits or self.bits
+        try:
+            return self._make(names, bits or self.bits)
+        except ValueError as e:  # e.g. "w: row 0, group 4 holds NaN/inf": say which file and tensor
+            if str(self.file.path) in str(e):
+                raise
+            which = names[0] if len(names) == 1 else " + ".join(names)
+            raise ValueError(f"{self.file.path}: tensor {which!r}: {e}") from None
+
+    def stored(self, name: str) -> LUTWeight:
+        """Tensor `name` into LUTWeight as stored (its type must be one from_gguf takes)."""
+        try:
+            return LUTWeight.from_gguf(self.file.tensor(name))
+        except ValueError as e:
+            raise ValueError(f"{self.file.path}: tensor {name!r}: {e}") from None
+
+    def _make(self, names: tuple[str, ...], bits: str):
         if bits == "fp32":
             parts = [self.file.float(n) for n in names]
             return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
@@ -100,6 +149,8 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     """Load a Llama-architecture GGUF (shapes from its metadata) with linear weights at `bits`.
 
     threads: for the LUT kernels (None: all cores); fp32 matmuls follow torch.set_num_threads.
+    max_positions: the context to allocate (RoPE table, KV cache); default the file's context_length, capped
+    at DEFAULT_CONTEXT_CAP positions and to a quarter of physical memory (positions_that_fit).
     group_size: for re-quantized low-bit weights (default: 128, 64 or 32, whichever divides K).
     gguf_direct=False re-quantizes every tensor from its dequantized values, even those LUTWeight could
     take as stored (e.g. the random-byte TQ2_0 files of ../shared/peers hold code 3, not ternary).
@@ -108,11 +159,14 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
     """
     if head_bits not in ("auto", "4"):
         raise ValueError(f"head_bits: expected 'auto' or '4', got {head_bits!r}")
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1):
+        raise ValueError(f"group_size: expected a positive integer, got {group_size!r}")
     bits = parse_bits(bits)
     file = GGUFModelFile(resolve_model_path(model))
     c = file.config
     if max_positions is not None and not 1 <= max_positions <= c.context_length:
         raise ValueError(f"max_positions: expected 1..{c.context_length}, got {max_positions}")
+    max_positions = positions_that_fit(c, max_positions)
     make = WeightFactory(file, bits, group_size, gguf_direct)
 
     def layer(w):
@@ -140,7 +194,7 @@ def load(model: str | Path = "smollm2", bits="fp32", threads: int | None = None,
         output = layer(embedding if file.tied_embeddings else make(head_name))
     elif gguf_direct and head_bits == "auto" and file.type_name(head_name) in HEAD_DIRECT_TYPES:
         make.direct += 1
-        output = layer(LUTWeight.from_gguf(file.tensor(head_name)))
+        output = layer(make.stored(head_name))
     else:
         output = linear(head_name, bits="4")
     model = Llama(c, embedding, layers, norm("output_norm.weight"), output, max_positions)

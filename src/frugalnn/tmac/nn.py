@@ -138,6 +138,23 @@ class LUTLinear(Watched):
         state.pop("_resolved", None)  # views of this layer's buffers: a copy derives its own
         return state
 
+    def _apply(self, fn, recurse: bool = True):
+        # The codes, scales and zero terms are one stored weight format (the kernel reads float32 scales), so a
+        # model-wide .half() / .double() / .to(dtype) leaves them as they are: converting the scales to fp16 and
+        # back would change the weights, and the kernel would refuse fp64 ones. The layer follows such a
+        # conversion where it is visible, in its output: it returns the input's dtype. Device moves still apply.
+        held = {name: self._buffers[name] for name in ("ws", "zt")}
+        bias = None if self.bias is None else self.bias.data
+        out = super()._apply(fn, recurse)
+        for name, before in held.items():
+            after = self._buffers[name]
+            if after.dtype != before.dtype:
+                self._buffers[name] = before.to(after.device)
+        if bias is not None and self.bias.dtype != bias.dtype:
+            self.bias.data = bias.to(self.bias.device)
+        self._changed()
+        return out
+
     def _resolved_state(self) -> _Resolved:
         r = self.__dict__.get("_resolved")
         if r is None:
