@@ -109,7 +109,11 @@ void init(PyDecoder* self, int64_t dim, int64_t n_layers, int64_t n_heads, int64
           int64_t rope_dim, int64_t ffn, int64_t vocab, int64_t max_pos, float eps, Array embedding, Array rope,
           Array out_norm, int64_t threads) {
   llama::Dims d = make_dims(dim, n_layers, n_heads, n_kv_heads, head_dim, rope_dim, ffn, vocab, max_pos, eps);
-  const float* e = typed<float>(embedding, "embedding", {vocab, dim});
+  // [vocab, dim], or [0, dim] for a model that gives each step its embedding row (step_row)
+  const float* e = typed<float>(embedding, "embedding", {-1, dim});
+  if (embedding.shape(0) != 0 && embedding.shape(0) != vocab)
+    throw nb::value_error(("embedding: expected " + str(vocab) + " or 0 rows, got " + shape_string(embedding)).c_str());
+  if (embedding.shape(0) == 0) e = nullptr;
   const float* r = typed<float>(rope, "rope", {max_pos, rope_dim / 2, 2});
   const float* n = typed<float>(out_norm, "out_norm", {dim});
   const int nthreads = check_threads(threads);
@@ -215,12 +219,11 @@ void set_cache(PyDecoder& self, OutArray k, OutArray v) {
   self.have_cache = true;
 }
 
-void step(PyDecoder& self, int64_t token, int64_t pos, OutArray logits) {
+// The checks step() and step_row() share: finished, a cache, pos in range, logits [vocab] apart from everything.
+float* check_step(PyDecoder& self, int64_t pos, OutArray& logits) {
   const llama::Dims& d = self.dec.d_;
   if (!self.finished) throw nb::value_error("decoder: call finish() before step()");
   if (!self.have_cache) throw nb::value_error("decoder: no KV cache; call set_cache() first");
-  if (token < 0 || token >= d.vocab)
-    throw nb::index_error(("token: id " + str(token) + " is out of range for a vocabulary of " + str(d.vocab)).c_str());
   const int64_t limit = self.dec.cache.max_len < d.max_pos ? self.dec.cache.max_len : d.max_pos;
   if (pos < 0 || pos >= limit)
     throw nb::value_error(("pos: expected 0.." + str(limit - 1) + " (cache and RoPE table), got " + str(pos)).c_str());
@@ -231,9 +234,28 @@ void step(PyDecoder& self, int64_t token, int64_t pos, OutArray logits) {
   // weights added after set_cache (before finish) are checked here too
   self.require_not_held(self.k_cache, "k_cache");
   self.require_not_held(self.v_cache, "v_cache");
+  return out;
+}
+
+void step(PyDecoder& self, int64_t token, int64_t pos, OutArray logits) {
+  const llama::Dims& d = self.dec.d_;
+  if (self.dec.embedding == nullptr)
+    throw nb::value_error("decoder: built without an embedding table (0 rows); call step_row with the token's row");
+  if (token < 0 || token >= d.vocab)
+    throw nb::index_error(("token: id " + str(token) + " is out of range for a vocabulary of " + str(d.vocab)).c_str());
+  float* out = check_step(self, pos, logits);
   nb::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(self.busy);
   self.dec.step(token, pos, out);
+}
+
+void step_row(PyDecoder& self, Array x, int64_t pos, OutArray logits) {
+  const float* xp = typed<float>(x, "x", {self.dec.d_.dim});
+  float* out = check_step(self, pos, logits);
+  require_disjoint(x, logits, "x", "logits");  // x is read before logits are written, but say so plainly
+  nb::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(self.busy);
+  self.dec.step_row(xp, pos, out);
 }
 
 // ---- the decode step's pieces on their own (tested against frugalnn/kernels/llama_ref.py) ----
@@ -332,6 +354,8 @@ void frugalnn_bind_llama(nanobind::module_& m) {
       .def("step", &step, nb::arg("token"), nb::arg("pos"), nb::arg("logits"),
            "Run one token at position `pos` through every layer and the head; writes logits [vocab] "
            "and the token's k/v into the cache.")
+      .def("step_row", &step_row, nb::arg("x"), nb::arg("pos"), nb::arg("logits"),
+           "step() from the token's embedding row x [dim] float32, for a decoder built with a 0-row embedding.")
       .def_prop_rw(
           "profile", [](PyDecoder& self) { return self.dec.profile; },
           [](PyDecoder& self, bool on) {

@@ -149,7 +149,7 @@ class Decoder {
   }
 
   Dims d_;
-  const float* embedding = nullptr;  // [vocab, dim]
+  const float* embedding = nullptr;  // [vocab, dim], or null: then only step_row
   const float* rope = nullptr;       // [max_pos, rope_dim / 2, 2] (cos, sin)
   const float* out_norm = nullptr;
   std::vector<Layer> layers_;
@@ -160,10 +160,13 @@ class Decoder {
   double linear_seconds = 0.0;  // time inside linear layers while profile is on
 
   // Writes logits [vocab]. Arguments are validated by the binding.
-  void step(int64_t token, int64_t pos, float* logits) {
+  void step(int64_t token, int64_t pos, float* logits) { step_row(embedding + token * d_.dim, pos, logits); }
+
+  // The same step from the token's embedding row `e` [dim], given by the caller: for a model whose embedding
+  // stays in the file's quantized type (frugalnn.llm.layers.StoredEmbedding), dequantized one row at a time.
+  void step_row(const float* e, int64_t pos, float* logits) {
     const Dims& d = d_;
     const bool avx = avx2_active();
-    const float* e = embedding + token * d.dim;
     for (int64_t i = 0; i < d.dim; ++i) x_[i] = e[i];
     const float* cs = rope + pos * d.rope_dim;  // rope_dim / 2 pairs of 2 floats
     const int64_t H = d.n_heads, Hkv = d.n_kv_heads, D = d.head_dim, G = H / Hkv;

@@ -294,6 +294,7 @@ dim, L, H, Hkv, D, rd, ffn, vocab, maxp = 8, {L}, 2, 1, 4, {rd}, 8, 10, 4
 c = dict(dim=dim, L=L, H=H, Hkv=Hkv, D=D, rd=rd, ffn=ffn, vocab=vocab, maxp=maxp)
 {ctor_override}
 emb, rope, norm = A((vocab, dim)), A((maxp, rd // 2, 2)), A((dim,))
+{emb_override}
 d = _core.llama.Decoder(c["dim"], c["L"], c["H"], c["Hkv"], c["D"], c["rd"], c["ffn"], c["vocab"], c["maxp"], {eps},
                         emb, rope, norm, {threads})
 SH = dict(qkv=((H + 2 * Hkv) * D, dim), o=(dim, H * D), gate_up=(2 * ffn, dim), down=(dim, ffn), head=(vocab, dim))
@@ -311,7 +312,7 @@ d.set_cache(k, v)
 logits = A((vocab,))
 {logits_override}
 for pos in range({steps}):
-    d.step({token}, pos if {pos} is None else {pos}, logits)
+    {step_line}
 """
 
 LUT_ADD = ("if slot == {slot!r}:\n"
@@ -329,10 +330,11 @@ LUT_ADD = ("if slot == {slot!r}:\n"
 def decoder_case(draw):
     fields = dict(L=draw(st.integers(1, 2)), rd=draw(st.sampled_from([0, 2, 4])), eps=1e-5, threads=1, steps=2,
                   token=0, pos=None, ctor_override="", weight_override="", cache_override="", logits_override="",
-                  add_line="d.add_dense(l, slot, W[slot], 1)")
+                  add_line="d.add_dense(l, slot, W[slot], 1)", emb_override="",
+                  step_line="d.step({token}, pos if {pos} is None else {pos}, logits)")
     for _ in range(draw(st.integers(0, 2))):
         what = draw(st.sampled_from(["ctor", "eps", "threads", "weight", "cache", "logits", "token", "pos", "lut",
-                                     "lut"]))
+                                     "lut", "row"]))
         if what == "ctor":
             key = draw(st.sampled_from(["dim", "L", "H", "Hkv", "D", "rd", "ffn", "vocab", "maxp"]))
             fields["ctor_override"] = f"c[{key!r}] = {draw(st.sampled_from(INTS + [2**62 + 1, 2**61, 2**40, 5, 6]))!r}"
@@ -353,6 +355,11 @@ def decoder_case(draw):
                 "logits = emb.reshape(-1)[:vocab]", "logits = emb.reshape(-1)[3:3 + vocab]", "logits = norm[:vocab]",
                 "logits = W['head'].reshape(-1)[1:1 + vocab]", "logits = k.reshape(-1)[:vocab]",
                 "logits = A((vocab,), ro=True)", "logits = A((vocab + 1,))", "logits = S((vocab,))"]))
+        elif what == "row":  # a decoder without an embedding table, given each step's row (step_row)
+            fields["emb_override"] = draw(st.sampled_from(["emb = A((0, dim))"] * 3 + ["emb = A((3, dim))", ""]))
+            row = draw(st.sampled_from(["A((dim,))"] * 3 + ["A((dim + 1,))", "logits[:dim]", "S((dim,))",
+                                        "A((dim,), 'float64')", "A((0,))", "emb.reshape(-1)[:dim]"]))
+            fields["step_line"] = f"d.step_row({row}, pos if {{pos}} is None else {{pos}}, logits)"
         elif what == "token":
             fields["token"] = draw(st.sampled_from(INTS))
         elif what == "pos":
@@ -365,6 +372,7 @@ def decoder_case(draw):
                 threads=draw(st.sampled_from([1, 2, -1] + THREADS)), units=draw(st.sampled_from([1, 2, 4, 0, 5])),
                 cols=draw(st.sampled_from([1, 2, 0, 9])), col_block=draw(st.sampled_from([1, 32, 0, -1])),
                 prefetch=draw(st.sampled_from([0, 64, -1, 2**21])))
+    fields["step_line"] = fields["step_line"].format(token=fields["token"], pos=fields["pos"])
     return DECODER.format(**fields)
 
 

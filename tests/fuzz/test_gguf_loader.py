@@ -2,7 +2,7 @@
 model that runs one forward pass, or raises a ValueError/TypeError/FileNotFoundError naming the problem -- never a
 crash, a hang, a MemoryError or another exception.
 
-Mutations: random bytes flipped in the header, metadata and tensor-info region (everything before the first
+Mutations: the header's counts and first key length set to 0..2^64-1; random bytes flipped in the header, metadata and tensor-info region (everything before the first
 tensor's data) and in the data region; truncation at a random length; and metadata written with values of the
 wrong type or out of range (block_count 2^32-1, context 2^32-1, NaN/0/negative floats, strings for integers).
 Both an F32 and a Q4_0 file are mutated, loaded at --bits fp32 and 4. Cases are drawn with a fixed seed and run in
@@ -52,6 +52,17 @@ def bytes_case(qtype, region, flips, cut, bits):
     _try(path, bits)
 
 
+def header_case(qtype, at, value, bits):
+    """Overwrite a uint64 of the header: 8 = tensor count, 16 = metadata count, 24 = first key's length."""
+    import struct
+    data = bytearray(open(BASE[qtype], "rb").read())
+    data[at:at + 8] = struct.pack("<Q", value)
+    path = os.path.join(_dir, "header.gguf")
+    with open(path, "wb") as f:
+        f.write(data)
+    _try(path, bits)
+
+
 def meta_case(qtype, key, value, bits):
     path = write_tiny_llama(os.path.join(_dir, "meta.gguf"), qtype=qtype, dim=32, n_heads=2, n_kv_heads=1, ffn=64,
                             vocab=64, ctx=32, meta={key: value})
@@ -75,13 +86,21 @@ def bytes_case(draw):
 
 
 @st.composite
+def header_case(draw):
+    value = draw(st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**62, 2**63 - 1, 2**64 - 1, 500, 10**9]))
+    return (f"header_case({draw(st.sampled_from(['F32', 'Q4_0']))!r}, {draw(st.sampled_from([8, 16, 24]))}, "
+            f"{value}, 'fp32')")
+
+
+@st.composite
 def meta_case(draw):
     return (f"meta_case({draw(st.sampled_from(['F32', 'Q4_0']))!r}, {draw(st.sampled_from(KEYS))!r}, "
             f"{draw(st.sampled_from(VALUES))!r}, {draw(st.sampled_from(['fp32', '4']))!r})")
 
 
 def test_mutated_files_load_or_fail_cleanly():
-    cases = draw_cases(bytes_case(), examples(150)) + draw_cases(meta_case(), examples(100))
+    cases = draw_cases(bytes_case(), examples(150)) + draw_cases(meta_case(), examples(100)) + \
+        draw_cases(header_case(), examples(30))
     outcomes = run_batch(SETUP, cases, timeout=240, allowed=ALLOWED,
                          env={"FRUGALNN_LUT_TUNE": "0", "PYTHONPATH": TESTS_LLM + ":" + ":".join(sys.path)})
     loaded = outcomes.count("ok")

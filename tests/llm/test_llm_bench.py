@@ -6,7 +6,7 @@ from frugalnn.bench.accuracy import CheckFailed
 from frugalnn.bench.harness import BenchArgs
 from frugalnn.llm import bench as llm_bench
 
-OPTIONS = {"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"]}
+OPTIONS = {"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"], "no_memory": True}
 
 
 def run(**options):
@@ -62,3 +62,13 @@ def test_last_logits_paths_agree_on_a_tiny_model(tmp_path):
     fast, slow = llm_bench.last_logits(model, ids, True), llm_bench.last_logits(model, ids, False)
     torch.testing.assert_close(torch.from_numpy(fast), torch.from_numpy(slow), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(fast), model(torch.tensor([ids]))[0, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_bench_llm_measures_peak_memory_of_our_side(monkeypatch):
+    monkeypatch.setattr(llm_bench, "MEMORY_CONTEXTS", (512,))
+    report = run(no_memory=False)
+    row = report.meta["peak_rss_mib"][512]
+    # a fresh process: torch alone is ~220 MiB; ours must stay far below the 898 MiB it took before (issue 18)
+    assert 150 < row["frugalnn"] < 700
+    assert row["llama.cpp"].startswith("not measured") and "--no-peer" in row["llama.cpp"]
+    assert any("peak RSS" in n and "512" in n for n in report.notes)

@@ -56,6 +56,8 @@ def add_arguments(p) -> None:
                    help="folder holding tg_bench.py (default: ../shared/peers next to the repository)")
     p.add_argument("--only", nargs="+", default=None, help="model keys to run: smollm2 and/or the 7B file names")
     p.add_argument("--no-peer", action="store_true", help="time our side only")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-RSS comparison (SmolLM2 at contexts of 2048 and 8192, each side in its own process)")
     p.add_argument("--n-gen", type=int, default=N_GEN)
     p.add_argument("--n-prompt", type=int, default=N_PROMPT)
     p.add_argument("--torch-path", action="store_true",
@@ -345,7 +347,48 @@ def bench_llm(args: BenchArgs) -> BenchReport:
                     report.add_not_measured(case, "llama.cpp", threads, peer_failed or peer_missing)
             print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
         del model
+    if not o.get("no_memory") and "smollm2" in models:
+        memory_rows(report, models["smollm2"][0], models["smollm2"][1], run_peer, peer_missing, args.threads[0])
     return report
+
+
+MEMORY_CONTEXTS = (2048, 8192)
+MEMORY_TARGET = 1.2  # issue 18: peak RSS at most 1.2x llama.cpp's at the same context
+
+
+def memory_rows(report, path: Path, bits: str, run_peer: bool, peer_missing: str, threads: int) -> None:
+    """Peak RSS of a 64-token prompt + 16 generated tokens, each side in a fresh process (frugalnn.llm.memory),
+    at each context length in MEMORY_CONTEXTS; into report.meta["peak_rss_mib"] and one note per context."""
+    from frugalnn import llm as llama
+    from frugalnn.llm import memory
+
+    llama.load_tokenizer(path)  # build the cached tokenizer first: a first-ever build is not what a user pays each run
+    table: dict = {}
+    for n_ctx in MEMORY_CONTEXTS:
+        row: dict = {}
+        try:
+            row["frugalnn"] = memory.peak_rss_ours(path, bits, n_ctx, threads=threads)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            row["frugalnn"] = f"not measured: {e}"
+        if run_peer:
+            try:
+                row["llama.cpp"] = memory.peak_rss_peer(path, n_ctx, threads=threads)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                row["llama.cpp"] = f"not measured: {e}"
+        else:
+            row["llama.cpp"] = f"not measured: {peer_missing}"
+        ours, peer = row["frugalnn"], row["llama.cpp"]
+        if isinstance(ours, float) and isinstance(peer, float):
+            row["ratio"] = ours / peer
+            verdict = "meets" if row["ratio"] <= MEMORY_TARGET else "misses"
+            text = f"{ours:.0f} MiB vs llama.cpp {peer:.0f} MiB = {row['ratio']:.2f}x ({verdict} the <= {MEMORY_TARGET}x target)"
+        else:
+            text = f"ours {ours if isinstance(ours, str) else f'{ours:.0f} MiB'}, llama.cpp " \
+                   f"{peer if isinstance(peer, str) else f'{peer:.0f} MiB'}"
+        table[n_ctx] = row
+        report.notes.append(f"peak RSS, {Path(path).name} at a context of {n_ctx} (64-token prompt + 16 tokens, "
+                            f"fresh process each, tokenizer included on our side): {text}.")
+    report.meta["peak_rss_mib"] = table
 
 
 def _has_llama_cpp() -> bool:

@@ -21,10 +21,11 @@ both paths; rebinding a tensor's `.data` is not seen by the plan: assign the par
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from frugalnn.llm.layers import Block, DenseLinear, Embedding, LlamaAttention, ModuleList, RMSNorm, StackedLinear, \
-    SwiGLU
+    StoredEmbedding, SwiGLU
 from frugalnn.threads import resolve_threads
 from frugalnn.tmac.nn import LUTLinear
 from frugalnn.watch import attach, torch_overrides_active
@@ -49,17 +50,25 @@ class FastDecoder:
         except Ineligible as e:
             self.reason = str(e)
         self.vocab = model.config.vocab_size
+        emb = model.embedding
+        self.rows = emb.rows if type(emb) is StoredEmbedding else None  # the decoder then holds no table
+
+    def _run(self, token: int, pos: int, logits: np.ndarray) -> None:
+        if self.rows is None:
+            self.decoder.step(token, pos, logits)
+        else:
+            self.decoder.step_row(self.rows([token])[0], pos, logits)
 
     def step(self, token: int, pos: int, timer=None) -> torch.Tensor:
         """Logits [1, 1, vocab] of `token` at position `pos`; writes its k/v into the model's cache."""
         out = torch.empty(1, 1, self.vocab)
         dec = self.decoder
         if timer is None:
-            dec.step(token, pos, out.numpy().reshape(-1))
+            self._run(token, pos, out.numpy().reshape(-1))
             return out
         dec.profile = True
         try:
-            dec.step(token, pos, out.numpy().reshape(-1))
+            self._run(token, pos, out.numpy().reshape(-1))
         finally:
             timer.add(dec.linear_seconds)
             dec.linear_seconds = 0.0
@@ -165,7 +174,10 @@ def _build(model):
     c = model.config
     dim, H, Hkv, D = c.dim, c.n_heads, c.n_kv_heads, c.head_dim
     # (hooks on the Llama itself need no check: Llama.__call__ runs them around either path)
-    emb = _exact(model.embedding, Embedding, "embedding")
+    stored = type(model.embedding) is StoredEmbedding
+    emb = _exact(model.embedding, StoredEmbedding if stored else Embedding, "embedding")
+    # a stored (quantized) embedding: the decoder gets no table, and each step the token's dequantized row
+    table = np.zeros((0, dim), np.float32) if stored else _f32(emb.weight, "embedding", (c.vocab_size, dim))
     final = _exact(model.norm, RMSNorm, "norm")
     layers = _exact(model.layers, ModuleList, "layers")
     if len(layers) != c.n_layers:
@@ -175,7 +187,7 @@ def _build(model):
     rope = torch.view_as_real(model.rope[:, 0])  # [max_pos, rope_dim/2, 2] (cos, sin), a view
     threads = _head_threads(model)
     dec = core.Decoder(dim, c.n_layers, H, Hkv, D, c.rope_dim, c.ffn_dim, c.vocab_size, model.max_positions,
-                       float(final.eps), _f32(emb.weight, "embedding", (c.vocab_size, dim)), rope.numpy(),
+                       float(final.eps), table, rope.numpy(),
                        _norm(final, "norm", dim, final.eps), threads)
     for i, block in enumerate(layers):
         p = f"layers.{i}"

@@ -141,13 +141,28 @@ def time_linears(model: Llama):
 
 
 class Session:
-    """Holds a model with a preallocated KV cache and the tokens whose k/v it holds."""
+    """Holds a model, its KV cache and the tokens whose k/v it holds.
+
+    The cache grows with the conversation, up to `max_len` positions (default: the model's context): each call
+    makes room for its prompt and max_new_tokens, at least doubling, keeping what the cache holds. A short chat
+    with SmolLM2 so holds a few MB of k/v instead of the 377 MB an 8192-position cache takes up front.
+    """
+
+    FIRST_CACHE = 256  # positions allocated by the first call at least
 
     def __init__(self, model: Llama, max_len: int | None = None):
         self.model = model
         self.max_len = max_len or model.max_positions
-        model.setup_cache(self.max_len)
+        if not 1 <= self.max_len <= model.max_positions:
+            raise ValueError(f"max_len: expected 1..{model.max_positions} (the model's context), got {self.max_len}")
         self.tokens: list[int] = []
+
+    def reserve(self, positions: int) -> None:
+        """Make the cache hold at least min(positions, max_len) positions, keeping its contents."""
+        need = min(positions, self.max_len)
+        have = self.model.cache_len
+        if need > have:
+            self.model.setup_cache(min(self.max_len, max(need, 2 * have, self.FIRST_CACHE)), keep=True)
 
     def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: Sampling | None = None,
                  stop_ids: set[int] | frozenset = frozenset(), on_token: Callable[[int], None] | None = None,
@@ -167,6 +182,7 @@ class Session:
                              "tokens (it needs room for at least one new token)")
         gen = sampling.generator()
         stats = GenerationStats()
+        self.reserve(len(prompt_ids) + max_new_tokens)
         reuse = _common_prefix(self.tokens, prompt_ids)
         reuse = min(reuse, len(prompt_ids) - 1)  # at least one token must run to produce logits
         self.tokens = self.tokens[:reuse]
@@ -193,7 +209,7 @@ class Session:
                     if len(out) >= max_new_tokens:
                         stats.stop = "max_tokens"
                         break
-                    if len(self.tokens) >= self.max_len:  # no cache slot left for the next step
+                    if len(self.tokens) >= min(self.max_len, self.model.cache_len):  # no slot left for the next step
                         stats.stop = "context"
                         break
                     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Read a Llama-architecture GGUF file: hyperparameters from its metadata, tensors as stored.
 
-The `gguf` package does the parsing (memory-mapped, so opening a 4 GB file costs nothing until a
-tensor is touched). Everything that can go wrong with a user's file (absent, truncated, not GGUF,
+frugalnn.llm.gguf_reader does the parsing (memory-mapped, values parsed on demand, so opening a 4 GB file
+costs nothing until a tensor is touched; the gguf package's own reader costs ~250 MB on SmolLM2's vocabulary). Everything that can go wrong with a user's file (absent, truncated, not GGUF,
 another architecture, missing tensors) becomes a one-line ValueError/FileNotFoundError naming it.
 
 Layout note: llama.cpp's converter permutes the rows of attn_q/attn_k inside each head so that
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from frugalnn.llm.gguf_reader import GGUFReader
 
 # GGUF architectures whose tensors and hyperparameters follow the Llama layout exactly.
 LLAMA_ARCHS = ("llama",)
@@ -64,19 +66,19 @@ class LlamaConfig:
 
 
 class GGUFModelFile:
-    """An opened GGUF file: `.config`, `.tensor(name)` (raw gguf ReaderTensor), `.float(name)` (fp32 numpy)."""
+    """An opened GGUF file: `.config`, `.tensor(name)` (gguf_reader.Tensor, as stored), `.float(name)` (fp32 numpy)."""
 
     def __init__(self, path: str | Path):
-        import gguf
-
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such GGUF file")
         if not self.path.is_file():
             raise ValueError(f"{self.path}: is not a file")
         try:
-            self.reader = gguf.GGUFReader(str(self.path))
-        except Exception as e:  # the parser raises ValueError, struct/index errors, OSError... on damage
+            self.reader = GGUFReader(self.path)
+        except ValueError as e:  # names the file and what is wrong already
+            raise ValueError(f"not a readable GGUF file: {e}") from None
+        except OSError as e:
             raise ValueError(f"{self.path}: not a readable GGUF file ({type(e).__name__}: {e})") from None
         self.arch = self.meta("general.architecture", None)
         if self.arch not in LLAMA_ARCHS:
@@ -86,18 +88,11 @@ class GGUFModelFile:
         self._check_tensors()
 
     def meta(self, key: str, default=...):
-        field = self.reader.get_field(key)
-        if field is None:
+        if key not in self.reader.fields:
             if default is ...:
                 raise ValueError(f"{self.path}: metadata key {key!r} is missing")
             return default
-        try:
-            return field.contents()
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{self.path}: metadata key {key!r} is not valid UTF-8 ({e.reason} at byte {e.start})") \
-                from None
-        except Exception as e:  # a damaged field the parser accepted but cannot turn into a value
-            raise ValueError(f"{self.path}: metadata key {key!r} cannot be read ({type(e).__name__}: {e})") from None
+        return self.reader.value(key)  # a ValueError names the file and the key (e.g. invalid UTF-8)
 
     def meta_int(self, key: str, default=...) -> int | None:
         """An integer metadata value; a string, array, bool or float is an error naming the key."""
@@ -131,7 +126,10 @@ class GGUFModelFile:
         emb = self.tensors.get("token_embd.weight")
         vocab = self.meta(f"{a}.vocab_size", None)
         if vocab is None:
-            vocab = int(emb.shape[1]) if emb is not None else len(self.meta("tokenizer.ggml.tokens"))
+            vocab = int(emb.shape[1]) if emb is not None else self.reader.array_length("tokenizer.ggml.tokens")
+            if vocab is None:
+                raise ValueError(f"{self.path}: the vocabulary size is unknown (no {a}.vocab_size, token_embd.weight "
+                                 "or tokenizer.ggml.tokens)")
         else:
             vocab = self.meta_int(f"{a}.vocab_size")
         scaling = self.meta(f"{a}.rope.scaling.type", "none")
@@ -223,6 +221,25 @@ class GGUFModelFile:
         if w.size != int(np.prod(shape)):
             raise ValueError(f"{self.path}: tensor {name!r} holds {w.size} values, expected {shape}")
         return w.reshape(shape)
+
+    def check_finite(self, name: str, rows_per_chunk: int = 2048) -> None:
+        """Raise, naming the tensor and element, if any value of tensor `name` is NaN/inf; dequantizes a chunk of
+        rows at a time, so a tensor kept as stored is checked without a float32 copy of it."""
+        import gguf
+
+        t = self.tensors[name]
+        data = t.data.reshape(1, -1) if t.data.ndim < 2 else t.data.reshape(-1, t.data.shape[-1])
+        per_row = None
+        for start in range(0, data.shape[0], rows_per_chunk):
+            with np.errstate(all="ignore"):
+                w = np.asarray(gguf.quants.dequantize(np.asarray(data[start:start + rows_per_chunk]), t.tensor_type))
+            per_row = w.size // max(1, min(rows_per_chunk, data.shape[0] - start))
+            self.reader.release_pages()  # the rows just read need not stay resident
+            if not np.isfinite(w).all():
+                flat = int(np.flatnonzero(~np.isfinite(w.reshape(-1)))[0])
+                element = start * per_row + flat
+                raise ValueError(f"{self.path}: tensor {name!r} holds {w.reshape(-1)[flat]} at element {element}"
+                                 f"{_block_of(t.tensor_type, element)}")
 
     def tensor_types(self) -> dict[str, int]:
         """How many tensors of each storage type the file holds (e.g. {'Q4_1': 210, 'F32': 61})."""

@@ -8,6 +8,9 @@ heads, G = H / Hkv, D head_dim.
 """
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +26,50 @@ class ModuleList(Watched, nn.ModuleList):
 
 class Embedding(Watched, nn.Embedding):
     pass
+
+
+class StoredEmbedding(Watched):
+    """The token embedding as the GGUF file stores it (Q8_0, Q4_K, F16, ...), rows dequantized on demand.
+
+    A decode step reads one row of the table, so holding it as float32 (SmolLM2: 113 MB for a 30 MB Q8_0 tensor)
+    buys nothing; here the rows stay in the file's read-only memory map, as llama.cpp keeps them, and only the
+    rows looked up are dequantized (by the gguf package, the reference dequantizer). `weight` builds the whole
+    float32 table for code that asks for it. The load checks every row is finite once (frugalnn.llm.load).
+    """
+
+    def __init__(self, tensor, vocab: int, dim: int):
+        super().__init__()
+        self.tensor = tensor  # frugalnn.llm.gguf_reader.Tensor: .data rows of the stored type, memory-mapped
+        self.num_embeddings, self.embedding_dim = vocab, dim
+
+    def rows(self, ids) -> np.ndarray:
+        """float32 [len(ids), dim] for token ids (an IndexError names an id out of range)."""
+        import gguf
+
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        bad = (ids < 0) | (ids >= self.num_embeddings)
+        if bad.any():
+            raise IndexError(f"token id {int(ids[bad][0])} is out of range for a vocabulary of {self.num_embeddings}")
+        out = gguf.quants.dequantize(np.asarray(self.tensor.data[ids]), self.tensor.tensor_type)
+        return np.ascontiguousarray(out, dtype=np.float32).reshape(len(ids), self.embedding_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.rows(tokens.cpu().numpy())).reshape(*tokens.shape, self.embedding_dim)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return torch.from_numpy(self.rows(np.arange(self.num_embeddings)))
+
+    def __deepcopy__(self, memo):
+        # the memory map is read-only and shared: a copy of the model reads the same rows
+        twin = StoredEmbedding.__new__(StoredEmbedding)
+        memo[id(self)] = twin
+        twin.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items() if k != "tensor"})
+        twin.__dict__["tensor"] = self.tensor
+        return twin
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, stored as {self.tensor.tensor_type.name}"
 
 
 class RMSNorm(Watched):

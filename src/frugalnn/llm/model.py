@@ -6,7 +6,7 @@ from torch import nn
 
 from frugalnn.llm import fast
 from frugalnn.llm.gguf_file import LlamaConfig
-from frugalnn.llm.layers import Block, DenseLinear, Embedding, ModuleList, RMSNorm, rope_table
+from frugalnn.llm.layers import Block, DenseLinear, Embedding, ModuleList, RMSNorm, StoredEmbedding, rope_table
 from frugalnn.tmac.nn import LUTLinear
 from frugalnn.watch import StructureWatch, Watched, attach
 
@@ -25,11 +25,12 @@ class Llama(Watched):
     forces the torch path; `fast_decode_reason()` says why a model is not on the fast path.
     """
 
-    def __init__(self, config: LlamaConfig, embedding: torch.Tensor, layers: list[Block], norm: RMSNorm,
-                 output: nn.Module, max_positions: int | None = None):
+    def __init__(self, config: LlamaConfig, embedding: torch.Tensor | StoredEmbedding, layers: list[Block],
+                 norm: RMSNorm, output: nn.Module, max_positions: int | None = None):
         super().__init__()
         self.config = config
-        self.embedding = Embedding.from_pretrained(embedding, freeze=True)
+        self.embedding = embedding if isinstance(embedding, StoredEmbedding) else \
+            Embedding.from_pretrained(embedding, freeze=True)
         self.layers = ModuleList(layers)
         self.norm = norm
         self.output = output
@@ -48,16 +49,21 @@ class Llama(Watched):
             state.pop(derived, None)
         return state
 
-    def setup_cache(self, max_len: int, batch: int = 1) -> None:
-        """Preallocate k/v for `max_len` positions once; decode then writes into it in place."""
+    def setup_cache(self, max_len: int, batch: int = 1, keep: bool = False) -> None:
+        """Allocate k/v for `max_len` positions; decode then writes into it in place. A cache that already holds
+        that much stays; keep=True copies what a smaller one holds into the new one (a cache that grows)."""
         c = self.config
         if not 1 <= max_len <= self.max_positions:
             raise ValueError(f"max_len: expected 1..{self.max_positions} (the model's context), got {max_len}")
         if max_len <= self.cache_len and batch <= self.cache_batch:
             return
         shape = (c.n_layers, batch, c.n_kv_heads, max_len, c.head_dim)
-        self._k = torch.zeros(shape, dtype=torch.float32)
-        self._v = torch.zeros(shape, dtype=torch.float32)
+        k, v = torch.zeros(shape, dtype=torch.float32), torch.zeros(shape, dtype=torch.float32)
+        if keep and self.cache_len:
+            b, n = min(batch, self.cache_batch), self.cache_len
+            k[:, :b, :, :n] = self._k[:, :b]
+            v[:, :b, :, :n] = self._v[:, :b]
+        self._k, self._v = k, v
         for i, layer in enumerate(self.layers):
             attn = _unwrap(layer.attention)
             attn.k_cache, attn.v_cache = self._k[i], self._v[i]
