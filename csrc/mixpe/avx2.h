@@ -82,30 +82,47 @@ FRUGALNN_AVX2 void w4a8_strip(const uint8_t* wp, const float* sp, const uint8_t*
 }
 
 // W4A16 over one strip x one token: weights widened to float, 8-lane FMAs per row, group sums
-// reduced per group, then acc = fma(s, dot - z * afsum, acc).
-FRUGALNN_AVX2 inline void w4a16_strip(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
-                                      const float* a, const float* afsum, float* tile) {
+// reduced per group, then acc = fma(s, dot - z * afsum, acc). kEach: the conventional kernel MixPE
+// removes, for comparison: every weight dequantized, w = (q - z) * s, before its FMA; one sum over K.
+template <bool kEach>
+FRUGALNN_AVX2 void w4a16_strip(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
+                               const float* a, const float* afsum, float* tile) {
   const __m256i mask = _mm256_set1_epi8(0x0F);
   const int64_t bpg = S.group / kBlock;
   __m128 facc = _mm_setzero_ps();
+  __m256 each[kRows];
+  for (int r = 0; r < kRows; ++r) each[r] = _mm256_setzero_ps();
   for (int64_t g = 0; g < S.groups; ++g) {
-    __m256 acc[kRows];
-    for (int r = 0; r < kRows; ++r) acc[r] = _mm256_setzero_ps();
+    __m256 acc[kRows], sv[kRows], zv[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      acc[r] = _mm256_setzero_ps();
+      if (kEach) {
+        sv[r] = _mm256_set1_ps(sp[g * kRows + r]);
+        zv[r] = _mm256_set1_ps(static_cast<float>(zp[g * kRows + r]));
+      }
+    }
     for (int64_t bb = 0; bb < bpg; ++bb) {
       const int64_t b = g * bpg + bb;
       const float* ab = a + b * kBlock;
-      const __m256 x0 = _mm256_loadu_ps(ab), x1 = _mm256_loadu_ps(ab + 8), x2 = _mm256_loadu_ps(ab + 16),
-                   x3 = _mm256_loadu_ps(ab + 24);
+      const __m256 x[4] = {_mm256_loadu_ps(ab), _mm256_loadu_ps(ab + 8), _mm256_loadu_ps(ab + 16),
+                           _mm256_loadu_ps(ab + 24)};
       const uint8_t* wb = wp + b * kRows * kBlockBytes;
       for (int r = 0; r < kRows; ++r) {
         const __m256i w = expand(wb + r * kBlockBytes, mask);
         const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), x0, acc[r]);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), x1, acc[r]);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), x2, acc[r]);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), x3, acc[r]);
+        const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+        for (int j = 0; j < 4; ++j) {
+          __m256 wf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[j]));
+          if (kEach) {
+            wf = _mm256_mul_ps(_mm256_sub_ps(wf, zv[r]), sv[r]);
+            each[r] = _mm256_fmadd_ps(wf, x[j], each[r]);
+          } else {
+            acc[r] = _mm256_fmadd_ps(wf, x[j], acc[r]);
+          }
+        }
       }
     }
+    if (kEach) continue;
     const __m128 dot = hsum4(acc[0], acc[1], acc[2], acc[3]);
     uint32_t z4;
     __builtin_memcpy(&z4, zp + g * kRows, 4);
@@ -113,6 +130,7 @@ FRUGALNN_AVX2 inline void w4a16_strip(const uint8_t* wp, const float* sp, const 
     const __m128 d = _mm_sub_ps(dot, _mm_mul_ps(z, _mm_set1_ps(afsum[g])));
     facc = _mm_fmadd_ps(_mm_loadu_ps(sp + g * kRows), d, facc);
   }
+  if (kEach) facc = hsum4(each[0], each[1], each[2], each[3]);
   _mm_storeu_ps(tile, facc);
 }
 

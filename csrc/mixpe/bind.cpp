@@ -94,9 +94,10 @@ void quantize(Array x, int64_t group, OutArray aq, OutArray asum, OutArray sa, i
   mixpe::quantize_activations(xp, m, S, ap, asp, sap, threads);
 }
 
-// out [M, n] = x [M, K] @ W^T with float activations (fp16/bf16 values widened to float32).
+// out [M, n] = x [M, K] @ W^T with float activations (fp16/bf16 values widened to float32). dequant_each:
+// the conventional kernel (every weight dequantized before its multiply-add), for comparison.
 void w4a16(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Array x, std::optional<Array> bias,
-           OutArray out, int64_t threads_arg) {
+           OutArray out, int64_t threads_arg, bool dequant_each) {
   const mixpe::Weights W = weights(wp, sp, zp, n, k, group);
   const float* xp = typed<float>(x, "x", {-1, k});
   const int64_t m = x.shape(0);
@@ -112,7 +113,7 @@ void w4a16(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Ar
   float* af = mixpe::workspace(af_buf, af_count);
   float* fs = mixpe::workspace(fs_buf, fs_count);
   mixpe::widen_activations(xp, m, W.S, af, fs, threads);
-  mixpe::w4a16_gemm(W, af, fs, m, bp, op, threads);
+  mixpe::w4a16_gemm(W, af, fs, m, bp, op, threads, dequant_each);
 }
 
 }  // namespace
@@ -129,5 +130,6 @@ void frugalnn_bind_mixpe(nanobind::module_& m) {
   s.def("quantize", &quantize, nb::arg("x"), nb::arg("group"), nb::arg("aq"), nb::arg("asum"), nb::arg("sa"),
         nb::arg("threads") = -1);
   s.def("w4a16", &w4a16, nb::arg("wp"), nb::arg("sp"), nb::arg("zp"), nb::arg("n"), nb::arg("k"), nb::arg("group"),
-        nb::arg("x"), nb::arg("bias").none(), nb::arg("out"), nb::arg("threads") = -1);
+        nb::arg("x"), nb::arg("bias").none(), nb::arg("out"), nb::arg("threads") = -1,
+        nb::arg("dequant_each") = false);
 }

@@ -86,13 +86,13 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
 }
 
 inline void w4a16_gemm(const Weights& W, const float* af, const float* afsum, int64_t m, const float* bias,
-                       float* out, int threads) {
+                       float* out, int threads, bool each = false) {
   const Shape& S = W.S;
   const bool avx2 = use_avx2();
   const int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, m * S.kp * kRows));
   parallel_range(S.strips, threads, min_strips, [&](int64_t s0, int64_t s1) {
     if (!avx2) {
-      serial::w4a16_rows(W.wp, W.sp, W.zp, S, af, afsum, m, bias, out, s0 * kRows, s1 * kRows);
+      serial::w4a16_rows(W.wp, W.sp, W.zp, S, af, afsum, m, bias, out, s0 * kRows, s1 * kRows, each);
       return;
     }
 #if FRUGALNN_X86
@@ -100,8 +100,11 @@ inline void w4a16_gemm(const Weights& W, const float* af, const float* afsum, in
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
       for (int64_t i = 0; i < m; ++i) {
-        avx2::w4a16_strip(W.wp + s * S.blocks * kRows * kBlockBytes, W.sp + s * S.groups * kRows,
-                          W.zp + s * S.groups * kRows, S, af + i * S.kp, afsum + i * S.groups, tile);
+        const uint8_t* wp = W.wp + s * S.blocks * kRows * kBlockBytes;
+        const float* sp = W.sp + s * S.groups * kRows;
+        const uint8_t* zp = W.zp + s * S.groups * kRows;
+        if (each) avx2::w4a16_strip<true>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);
+        else avx2::w4a16_strip<false>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);
         finish_tile(tile, valid, i, n0, S.n, 1.0f, bias, out);
       }
     }

@@ -14,6 +14,9 @@
 // sa = 1 and aq = 0; otherwise inv = 127.0f / amax, aq = clamp(rint(x * inv), -127, 127),
 // sa = amax / 127.0f (all float32, round to nearest even), asum = group sums of aq.
 //
+// W4A16 with `each`: the conventional kernel MixPE removes, w = (q - z) * s per weight, then
+// acc = fma(w, a, acc) over all of K (for the speed comparison).
+//
 // Role: serial (reference kernels: W4A8 and W4A16 GEMM, activation quantization). Checked against:
 // frugalnn/kernels/mixpe_ref.py, integer parts bit for bit (unit scales make the output the integer
 // sum itself) and the AVX2 backend bit for bit on W4A8 (tests/kernels/test_mixpe_kernel.py).
@@ -63,11 +66,21 @@ inline void w4a8_rows(const uint8_t* wp, const float* sp, const uint8_t* zp, con
 }
 
 inline void w4a16_rows(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S, const float* af,
-                       const float* afsum, int64_t m, const float* bias, float* out, int64_t n0, int64_t n1) {
+                       const float* afsum, int64_t m, const float* bias, float* out, int64_t n0, int64_t n1,
+                       bool each = false) {
   for (int64_t n = n0; n < std::min(n1, S.n); ++n)
     for (int64_t i = 0; i < m; ++i) {
       const float* a = af + i * S.kp;
       float acc = 0.0f;
+      if (each) {  // the conventional kernel: every weight dequantized before its multiply-add
+        for (int64_t k = 0; k < S.kp; ++k) {
+          const int64_t g = k / S.group;
+          const float w = (float(q_at(wp, S, n, k)) - float(zp[sz_index(S, n, g)])) * sp[sz_index(S, n, g)];
+          acc = std::fma(w, a[k], acc);
+        }
+        out[i * S.n + n] = bias ? acc + bias[n] : acc;
+        continue;
+      }
       for (int64_t g = 0; g < S.groups; ++g) {
         float dot = 0.0f;
         for (int64_t k = g * S.group; k < (g + 1) * S.group; ++k) dot = dot + float(q_at(wp, S, n, k)) * a[k];

@@ -148,3 +148,14 @@ def test_bad_calls():
         _core.mixpe.w4a16(w.wp, w.sp, w.zp, 5, 40, 32, x, None, x.reshape(-1)[:10].reshape(2, 5))
     with pytest.raises(ValueError, match="group"):
         mixpe.PackedW4.from_float(np.ones((2, 40), F32), 48)
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_dequant_each_weight_kernel(backend, m, k, n):
+    rng = np.random.default_rng(m * k + n)
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    w = mixpe.PackedW4.from_float(rng.standard_normal((n, k)).astype(F32), 64)
+    got = mixpe.w4a16(x, w, dequant_each=True)
+    want = mixpe.w4a16(x, w, dequant_each=True, impl="numpy")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+    np.testing.assert_allclose(got, mixpe.w4a16(x, w), rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))

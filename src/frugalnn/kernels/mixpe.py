@@ -130,14 +130,19 @@ def w4a8_quantized(aq, asum, sa, w: PackedW4, bias=None, impl: str = "native", t
     return out
 
 
-def w4a16(x, w: PackedW4, bias=None, impl: str = "native", threads: int | None = None) -> np.ndarray:
-    """y [M, n] float32 with fp16/bf16 (or float32) activations x [M, k]; values are used exactly."""
+def w4a16(x, w: PackedW4, bias=None, impl: str = "native", threads: int | None = None,
+          dequant_each: bool = False) -> np.ndarray:
+    """y [M, n] float32 with fp16/bf16 (or float32) activations x [M, k]; values are used exactly.
+    dequant_each: the conventional kernel MixPE removes (each weight dequantized before its FMA)."""
     require_choice(impl, "impl", IMPLS)
     xa = _activations(x, w.k)
     b = _bias(bias, w.n)
     if impl == "numpy":
         q, s, z = w.unpack()
+        if dequant_each:
+            y = xa @ mixpe_ref.dequantize(q, s, z, w.group, w.k).T
+            return y if b is None else (y + b).astype(np.float32)
         return mixpe_ref.gemm_w4a16(q, s, z, w.group, xa, b)
     out = np.empty((xa.shape[0], w.n), np.float32)
-    _core.mixpe.w4a16(w.wp, w.sp, w.zp, w.n, w.k, w.group, xa, b, out, threads_arg(threads))
+    _core.mixpe.w4a16(w.wp, w.sp, w.zp, w.n, w.k, w.group, xa, b, out, threads_arg(threads), bool(dequant_each))
     return out
