@@ -1,14 +1,16 @@
-// MixPE group GEMM, AVX2: vpmaddubsw (uint4 weights x int8 activations -> int16 pairs) summed in
-// int16 over the group's blocks (at most 4 blocks: 4 * 2 * 15 * 128 = 15360 < 32767, no
-// saturation), one vpmaddwd per group to int32, a horizontal reduction of the strip's 4 rows into
-// one xmm, the zero correction in int32 and one fp32 FMA per group and output. The operation order
-// per output is serial.h's, so W4A8 matches the serial backend bit for bit. W4A16 widens the
-// nibbles to float and sums each group in 8 float lanes (the serial backend sums in k order: the
-// two agree within float rounding).
+// MixPE group GEMM, AVX2, on layout.h's strips of 16 rows x quads of 4 k. Per quad and token:
+// one broadcast of the token's 4 int8 activations, vpmaddubsw against the two vectors of 8 rows x
+// 4 uint4 weights (int16 pair sums), added in int16 over a block of 8 quads (at most 30720: no
+// saturation), then one vpmaddwd per block to int32 lanes = rows. Per group: the zero correction in
+// int32 and one fp32 FMA per output. Lanes are rows, so nothing is ever summed horizontally, and
+// the operation order per output is serial.h's: W4A8 matches the serial backend bit for bit.
+// W4A16 widens each weight byte to float and sums each group in k order per lane: the same float
+// order as serial.h as well (one FMA per product here, a multiply then an add there: within float
+// rounding, not bit for bit).
 //
-// Role: avx2 (micro-kernels over one strip of kRows rows and MR tokens; activation quantization).
-// Checked against: serial.h and frugalnn/kernels/mixpe_ref.py on odd shapes, every group size
-// (tests/kernels/test_mixpe_kernel.py under the avx2 backend).
+// Role: avx2 (micro-kernels over one strip and 1..4 tokens). Checked against: serial.h and
+// frugalnn/kernels/mixpe_ref.py on odd shapes, every group size (tests/kernels/test_mixpe_kernel.py
+// under the avx2 backend).
 //
 // compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/mixpe/avx2.h
 #pragma once
@@ -26,112 +28,95 @@ namespace frugalnn {
 namespace mixpe {
 namespace avx2 {
 
-// 16 packed bytes -> 32 uint8 weights in k order (low nibbles, then high nibbles).
-FRUGALNN_AVX2 inline __m256i expand(const uint8_t* p, __m256i mask) {
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), mask);
+FRUGALNN_AVX2 inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
 }
 
-// Four int32 x 8 vectors -> their four sums (lane r = sum of v_r).
-FRUGALNN_AVX2 inline __m128i hsum4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
-  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+// Zeros of 8 rows as int32 lanes.
+FRUGALNN_AVX2 inline __m256i zeros8(const uint8_t* z) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z)));
 }
 
-FRUGALNN_AVX2 inline __m128 hsum4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
-// One strip (kRows rows) x MR tokens over all of K; writes the pre-scale accumulators
-// tile[i * kRows + r] (the driver multiplies by sa and adds the bias, as serial.h does).
+// One strip x MR tokens over all of K: writes the pre-scale accumulators tile[i * kRows + r] (the
+// driver multiplies by sa and adds the bias, as serial.h does).
 template <int MR>
 FRUGALNN_AVX2 void w4a8_strip(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
                               const int8_t* const* a, const int32_t* const* asum, float* tile) {
   const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  const int64_t bpg = S.group / kBlock;
-  __m128 facc[MR];
-  for (int i = 0; i < MR; ++i) facc[i] = _mm_setzero_ps();
+  const int64_t blocks_per_group = S.group / kBlock;
+  __m256 facc[MR][2];
+  for (int i = 0; i < MR; ++i) facc[i][0] = facc[i][1] = _mm256_setzero_ps();
   for (int64_t g = 0; g < S.groups; ++g) {
-    __m256i acc[MR][kRows];
-    for (int i = 0; i < MR; ++i)
-      for (int r = 0; r < kRows; ++r) acc[i][r] = _mm256_setzero_si256();
-    for (int64_t bb = 0; bb < bpg; ++bb) {
-      const int64_t b = g * bpg + bb;
-      const uint8_t* wb = wp + b * kRows * kBlockBytes;
-      for (int r = 0; r < kRows; ++r) {
-        const __m256i w = expand(wb + r * kBlockBytes, mask);
+    __m256i acc32[MR][2];
+    for (int i = 0; i < MR; ++i) acc32[i][0] = acc32[i][1] = _mm256_setzero_si256();
+    for (int64_t bb = 0; bb < blocks_per_group; ++bb) {
+      const int64_t q0 = (g * blocks_per_group + bb) * (kBlock / kQuad);
+      __m256i acc16[MR][2];
+      for (int i = 0; i < MR; ++i) acc16[i][0] = acc16[i][1] = _mm256_setzero_si256();
+      for (int64_t q = q0; q < q0 + kBlock / kQuad; ++q) {
+        const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * kQuadBytes));
+        const __m256i lo = _mm256_and_si256(p, mask), hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), mask);
         for (int i = 0; i < MR; ++i) {
-          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i] + b * kBlock));
-          acc[i][r] = _mm256_add_epi16(acc[i][r], _mm256_maddubs_epi16(w, x));
+          const __m256i x = bcast4(a[i] + q * kQuad);
+          acc16[i][0] = _mm256_add_epi16(acc16[i][0], _mm256_maddubs_epi16(lo, x));
+          acc16[i][1] = _mm256_add_epi16(acc16[i][1], _mm256_maddubs_epi16(hi, x));
         }
       }
+      for (int i = 0; i < MR; ++i)
+        for (int h = 0; h < 2; ++h) acc32[i][h] = _mm256_add_epi32(acc32[i][h], _mm256_madd_epi16(acc16[i][h], ones));
     }
-    const __m128 s = _mm_loadu_ps(sp + g * kRows);
-    uint32_t z4;
-    __builtin_memcpy(&z4, zp + g * kRows, 4);
-    const __m128i z = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(z4)));
-    for (int i = 0; i < MR; ++i) {
-      __m128i d = hsum4(_mm256_madd_epi16(acc[i][0], ones), _mm256_madd_epi16(acc[i][1], ones),
-                        _mm256_madd_epi16(acc[i][2], ones), _mm256_madd_epi16(acc[i][3], ones));
-      d = _mm_sub_epi32(d, _mm_mullo_epi32(z, _mm_set1_epi32(asum[i][g])));
-      facc[i] = _mm_fmadd_ps(s, _mm_cvtepi32_ps(d), facc[i]);
+    for (int h = 0; h < 2; ++h) {
+      const __m256 s = _mm256_loadu_ps(sp + g * kRows + 8 * h);
+      const __m256i z = zeros8(zp + g * kRows + 8 * h);
+      for (int i = 0; i < MR; ++i) {
+        const __m256i d = _mm256_sub_epi32(acc32[i][h], _mm256_mullo_epi32(z, _mm256_set1_epi32(asum[i][g])));
+        facc[i][h] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(d), facc[i][h]);
+      }
     }
   }
-  for (int i = 0; i < MR; ++i) _mm_storeu_ps(tile + i * kRows, facc[i]);
+  for (int i = 0; i < MR; ++i)
+    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(tile + i * kRows + 8 * h, facc[i][h]);
 }
 
-// W4A16 over one strip x one token: weights widened to float, 8-lane FMAs per row, group sums
-// reduced per group, then acc = fma(s, dot - z * afsum, acc). kEach: the conventional kernel MixPE
-// removes, for comparison: every weight dequantized, w = (q - z) * s, before its FMA; one sum over K.
+// W4A16 over one strip x one token: each weight byte widened to float, acc = acc + q * a per lane
+// (row) in k order, then per group acc = fma(s, dot - z * afsum, acc). kEach: the conventional
+// kernel MixPE removes, for comparison: w = (q - z) * s per weight before its FMA, one sum over K.
 template <bool kEach>
 FRUGALNN_AVX2 void w4a16_strip(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
                                const float* a, const float* afsum, float* tile) {
-  const __m256i mask = _mm256_set1_epi8(0x0F);
-  const int64_t bpg = S.group / kBlock;
-  __m128 facc = _mm_setzero_ps();
-  __m256 each[kRows];
-  for (int r = 0; r < kRows; ++r) each[r] = _mm256_setzero_ps();
+  const __m256i mask = _mm256_set1_epi8(0x0F), byte = _mm256_set1_epi32(0xFF);
+  const int64_t quads_per_group = S.group / kQuad;
+  __m256 facc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t g = 0; g < S.groups; ++g) {
-    __m256 acc[kRows], sv[kRows], zv[kRows];
-    for (int r = 0; r < kRows; ++r) {
-      acc[r] = _mm256_setzero_ps();
-      if (kEach) {
-        sv[r] = _mm256_set1_ps(sp[g * kRows + r]);
-        zv[r] = _mm256_set1_ps(static_cast<float>(zp[g * kRows + r]));
-      }
+    __m256 dot[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, sv[2], zv[2];
+    for (int h = 0; h < 2; ++h) {
+      sv[h] = _mm256_loadu_ps(sp + g * kRows + 8 * h);
+      zv[h] = _mm256_cvtepi32_ps(zeros8(zp + g * kRows + 8 * h));
     }
-    for (int64_t bb = 0; bb < bpg; ++bb) {
-      const int64_t b = g * bpg + bb;
-      const float* ab = a + b * kBlock;
-      const __m256 x[4] = {_mm256_loadu_ps(ab), _mm256_loadu_ps(ab + 8), _mm256_loadu_ps(ab + 16),
-                           _mm256_loadu_ps(ab + 24)};
-      const uint8_t* wb = wp + b * kRows * kBlockBytes;
-      for (int r = 0; r < kRows; ++r) {
-        const __m256i w = expand(wb + r * kBlockBytes, mask);
-        const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
-        const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-        for (int j = 0; j < 4; ++j) {
-          __m256 wf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[j]));
+    for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; ++q) {
+      const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + q * kQuadBytes));
+      const __m256i w[2] = {_mm256_and_si256(p, mask), _mm256_and_si256(_mm256_srli_epi16(p, 4), mask)};
+      for (int j = 0; j < 4; ++j) {
+        const __m256 x = _mm256_set1_ps(a[q * kQuad + j]);
+        for (int h = 0; h < 2; ++h) {
+          __m256 wf = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(w[h], 8 * j), byte));
           if (kEach) {
-            wf = _mm256_mul_ps(_mm256_sub_ps(wf, zv[r]), sv[r]);
-            each[r] = _mm256_fmadd_ps(wf, x[j], each[r]);
+            wf = _mm256_mul_ps(_mm256_sub_ps(wf, zv[h]), sv[h]);
+            facc[h] = _mm256_fmadd_ps(wf, x, facc[h]);
           } else {
-            acc[r] = _mm256_fmadd_ps(wf, x[j], acc[r]);
+            dot[h] = _mm256_fmadd_ps(wf, x, dot[h]);
           }
         }
       }
     }
     if (kEach) continue;
-    const __m128 dot = hsum4(acc[0], acc[1], acc[2], acc[3]);
-    uint32_t z4;
-    __builtin_memcpy(&z4, zp + g * kRows, 4);
-    const __m128 z = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(z4))));
-    const __m128 d = _mm_sub_ps(dot, _mm_mul_ps(z, _mm_set1_ps(afsum[g])));
-    facc = _mm_fmadd_ps(_mm_loadu_ps(sp + g * kRows), d, facc);
+    const __m256 fs = _mm256_set1_ps(afsum[g]);
+    for (int h = 0; h < 2; ++h) facc[h] = _mm256_fmadd_ps(sv[h], _mm256_sub_ps(dot[h], _mm256_mul_ps(zv[h], fs)), facc[h]);
   }
-  if (kEach) facc = hsum4(each[0], each[1], each[2], each[3]);
-  _mm_storeu_ps(tile, facc);
+  _mm256_storeu_ps(tile, facc[0]);
+  _mm256_storeu_ps(tile + 8, facc[1]);
 }
 
 }  // namespace avx2

@@ -20,7 +20,7 @@ mixpe::Weights weights(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64
   if (n < 0 || n > kMaxDim) throw nb::value_error(("n: expected 0..2^40, got " + std::to_string(n)).c_str());
   if (k < 0 || k > kMaxDim) throw nb::value_error(("k: expected 0..2^40, got " + std::to_string(k)).c_str());
   const mixpe::Shape S(n, k, group);
-  const uint8_t* w = typed<uint8_t>(wp, "wp", {S.strips, S.blocks, mixpe::kRows, mixpe::kBlockBytes});
+  const uint8_t* w = typed<uint8_t>(wp, "wp", {S.strips, S.blocks, mixpe::kQuadBytes});
   const float* s = typed<float>(sp, "sp", {S.strips, S.groups, mixpe::kRows});
   const uint8_t* z = typed<uint8_t>(zp, "zp", {S.strips, S.groups, mixpe::kRows});
   return mixpe::Weights{w, s, z, S};

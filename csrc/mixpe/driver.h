@@ -1,6 +1,6 @@
 // MixPE group GEMM driver: threads split the weight strips (never a sum, so results do not depend
-// on the thread count); within a strip, tokens go through the AVX2 kernel three at a time (the
-// expanded weights of a block are reused by three tokens), the last one or two alone. Activations
+// on the thread count); within a strip, tokens go through the AVX2 kernel four at a time (the
+// unpacked weights of a quad are reused by four tokens), the last one to three together. Activations
 // are quantized (W4A8) or summed per group (W4A16) once per call into a per-thread workspace.
 // The backend (AVX2 or the serial reference) is chosen per call by use_avx2().
 //
@@ -23,6 +23,9 @@
 
 namespace frugalnn {
 namespace mixpe {
+
+constexpr int kMR = 4;                // tokens per micro-kernel call: 4 x 2 int16 + 4 x 2 int32 accumulators
+constexpr int64_t kTokenChunk = 64;   // tokens whose activations stay in L2 while the strips pass
 
 struct Weights {
   const uint8_t* wp;
@@ -60,25 +63,33 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
       return;
     }
 #if FRUGALNN_X86
-    float tile[3 * kRows];
-    for (int64_t s = s0; s < s1; ++s) {
-      const uint8_t* wp = W.wp + s * S.blocks * kRows * kBlockBytes;
-      const float* sp = W.sp + s * S.groups * kRows;
-      const uint8_t* zp = W.zp + s * S.groups * kRows;
-      const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
-      for (int64_t i = 0; i < m;) {
-        const int mr = m - i >= 3 ? 3 : static_cast<int>(m - i);
-        const int8_t* a[3];
-        const int32_t* as[3];
-        for (int t = 0; t < mr; ++t) {
-          a[t] = aq + (i + t) * S.kp;
-          as[t] = asum + (i + t) * S.groups;
+    float tile[kMR * kRows];
+    // token chunks outside strips: a chunk's activations (kTokenChunk x Kp bytes) stay in L2 while
+    // every strip of this thread streams past them
+    for (int64_t c0 = 0; c0 < m; c0 += kTokenChunk) {
+      const int64_t c1 = std::min(m, c0 + kTokenChunk);
+      for (int64_t s = s0; s < s1; ++s) {
+        const uint8_t* wp = W.wp + s * S.blocks * kQuadBytes;
+        const float* sp = W.sp + s * S.groups * kRows;
+        const uint8_t* zp = W.zp + s * S.groups * kRows;
+        const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
+        for (int64_t i = c0; i < c1;) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMR, c1 - i));
+          const int8_t* a[kMR];
+          const int32_t* as[kMR];
+          for (int t = 0; t < mr; ++t) {
+            a[t] = aq + (i + t) * S.kp;
+            as[t] = asum + (i + t) * S.groups;
+          }
+          switch (mr) {
+            case 4: avx2::w4a8_strip<4>(wp, sp, zp, S, a, as, tile); break;
+            case 3: avx2::w4a8_strip<3>(wp, sp, zp, S, a, as, tile); break;
+            case 2: avx2::w4a8_strip<2>(wp, sp, zp, S, a, as, tile); break;
+            default: avx2::w4a8_strip<1>(wp, sp, zp, S, a, as, tile); break;
+          }
+          for (int t = 0; t < mr; ++t) finish_tile(tile + t * kRows, valid, i + t, n0, S.n, sa[i + t], bias, out);
+          i += mr;
         }
-        if (mr == 3) avx2::w4a8_strip<3>(wp, sp, zp, S, a, as, tile);
-        else if (mr == 2) avx2::w4a8_strip<2>(wp, sp, zp, S, a, as, tile);
-        else avx2::w4a8_strip<1>(wp, sp, zp, S, a, as, tile);
-        for (int t = 0; t < mr; ++t) finish_tile(tile + t * kRows, valid, i + t, n0, S.n, sa[i + t], bias, out);
-        i += mr;
       }
     }
 #endif
@@ -100,7 +111,7 @@ inline void w4a16_gemm(const Weights& W, const float* af, const float* afsum, in
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
       for (int64_t i = 0; i < m; ++i) {
-        const uint8_t* wp = W.wp + s * S.blocks * kRows * kBlockBytes;
+        const uint8_t* wp = W.wp + s * S.blocks * kQuadBytes;
         const float* sp = W.sp + s * S.groups * kRows;
         const uint8_t* zp = W.zp + s * S.groups * kRows;
         if (each) avx2::w4a16_strip<true>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);

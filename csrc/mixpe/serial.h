@@ -34,9 +34,9 @@ namespace frugalnn {
 namespace mixpe {
 
 inline int q_at(const uint8_t* wp, const Shape& S, int64_t n, int64_t k) {
-  const int64_t strip = n / kRows, r = n % kRows, b = k / kBlock, j = k % kBlock;
-  const uint8_t byte = wp[((strip * S.blocks + b) * kRows + r) * kBlockBytes + (j % 16)];
-  return j < 16 ? (byte & 0xF) : (byte >> 4);
+  const int64_t strip = n / kRows, r = n % kRows, quad = k / kQuad, j = k % kQuad;
+  const uint8_t byte = wp[(strip * S.blocks + quad) * kQuadBytes + 4 * (r % 8) + j];
+  return r < 8 ? (byte & 0xF) : (byte >> 4);
 }
 
 inline int64_t sz_index(const Shape& S, int64_t n, int64_t g) {

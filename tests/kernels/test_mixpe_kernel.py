@@ -135,7 +135,7 @@ def test_bad_calls():
     with pytest.raises(ValueError, match="group"):
         _core.mixpe.w4a8(w.wp, w.sp, w.zp, 5, 40, 16, x, None, out)
     with pytest.raises(ValueError, match="wp"):
-        _core.mixpe.w4a8(w.wp, w.sp, w.zp, 9, 40, 32, x, None, np.empty((2, 9), F32))
+        _core.mixpe.w4a8(w.wp, w.sp, w.zp, 17, 40, 32, x, None, np.empty((2, 17), F32))
     with pytest.raises(ValueError, match="k"):
         _core.mixpe.w4a8(w.wp, w.sp, w.zp, 5, 2 ** 62, 32, x, None, out)
     with pytest.raises(TypeError, match="x"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-ROWS = 4        # csrc/mixpe/layout.h kRows
-BLOCK = 32      # kBlock
+ROWS = 16       # csrc/mixpe/layout.h kRows
+QUAD = 4        # kQuad
 GROUPS = (32, 64, 128)
 
 
@@ -60,16 +60,16 @@ def dequantize(q: np.ndarray, s: np.ndarray, z: np.ndarray, group: int, k: int) 
 
 
 def pack_weights(q: np.ndarray, s: np.ndarray, z: np.ndarray, group: int):
-    """(q, s, z) -> (wp, sp, zp) in csrc/mixpe/layout.h's layout (rows padded to a multiple of 4)."""
+    """(q, s, z) -> (wp, sp, zp) in csrc/mixpe/layout.h's layout (rows padded to a multiple of 16)."""
     n, kp = q.shape
     g = kp // group
     strips = -(-n // ROWS)
     npad = strips * ROWS
     qp = np.zeros((npad, kp), np.uint8)
     qp[:n] = q
-    blocks = kp // BLOCK
-    qb = qp.reshape(strips, ROWS, blocks, BLOCK).transpose(0, 2, 1, 3)  # [strip, block, row, 32]
-    wp = (qb[..., :16] | (qb[..., 16:] << 4)).astype(np.uint8)
+    quads = kp // QUAD
+    qb = qp.reshape(strips, ROWS, quads, QUAD).transpose(0, 2, 1, 3)  # [strip, quad, row, 4]
+    wp = (qb[:, :, :8] | (qb[:, :, 8:] << 4)).reshape(strips, quads, 32).astype(np.uint8)
     sp = np.zeros((npad, g), np.float32)
     sp[:n] = s
     zp = np.zeros((npad, g), np.uint8)
@@ -80,9 +80,10 @@ def pack_weights(q: np.ndarray, s: np.ndarray, z: np.ndarray, group: int):
 
 
 def unpack_weights(wp: np.ndarray, sp: np.ndarray, zp: np.ndarray, n: int):
-    strips, blocks = wp.shape[:2]
-    qb = np.concatenate([wp & 0xF, wp >> 4], axis=-1)  # [strip, block, row, 32]
-    q = qb.transpose(0, 2, 1, 3).reshape(strips * ROWS, blocks * BLOCK)[:n]
+    strips, quads = wp.shape[:2]
+    b = wp.reshape(strips, quads, 8, QUAD)
+    qb = np.concatenate([b & 0xF, b >> 4], axis=2)  # [strip, quad, row, 4]
+    q = qb.transpose(0, 2, 1, 3).reshape(strips * ROWS, quads * QUAD)[:n]
     s = sp.transpose(0, 2, 1).reshape(strips * ROWS, -1)[:n]
     z = zp.transpose(0, 2, 1).reshape(strips * ROWS, -1)[:n]
     return q, s, z
