@@ -12,7 +12,8 @@
 //
 // Activation quantization (W4A8, per token, symmetric): amax = max|x[m, :]|; amax == 0 gives
 // sa = 1 and aq = 0; otherwise inv = 127.0f / amax, aq = clamp(rint(x * inv), -127, 127),
-// sa = amax / 127.0f (all float32, round to nearest even), asum = group sums of aq.
+// sa = amax / 127.0f (all float32, round to nearest even), asum = group sums of aq. NaN codes
+// (NaN inputs; inf * 0 in a token whose max is inf) become 0: such a token's outputs are NaN.
 //
 // W4A16 with `each`: the conventional kernel MixPE removes, w = (q - z) * s per weight, then
 // acc = fma(w, a, acc) over all of K (for the speed comparison).
@@ -99,9 +100,9 @@ inline float quantize_token(const float* x, const Shape& S, int8_t* aq, int32_t*
   for (int64_t k = 0; k < S.k; ++k) amax = std::max(amax, std::fabs(x[k]));
   const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
   for (int64_t k = 0; k < S.kp; ++k) {
-    float v = k < S.k ? std::nearbyint(x[k] * inv) : 0.0f;
-    v = std::min(std::max(v, -127.0f), 127.0f);
-    aq[k] = static_cast<int8_t>(v);
+    const float v = k < S.k ? std::nearbyint(x[k] * inv) : 0.0f;
+    // clamp; NaN (a NaN input, or inf * 0 when the token holds an inf) becomes 0, never a cast of NaN
+    aq[k] = static_cast<int8_t>(v > -127.0f ? (v < 127.0f ? v : 127.0f) : (v == v ? -127.0f : 0.0f));
   }
   for (int64_t g = 0; g < S.groups; ++g) {
     int32_t s = 0;

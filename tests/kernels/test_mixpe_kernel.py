@@ -159,3 +159,18 @@ def test_dequant_each_weight_kernel(backend, m, k, n):
     want = mixpe.w4a16(x, w, dequant_each=True, impl="numpy")
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
     np.testing.assert_allclose(got, mixpe.w4a16(x, w), rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_quantize_non_finite_tokens(backend):
+    x = np.ones((4, 70), F32)
+    x[0, 3] = np.nan          # NaN is skipped by max|x| and coded 0
+    x[1, 5] = np.inf          # max|x| = inf: every code 0, scale inf
+    x[2, :] = -np.inf
+    for group in (32, 128):
+        got = mixpe.quantize_activations(x, group)
+        want = mixpe.quantize_activations(x, group, impl="numpy")
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    w = mixpe.PackedW4.from_float(np.ones((5, 70), F32), 32)
+    y = mixpe.w4a8(x, w)
+    assert np.isfinite(y[3]).all() and np.isfinite(y[0]).all()

@@ -94,11 +94,13 @@ def quantize_activations(x: np.ndarray, group: int):
     x = np.asarray(x, np.float32)
     m, k = x.shape
     kp = padded(k, group)
-    amax = np.abs(x).max(axis=1) if k else np.zeros(m, np.float32)
+    amax = np.fmax.reduce(np.abs(x), axis=1, initial=0.0).astype(np.float32) if k else np.zeros(m, np.float32)
     with np.errstate(divide="ignore"):
         inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
     aq = np.zeros((m, kp), np.int8)
-    aq[:, :k] = np.clip(np.rint(x * inv[:, None]), -127, 127).astype(np.int8)
+    with np.errstate(invalid="ignore"):
+        v = np.rint(x * inv[:, None])
+    aq[:, :k] = np.clip(np.nan_to_num(v, nan=0.0), -127, 127).astype(np.int8)  # NaN -> 0 (serial.h)
     asum = aq.reshape(m, kp // group, group).astype(np.int32).sum(axis=2).astype(np.int32)
     sa = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
     return aq, asum, sa
