@@ -43,3 +43,20 @@ def test_bench_registered():
 
     benches, errors = load_benchmarks()
     assert "mixpe" in benches and "mixpe" not in errors
+
+
+def test_accuracy_rows_from_measurements(monkeypatch):
+    """The accuracy experiment's rows and verdicts on given perplexities (the real run takes minutes)."""
+    from frugalnn.mixpe import experiment
+
+    ppl = {"fp32": 14.43, "MixPE W4A16 g128": 18.87, "MixPE W4A16 g32": 17.56, "MixPE W4A8 g128": 19.55,
+           "MixPE W4A8 g32": 18.29, "T-MAC 4-bit g64 (asym)": 19.27, "T-MAC 4-bit g32 (asym)": 14.44}
+    bits = {k: 4.31 for k in ppl}
+    monkeypatch.setattr(experiment, "_perplexities", lambda ctx: (ppl, bits))
+    monkeypatch.setattr(experiment, "_minilm", lambda ctx: {"MixPE W4A8 g128": 0.955, "T-MAC 4-bit g128 (asym)": 0.95})
+    res = experiment.mixpe_accuracy(Context(quick=True))
+    by = {r.metric: r for r in res.rows}
+    assert by["SmolLM2-135M perplexity, MixPE W4A8 g128"].verdict == "not reproduced"  # +35% > 10%
+    cost = by["W4A8 g128 perplexity over W4A16 g128 (int8 activations' cost)"]
+    assert cost.verdict == "reproduced" and abs(cost.measured - 3.6) < 0.1
+    assert all(r.rule for r in res.rows if r.verdict in CLAIM_VERDICTS)
