@@ -8,11 +8,17 @@ Nothing here knows a workload. A technique's mapping (FuseMax's attention mappin
     pe = alu_pe(ENERGY_45NM, exp_macs=6)
     m = Machine((ComputeArray("2d", (256, 256), pe),), Buffer(16 << 20, 2, 8.9, 10.8), DRAM(400 * 2**30, 64.0), 940e6)
     m.cost(compute_cycles=c, busy={"2d": c}, dram_bytes=b, charges=[(pe, {"mac": n})], buffer_words=(r, w))
+
+GEMM accelerators (MixPE and its baselines): PE kinds at 28 nm in quant_pes.py, workloads from model
+configs in workloads.py, the output-stationary mapping and `evaluate(design, gemms)` in gemm.py.
 """
 from frugalnn.hw.compute import PE, ComputeArray, OpCost, alu_pe, op_energy
 from frugalnn.hw.cost import Cost, Machine
 from frugalnn.hw.energy import ENERGY_45NM, energy_table
+from frugalnn.hw.gemm import Design, evaluate, iso_area
 from frugalnn.hw.memory import DRAM, Buffer
+from frugalnn.hw.quant_pes import PEType, pe_types
+from frugalnn.hw.workloads import Gemm, workload
 
-__all__ = ["DRAM", "ENERGY_45NM", "PE", "Buffer", "ComputeArray", "Cost", "Machine", "OpCost", "alu_pe",
-           "energy_table", "op_energy"]
+__all__ = ["DRAM", "ENERGY_45NM", "PE", "Buffer", "ComputeArray", "Cost", "Design", "Gemm", "Machine", "OpCost",
+           "PEType", "alu_pe", "energy_table", "evaluate", "iso_area", "op_energy", "pe_types", "workload"]

@@ -1,0 +1,148 @@
+// MixPE group GEMM driver: threads split the weight strips (never a sum, so results do not depend
+// on the thread count); within a strip, tokens go through the AVX2 kernel four at a time (the
+// unpacked weights of a quad are reused by four tokens), the last one to three together. Activations
+// are quantized (W4A8) or summed per group (W4A16) once per call into a per-thread workspace.
+// The backend (AVX2 or the serial reference) is chosen per call by use_avx2().
+//
+// Role: driver (activation preparation, strips over threads, token tiles, backend choice, the
+// final scale and bias). Checked against: frugalnn/kernels/mixpe_ref.py and the serial backend for
+// every thread count (tests/kernels/test_mixpe_kernel.py).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/mixpe/driver.h
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common/cpu.h"
+#include "common/threads.h"
+#include "mixpe/avx2.h"
+#include "mixpe/layout.h"
+#include "mixpe/serial.h"
+
+namespace frugalnn {
+namespace mixpe {
+
+constexpr int kMR = 4;                // tokens per micro-kernel call: 4 x 2 int16 + 4 x 2 int32 accumulators
+constexpr int64_t kTokenChunk = 64;   // tokens whose activations stay in L2 while the strips pass
+
+struct Weights {
+  const uint8_t* wp;
+  const float* sp;
+  const uint8_t* zp;
+  Shape S;
+};
+
+// x [M, K] float32 -> aq [M, Kp], asum [M, groups], sa [M] (serial.h's quantization; O(MK), so the
+// serial code serves both backends).
+inline void quantize_activations(const float* x, int64_t m, const Shape& S, int8_t* aq, int32_t* asum, float* sa,
+                                 int threads) {
+  parallel_range(m, threads, std::max<int64_t>(1, 65536 / std::max<int64_t>(S.kp, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) sa[i] = serial::quantize_token(x + i * S.k, S, aq + i * S.kp, asum + i * S.groups);
+  });
+}
+
+inline void finish_tile(const float* tile, int64_t rows_valid, int64_t i, int64_t n0, int64_t n, float scale,
+                        const float* bias, float* out) {
+  for (int64_t r = 0; r < rows_valid; ++r) {
+    float y = tile[r] * scale;
+    if (bias) y = y + bias[n0 + r];
+    out[i * n + n0 + r] = y;
+  }
+}
+
+inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, const float* sa, int64_t m,
+                      const float* bias, float* out, int threads) {
+  const Shape& S = W.S;
+  const bool avx2 = use_avx2();
+  const int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, m * S.kp * kRows));
+  parallel_range(S.strips, threads, min_strips, [&](int64_t s0, int64_t s1) {
+    if (!avx2) {
+      serial::w4a8_rows(W.wp, W.sp, W.zp, S, aq, asum, sa, m, bias, out, s0 * kRows, s1 * kRows);
+      return;
+    }
+#if FRUGALNN_X86
+    float tile[kMR * kRows];
+    // token chunks outside strips: a chunk's activations (kTokenChunk x Kp bytes) stay in L2 while
+    // every strip of this thread streams past them
+    for (int64_t c0 = 0; c0 < m; c0 += kTokenChunk) {
+      const int64_t c1 = std::min(m, c0 + kTokenChunk);
+      for (int64_t s = s0; s < s1; ++s) {
+        const uint8_t* wp = W.wp + s * S.blocks * kQuadBytes;
+        const float* sp = W.sp + s * S.groups * kRows;
+        const uint8_t* zp = W.zp + s * S.groups * kRows;
+        const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
+        for (int64_t i = c0; i < c1;) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMR, c1 - i));
+          const int8_t* a[kMR];
+          const int32_t* as[kMR];
+          for (int t = 0; t < mr; ++t) {
+            a[t] = aq + (i + t) * S.kp;
+            as[t] = asum + (i + t) * S.groups;
+          }
+          switch (mr) {
+            case 4: avx2::w4a8_strip<4>(wp, sp, zp, S, a, as, tile); break;
+            case 3: avx2::w4a8_strip<3>(wp, sp, zp, S, a, as, tile); break;
+            case 2: avx2::w4a8_strip<2>(wp, sp, zp, S, a, as, tile); break;
+            default: avx2::w4a8_strip<1>(wp, sp, zp, S, a, as, tile); break;
+          }
+          for (int t = 0; t < mr; ++t) finish_tile(tile + t * kRows, valid, i + t, n0, S.n, sa[i + t], bias, out);
+          i += mr;
+        }
+      }
+    }
+#endif
+  });
+}
+
+inline void w4a16_gemm(const Weights& W, const float* af, const float* afsum, int64_t m, const float* bias,
+                       float* out, int threads, bool each = false) {
+  const Shape& S = W.S;
+  const bool avx2 = use_avx2();
+  const int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, m * S.kp * kRows));
+  parallel_range(S.strips, threads, min_strips, [&](int64_t s0, int64_t s1) {
+    if (!avx2) {
+      serial::w4a16_rows(W.wp, W.sp, W.zp, S, af, afsum, m, bias, out, s0 * kRows, s1 * kRows, each);
+      return;
+    }
+#if FRUGALNN_X86
+    float tile[kRows];
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
+      for (int64_t i = 0; i < m; ++i) {
+        const uint8_t* wp = W.wp + s * S.blocks * kQuadBytes;
+        const float* sp = W.sp + s * S.groups * kRows;
+        const uint8_t* zp = W.zp + s * S.groups * kRows;
+        if (each) avx2::w4a16_strip<true>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);
+        else avx2::w4a16_strip<false>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);
+        finish_tile(tile, valid, i, n0, S.n, 1.0f, bias, out);
+      }
+    }
+#endif
+  });
+}
+
+// x [M, K] float32 (fp16/bf16 values for W4A16) -> padded activations and group sums.
+inline void widen_activations(const float* x, int64_t m, const Shape& S, float* af, float* afsum, int threads) {
+  parallel_range(m, threads, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      for (int64_t k = 0; k < S.kp; ++k) af[i * S.kp + k] = k < S.k ? x[i * S.k + k] : 0.0f;
+      for (int64_t g = 0; g < S.groups; ++g) {
+        float s = 0.0f;
+        for (int64_t k = g * S.group; k < (g + 1) * S.group; ++k) s = s + af[i * S.kp + k];
+        afsum[i * S.groups + g] = s;
+      }
+    }
+  });
+}
+
+// Per calling thread, reused across calls (every layer of a model calls this).
+template <class T>
+T* workspace(std::vector<T>& v, int64_t count) {
+  if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
+  return v.data();
+}
+
+}  // namespace mixpe
+}  // namespace frugalnn
