@@ -33,7 +33,7 @@ fi
 # anyone else gets the command from frugalnn.tdnn.corpus's error.
 "${pip[@]}" install librosa==0.11.0
 TDNN_DEB="flite espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k \
-  festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ru festvox-hi-nsk \
+  festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ru \
   festvox-ca-ona-hts asterisk-core-sounds-en-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav \
   asterisk-core-sounds-ru-wav asterisk-core-sounds-es-wav"
 if ! command -v flite >/dev/null || [ ! -d /usr/share/asterisk/sounds/fr_CA_f_June ] \

@@ -36,3 +36,39 @@ def profile(model: torch.nn.Module, frames: int = FRAMES, in_feats: int = 80, co
 
 def params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def analytic_macs(cfg, frames: int = FRAMES, in_feats: int = 80, embed: int = 192, attention: int = 128) -> int:
+    """The same count as `macs(TDNN(cfg))`, in closed form (the search calls it thousands of times; a test
+    checks it against frugalnn.cost.profile). Convs and linears: in x out x kernel per output frame; each
+    BatchNorm: 2 per element."""
+    from frugalnn.tdnn.config import SCALE, SubnetConfig
+
+    cfg = SubnetConfig.of(cfg)
+    t, c = frames, cfg.widths[0]
+    total = in_feats * c * cfg.kernels[0] * t + 2 * c * t
+    for m, k in zip(cfg.widths[1:], cfg.kernels[1:]):
+        w = m // SCALE
+        total += (c * m + 2 * m) * t                       # first 1x1 + BN
+        total += (SCALE - 1) * (w * w * k + 2 * w) * t     # Res2Net convs + BNs
+        total += (m * c + 2 * c) * t                       # last 1x1 + BN
+        total += 2 * c * (c // 4)                          # SE
+    total += cfg.depth * c * cfg.cat * t                   # cat conv
+    total += 2 * cfg.cat * attention * t                   # attention 1x1 convs
+    total += 2 * 2 * cfg.cat + 2 * cfg.cat * embed + 2 * embed
+    return total
+
+
+def analytic_params(cfg, in_feats: int = 80, embed: int = 192, attention: int = 128) -> int:
+    from frugalnn.tdnn.config import SCALE, SubnetConfig
+
+    cfg = SubnetConfig.of(cfg)
+    c = cfg.widths[0]
+    total = in_feats * c * cfg.kernels[0] + 2 * c
+    for m, k in zip(cfg.widths[1:], cfg.kernels[1:]):
+        w = m // SCALE
+        total += c * m + 2 * m + (SCALE - 1) * (w * w * k + 2 * w) + m * c + 2 * c
+        total += c * (c // 4) + c // 4 + (c // 4) * c + c
+    total += cfg.depth * c * cfg.cat + cfg.cat * attention + attention + attention * cfg.cat + cfg.cat
+    total += 2 * 2 * cfg.cat + 2 * cfg.cat * embed + embed + 2 * embed
+    return total
