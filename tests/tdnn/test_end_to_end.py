@@ -17,7 +17,7 @@ from frugalnn.tdnn.train import Schedule, train_supernet
 from frugalnn.threads import torch_threads
 
 TINY = dict(utts=3, max_formant=6, engines=("asterisk", "flite", "espeak-ng"), channels=32, cat=96, steps=8,
-            batch=16, n_fit=5, n_held=3, budgets=2, population=8, generations=2, lut_checks=2, compile_found=0, calib=1)
+            batch=16, n_fit=5, n_held=3, budgets=2, population=8, generations=2, lut_checks=2, compile_found=0, calib=1, lut_fill=False)
 
 
 @pytest.fixture(autouse=True)
@@ -84,5 +84,6 @@ def test_report_experiments_on_tiny_sizes(monkeypatch, tmp_path):
     search = experiment.tdnn_search(ctx)
     names = [r.metric for r in search.rows]
     assert any("Kendall tau" in n for n in names) and any("latency LUT" in n for n in names)
+    assert any("search under latency" in n for n in names) and any("search under params" in n for n in names)
     assert search.figures and search.figures[0].png[:4] == b"\x89PNG"
     experiment._trained.cache_clear()

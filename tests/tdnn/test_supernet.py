@@ -102,3 +102,14 @@ def test_paper_configs_fit_the_paper_supernet():
     for cfg in (BASE, MOBILE, SMALL):
         assert SupernetConfig().check(cfg.to_tuple()) == cfg
     assert SubnetConfig.of(BASE.to_tuple()) == BASE
+
+
+def test_closed_form_macs_and_params_match_the_profile():
+    from frugalnn.tdnn.cost import analytic_macs, analytic_params, params
+
+    rng = random.Random(3)
+    for cfg in [QUICK.sample(rng) for _ in range(3)] + [SMALL]:
+        model = TDNN(cfg)
+        assert analytic_macs(cfg) == macs(model), cfg
+        assert analytic_params(cfg) == params(model), cfg
+    assert analytic_macs(BASE, frames=300) == 1_440_413_568

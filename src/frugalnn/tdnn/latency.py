@@ -20,7 +20,7 @@ from frugalnn.tdnn.nn import TDNN, Block, ConvReLUBN
 from frugalnn.threads import torch_threads
 
 
-def _median_time(fn, repeats: int, warmup: int = 2, min_sample_s: float = 0.02) -> float:
+def _fastest_time(fn, repeats: int, warmup: int = 2, min_sample_s: float = 0.02) -> float:
     """Per-call time: calls batched into samples of >= min_sample_s, the fastest of `repeats` samples (the
     least-disturbed one: other processes share these cores)."""
     for _ in range(warmup):
@@ -51,8 +51,10 @@ class _Head(nn.Module):
 
 
 class LatencyTable:
-    def __init__(self, config: SupernetConfig, frames: int = 301, threads: int = 1, repeats: int = 7):
+    def __init__(self, config: SupernetConfig, frames: int = 301, threads: int = 1, repeats: int = 7,
+                 min_sample_s: float = 0.005):
         self.config, self.frames, self.threads, self.repeats = config, frames, threads, repeats
+        self.min_sample_s = min_sample_s
         self.table: dict[tuple, float] = {}
 
     def _time(self, key) -> float:
@@ -78,7 +80,7 @@ class LatencyTable:
                 outs = [torch.randn(1, w, t) for _ in range(d)]
                 fn = lambda: m(outs)
             with torch_threads(self.threads):
-                return _median_time(fn, self.repeats)
+                return _fastest_time(fn, self.repeats, min_sample_s=self.min_sample_s)
 
     def keys(self, cfg: SubnetConfig) -> list[tuple]:
         cfg = SubnetConfig.of(cfg)
@@ -115,7 +117,7 @@ class LatencyTable:
         m = TDNN(SubnetConfig.of(cfg), self.config.in_feats, self.config.embed, self.config.attention).eval()
         x = torch.randn(1, self.config.in_feats, self.frames)
         with torch.no_grad(), torch_threads(self.threads):
-            return _median_time(lambda: m(x), repeats or self.repeats)
+            return _fastest_time(lambda: m(x), repeats or self.repeats, min_sample_s=self.min_sample_s)
 
     def check(self, cfgs) -> list[tuple[SubnetConfig, float, float]]:
         """(cfg, LUT estimate, end-to-end measurement) per config."""

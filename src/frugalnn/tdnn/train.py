@@ -174,8 +174,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m frugalnn.tdnn.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}; fails unless the loss goes down")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=64, help="global batch, over all ranks")
+    p.add_argument("--steps", type=int, help="all stages together (default 20000; --quick: 200)")
+    p.add_argument("--batch-size", type=int, help="global batch, over all ranks (default 64; --quick: 32)")
     p.add_argument("--channels", type=int, default=512, help="supernet width (the paper: 512)")
     p.add_argument("--cat", type=int, default=1536)
     p.add_argument("--utts-per-speaker", type=int, default=10)
@@ -190,8 +190,9 @@ def main(argv=None) -> int:
                    "2-core machine 2 spinning OpenMP threads per step were ~10x slower)")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.batch_size = QUICK["steps"], QUICK["batch"]
         args.channels, args.cat, args.utts_per_speaker = QUICK["channels"], QUICK["cat"], QUICK["utts_per_speaker"]
+    args.steps = args.steps or (QUICK["steps"] if args.quick else 20000)
+    args.batch_size = args.batch_size or (QUICK["batch"] if args.quick else 64)
     torch.set_num_threads(args.threads)
     world = init()
     cdir = args.corpus_dir or default_cache_dir(f"u{args.utts_per_speaker}-f{args.max_formant}")
