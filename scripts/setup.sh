@@ -25,4 +25,24 @@ if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
     || echo "setup.sh: could not install dataset-fashion-mnist; the DFP experiment falls back to MNIST-5k" >&2
 fi
+# --- tdnn (issue 16): a multi-speaker speech corpus built offline from Debian packages, and librosa ---
+# Voices from real speakers' recordings rendered by synthesizers (flite's kal/awb/rms/slt; festival's festvox
+# voices), espeak-ng's formant-synthesis variants, real recorded prompts (asterisk-core-sounds-*-wav, one
+# speaker per language, Allison for both en and es); text comes from CPython's pydoc_data. librosa: the mel filterbank
+# and resampling for the fbank features (torchaudio has no build for torch 2.13). Only root can apt-get;
+# anyone else gets the command from frugalnn.tdnn.corpus's error.
+"${pip[@]}" install librosa==0.11.0
+TDNN_DEB="flite espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k \
+  festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ru \
+  festvox-ca-ona-hts asterisk-core-sounds-en-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav \
+  asterisk-core-sounds-ru-wav asterisk-core-sounds-es-wav"
+if ! command -v flite >/dev/null || [ ! -d /usr/share/asterisk/sounds/fr_CA_f_June ] \
+   || [ ! -d /usr/share/festival/voices/czech ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # shellcheck disable=SC2086
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $TDNN_DEB) \
+      || echo "setup.sh: could not install the tdnn corpus packages; tests/tdnn will fail" >&2
+  fi
+fi
+# --- end tdnn ---
 "${pip[@]}" install --no-build-isolation -e ".[test,llm]"
