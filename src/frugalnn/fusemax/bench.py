@@ -96,13 +96,21 @@ def implementations(q, k, v, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from frugalnn.kernels import other_backends, use_backend
     from frugalnn.kernels.attention import fused_attention
 
-    return {
+    def on(backend):
+        with use_backend(backend):
+            return fused_attention(q, k, v, threads=threads)
+
+    fns = {
         "torch SDPA": lambda: F.scaled_dot_product_attention(q, k, v),
-        "fused 1-pass (ours)": lambda: fused_attention(q, k, v, threads=threads),
-        "naive 3-pass": lambda: naive_three_pass(q, k, v),
+        "fused 1-pass (ours)": lambda: fused_attention(q, k, v, threads=threads),  # the active backend
     }
+    for backend in other_backends():  # e.g. avx2 beside avx512: the backend's own gain, same run
+        fns[f"fused 1-pass (ours, {backend})"] = lambda backend=backend: on(backend)
+    fns["naive 3-pass"] = lambda: naive_three_pass(q, k, v)
+    return fns
 
 
 def measure_memory(impl: str, seq: int, d: int, threads: int) -> int | None:
@@ -129,15 +137,18 @@ def bench_attention(args: BenchArgs) -> BenchReport:
     dims = (64,) if args.quick else DIMS
     memory = not args.options.get("no_memory", False)
     report = BenchReport("fusemax", baseline=BASELINE)
+    from frugalnn.kernels import other_backends
+
     report.meta.update(torch_cpu_capability=info.torch_isa(), frugalnn_kernels=info.kernel_isa(),
-                       check_bound=CHECK_BOUND)
+                       also_timed_backends=list(other_backends()), check_bound=CHECK_BOUND)
     report.notes.append(
         "One head, batch 1, float32, non-causal. 'x vs torch SDPA' > 1 means faster than torch. Before timing, "
         f"every case checks each output against torch SDPA (and float64 up to seq {FLOAT64_MAX_SEQ}): max relative "
         f"error <= {CHECK_BOUND:g} or the run stops. Extra memory: peak RSS growth of one call in a fresh process "
         f"(output included); the fused kernel's own scratch is {workspace_bytes(64) // 1024} KiB (d=64) / "
         f"{workspace_bytes(128) // 1024} KiB (d=128) per thread at any length. torch used its {info.torch_isa()} "
-        f"kernels; ours the frugalnn '{info.kernel_isa()}' backend.")
+        f"kernels; 'fused 1-pass (ours)' the frugalnn '{info.kernel_isa()}' backend, 'fused 1-pass (ours, X)' "
+        "the X backend in the same run.")
     for threads in args.threads:
         with torch_threads(threads):
             for d in dims:

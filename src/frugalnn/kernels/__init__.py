@@ -32,6 +32,12 @@ def backend() -> str:
     return _core.backend()
 
 
+def other_backends() -> tuple[str, ...]:
+    """The vectorised backends available here besides the active one: benches time them in the same run,
+    so the gain of a backend (avx512 over avx2) is visible beside the race."""
+    return tuple(b for b in available_backends() if b not in ("serial", backend()))
+
+
 def set_backend(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
