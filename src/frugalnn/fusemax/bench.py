@@ -8,7 +8,7 @@ subprocess that resets Linux's resident-memory high-water mark (VmHWM, via /proc
 once the inputs exist and reports how far one call raises it -- the real extra memory of the
 call, output included, not a formula. Linux only (like the rest of the benchmarks' machines).
 
-    frugalnn bench fusemax [--quick] [--threads 1 2] [--max-seq 32768] [--no-memory]
+    frugalnn bench fusemax [--quick] [--threads 1 2] [--min-seq 512] [--max-seq 32768] [--no-memory] [--no-naive]
 """
 from __future__ import annotations
 
@@ -125,6 +125,8 @@ def measure_memory(impl: str, seq: int, d: int, threads: int) -> int | None:
 def _add_arguments(parser) -> None:
     parser.add_argument("--max-seq", type=int, default=max(SEQS), help="longest sequence (default 32768)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-case memory subprocesses")
+    parser.add_argument("--min-seq", type=int, default=min(SEQS), help="shortest sequence (default 512)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive 3-pass (GiBs of scores past 8K)")
 
 
 @benchmark("fusemax", "fused 1-pass attention vs torch SDPA vs naive 3-pass: time and peak extra memory",
@@ -133,7 +135,8 @@ def bench_attention(args: BenchArgs) -> BenchReport:
     from frugalnn.kernels.attention import workspace_bytes
 
     max_seq = int(args.options.get("max_seq") or max(SEQS))
-    seqs = [s for s in SEQS if s <= (2048 if args.quick else max_seq)]
+    min_seq = int(args.options.get("min_seq") or min(SEQS))
+    seqs = [s for s in SEQS if min_seq <= s <= (2048 if args.quick else max_seq)] or [min(SEQS)]
     dims = (64,) if args.quick else DIMS
     memory = not args.options.get("no_memory", False)
     report = BenchReport("fusemax", baseline=BASELINE)
@@ -155,7 +158,8 @@ def bench_attention(args: BenchArgs) -> BenchReport:
                 for seq in seqs:
                     q, k, v = make_inputs(seq, d)
                     fns = implementations(q, k, v, threads)
-                    if 3 * seq * seq * 4 > NAIVE_LIMIT_BYTES:
+                    skip_naive = args.options.get("no_naive", False)
+                    if skip_naive or 3 * seq * seq * 4 > NAIVE_LIMIT_BYTES:
                         del fns["naive 3-pass"]
                     case = f"seq {seq} d {d}"
                     errors = check_outputs(fns, q, k, v, case)
@@ -169,6 +173,6 @@ def bench_attention(args: BenchArgs) -> BenchReport:
                         if memory:
                             row.extra["extra MiB"] = measure_memory(row.impl, seq, d, threads) / 2**20
                     if "naive 3-pass" not in fns:
-                        report.add_not_measured(case, "naive 3-pass", threads, f"its score matrices would need "
-                                                f"{3 * seq * seq * 4 / 2**30:.0f} GiB")
+                        report.add_not_measured(case, "naive 3-pass", threads, "skipped (--no-naive)" if skip_naive
+                                                else f"its score matrices would need {3 * seq * seq * 4 / 2**30:.0f} GiB")
     return report
