@@ -3,7 +3,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from frugalnn.kernels import available_backends, use_backend
+from frugalnn.kernels import BACKENDS, MISSING_REASON, available_backends, use_backend
 from skip_policy import enforce
 
 # Property tests must stay fast on a 2-core machine; CI may raise the budget with HYPOTHESIS_PROFILE=ci.
@@ -12,9 +12,12 @@ settings.register_profile("ci", max_examples=150, deadline=None, suppress_health
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-@pytest.fixture(params=available_backends())
+@pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Run the test once per compiled backend (serial reference and, where the CPU has it, avx2)."""
+    """Run the test once per compiled backend: serial reference, avx2 and avx512. A backend this CPU
+    lacks skips with MISSING_REASON ("CPU lacks AVX-512 ...", allowed by tests/skip_policy.py)."""
+    if request.param not in available_backends():
+        pytest.skip(MISSING_REASON[request.param])
     with use_backend(request.param):
         yield request.param
 

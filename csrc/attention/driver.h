@@ -28,7 +28,7 @@
 // tiles entirely to the right of a query block are skipped, so causal costs about half.
 //
 // `Ops` supplies the arithmetic (serial.h: scalar loops + std::exp; avx2.h: register-blocked
-// FMA micro-kernels + a vectorised exp). The loop structure, and so the order of the online
+// FMA micro-kernels + a vectorised exp; avx512.h: the same, 16 wide with taller tiles). The loop structure, and so the order of the online
 // updates, is the same for both. Tile shapes and the Background hand-off: layout.h.
 //
 // Role: driver (tiling, threads, backend choice). Checked against: the float64 numpy reference
@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "attention/avx2.h"
+#include "attention/avx512.h"
 #include "attention/layout.h"
 #include "attention/serial.h"
 #include "common/cpu.h"
@@ -206,6 +207,7 @@ inline void fused_attention(const Problem& p, int threads) {
     });
   };
 #if FRUGALNN_X86
+  if (use_avx512()) return run(avx512::Ops{});
   if (use_avx2()) return run(avx2::Ops{});
 #endif
   run(serial::Ops{});
@@ -215,6 +217,7 @@ inline void fused_attention(const Problem& p, int threads) {
 // x <= 88.3), for the accuracy tests of the vectorised exp.
 inline void exp_array(const float* x, int64_t n, float* y) {
 #if FRUGALNN_X86
+  if (use_avx512()) return avx512::exp_array(x, n, y);
   if (use_avx2()) return avx2::exp_array(x, n, y);
 #endif
   serial::exp_array(x, n, y);

@@ -1,5 +1,5 @@
 // Vectorised exp, shared by the AVX2 kernels of several ops (csrc/README.md, "common").
-// Role: common helper (AVX2). Two variants, one per kind of caller:
+// Role: common helper (AVX2; exp512_softmax AVX-512). Two variants, one per kind of caller:
 //   vec::exp256          whole float range, for unbounded arguments (SiLU's exp(-v) in csrc/llama);
 //   vec::exp256_softmax  x <= 88.3 only, cheaper, for softmax arguments x - max <= 0 (the fused
 //                        attention kernel, csrc/attention, and the decode-step attention, csrc/llama).
@@ -87,6 +87,25 @@ FRUGALNN_AVX2 inline __m256 exp256_softmax(__m256 x) {
   // kn's low mantissa bits hold n + 127 in [0, 254]; shifted into the exponent field they are 2^n
   // (the mantissa's leading bits shift out of the word), or +0 when n = -127.
   return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kn), 23)));
+}
+
+// exp512_softmax: exp256_softmax on 16 lanes (AVX-512F), the same instructions lane for lane, so
+// the same results bit for bit and the same bound (the avx512 kernels of csrc/attention).
+FRUGALNN_AVX512 inline __m512 exp512_softmax(__m512 x) {
+  const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-88.0f), x);  // max_ps returns its 2nd operand on NaN
+  const __m512 shifter = _mm512_set1_ps(12583039.0f);           // 1.5 * 2^23 + 127
+  const __m512 kn = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter);
+  const __m512 n = _mm512_sub_ps(kn, shifter);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.3843653723597527e-3f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.37415549904108e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166800156235695e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666431725025177e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.999999403953552e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(kn), 23)));
 }
 
 }  // namespace vec

@@ -303,7 +303,7 @@ void k_attend(Array q, Array keys, Array values, double scale, OutArray out) {
   if (is_empty(out)) return;
   nb::gil_scoped_release release;
   std::vector<float> scores(static_cast<size_t>(s));
-  llama::attend(llama::avx2_active(), qp, kp, vp, g, s, d, scale32, scores.data(), op);
+  llama::attend(llama::avx2_active(), llama::avx512_active(), qp, kp, vp, g, s, d, scale32, scores.data(), op);
 }
 
 void k_silu_mul(Array gate, Array up, OutArray out) {

@@ -33,6 +33,7 @@
 #include "common/cpu.h"
 #include "common/threads.h"
 #include "llama/avx2.h"
+#include "llama/avx512.h"
 #include "llama/serial.h"
 #include "lut/driver.h"
 
@@ -63,9 +64,19 @@ inline void rope(bool avx, float* x, int64_t heads, int64_t d, int64_t rope_dim,
   serial::rope(x, heads, d, rope_dim, cs);
 }
 
-inline void attend(bool avx, const float* q, const float* keys, const float* values, int64_t g, int64_t s,
-                   int64_t d, float scale, float* scores, float* out) {
+// The avx512 decode-step kernels (GEMV rows, attention; avx512.h), read once per step like avx2_active().
+inline bool avx512_active() {
 #if FRUGALNN_X86
+  return use_avx512();
+#else
+  return false;
+#endif
+}
+
+inline void attend(bool avx, bool avx512, const float* q, const float* keys, const float* values, int64_t g,
+                   int64_t s, int64_t d, float scale, float* scores, float* out) {
+#if FRUGALNN_X86
+  if (avx512) return avx512::attend(q, keys, values, g, s, d, scale, scores, out);
   if (avx) return avx2::attend(q, keys, values, g, s, d, scale, scores, out);
 #endif
   serial::attend(q, keys, values, g, s, d, scale, scores, out);
@@ -96,9 +107,10 @@ struct Part {
 
 // float32 GEMV y = W x over the part's rows, split over threads by row blocks.
 inline void dense(const Part& p, const float* x, float* y) {
-  const bool avx = avx2_active();
+  const bool avx = avx2_active(), avx512 = avx512_active();
   parallel_range(p.rows, p.threads, 64, [&](int64_t m0, int64_t m1) {
 #if FRUGALNN_X86
+    if (avx512) return avx512::gemv_rows(p.dense, x, p.k, m0, m1, y);
     if (avx) return avx2::gemv_rows(p.dense, x, p.k, m0, m1, y);
 #endif
     serial::gemv_rows(p.dense, x, p.k, m0, m1, y);
@@ -166,7 +178,7 @@ class Decoder {
   // stays in the file's quantized type (frugalnn.llm.layers.StoredEmbedding), dequantized one row at a time.
   void step_row(const float* e, int64_t pos, float* logits) {
     const Dims& d = d_;
-    const bool avx = avx2_active();
+    const bool avx = avx2_active(), avx512 = avx512_active();
     for (int64_t i = 0; i < d.dim; ++i) x_[i] = e[i];
     const float* cs = rope + pos * d.rope_dim;  // rope_dim / 2 pairs of 2 floats
     const int64_t H = d.n_heads, Hkv = d.n_kv_heads, D = d.head_dim, G = H / Hkv;
@@ -190,7 +202,7 @@ class Decoder {
           vd[i] = v[c * D + i];
         }
       }
-      attention(avx, q, kc, vc, pos + 1, scale, G);
+      attention(avx, avx512, q, kc, vc, pos + 1, scale, G);
       run(L.o, att_.data(), tmp_.data());
       llama::add(avx, x_.data(), tmp_.data(), d.dim);
       llama::rms_norm(avx, x_.data(), L.ffn_norm, d.dim, d.eps, h_.data());
@@ -209,7 +221,7 @@ class Decoder {
 
   // All query heads against the cache, split by kv head; parallel over kv heads only when the
   // context is long enough for the split to pay (a region costs a few microseconds).
-  void attention(bool avx, const float* q, const float* kc, const float* vc, int64_t s, float scale, int64_t G) {
+  void attention(bool avx, bool avx512, const float* q, const float* kc, const float* vc, int64_t s, float scale, int64_t G) {
     const int64_t Hkv = d_.n_kv_heads, D = d_.head_dim;
     const int t = (threads > 1 && s * D * d_.n_heads >= (int64_t{1} << 16)) ? threads : 1;
     if (static_cast<int64_t>(scores_.size()) < Hkv) scores_.resize(static_cast<size_t>(Hkv));
@@ -218,7 +230,7 @@ class Decoder {
       if (static_cast<int64_t>(sc.size()) < s) sc.resize(static_cast<size_t>(cache.max_len));
       const float* keys = kc + c * cache.max_len * D;
       const float* values = vc + c * cache.max_len * D;
-      llama::attend(avx, q + c * G * D, keys, values, G, s, D, scale, sc.data(), att_.data() + c * G * D);
+      llama::attend(avx, avx512, q + c * G * D, keys, values, G, s, D, scale, sc.data(), att_.data() + c * G * D);
     });
   }
 

@@ -27,6 +27,7 @@
 #include "common/cpu.h"
 #include "common/threads.h"
 #include "lmul/avx2.h"
+#include "lmul/avx512.h"
 #include "lmul/serial.h"
 
 namespace frugalnn {
@@ -270,6 +271,7 @@ void matmul_with(const float* a, const float* b, float* c, int64_t batch, int64_
 inline void matmul(const float* a, const float* b, float* c, int64_t batch, int64_t m, int64_t n, int64_t k,
                    bool transpose_b, const Params& p, int threads, bool force_general) {
 #if FRUGALNN_X86
+  if (use_avx512()) return matmul_with<avx512::Ops>(a, b, c, batch, m, n, k, transpose_b, p, threads, force_general);
   if (use_avx2()) return matmul_with<avx2::Ops>(a, b, c, batch, m, n, k, transpose_b, p, threads, force_general);
 #endif
   matmul_with<serial::Ops>(a, b, c, batch, m, n, k, transpose_b, p, threads, force_general);

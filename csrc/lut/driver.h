@@ -1,5 +1,6 @@
 // T-MAC matmul driver: special activations, table building, tiling over units and columns,
-// threads. Backend-independent; the per-block kernels come from serial.h / avx2.h.
+// threads. Backend-independent; the per-block kernels come from serial.h / avx2.h / avx512.h (the
+// avx512 backend builds its tables and adds special activations with the AVX2 code).
 //
 //   for each block of `col_block` columns (their tables stay in L2):
 //     parallel over blocks of R units (each thread streams its own weight rows):
@@ -33,6 +34,7 @@
 #include "common/cpu.h"
 #include "common/threads.h"
 #include "lut/avx2.h"
+#include "lut/avx512.h"
 #include "lut/layout.h"
 #include "lut/serial.h"
 
@@ -79,22 +81,22 @@ T* scratch_buffer(std::vector<T>& v, int64_t n) {
 }
 
 #if FRUGALNN_X86
-template <int BITS>
-void run_avx2_block(const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
-  using avx2::kernel;
+// One register block with the kernels of ISA (avx2::kernel or avx512::kernel; same contract).
+template <class ISA, int BITS>
+void run_block(const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
   if (BITS <= 4) {
     // the register blocks the tuner picks from (frugalnn/tmac/tune.py) ...
-    if (nc == 1 && r == 4) return kernel<BITS, 4, 1>(blk, s, u0);
-    if (nc == 1 && r == 2) return kernel<BITS, 2, 1>(blk, s, u0);
-    if (nc == 2 && r == 2) return kernel<BITS, 2, 2>(blk, s, u0);
+    if (nc == 1 && r == 4) return ISA::template kernel<BITS, 4, 1>(blk, s, u0);
+    if (nc == 1 && r == 2) return ISA::template kernel<BITS, 2, 1>(blk, s, u0);
+    if (nc == 2 && r == 2) return ISA::template kernel<BITS, 2, 2>(blk, s, u0);
     // ... and any other (units, cols) a caller passes: one unit at a time. (This used to run the
     // first unit only, leaving the others' outputs unwritten, e.g. for units=3 or units=2, cols=3.)
     for (int i = 0; i < r; ++i) {
       switch (nc) {
-        case 1: kernel<BITS, 1, 1>(blk, s, u0 + i); break;
-        case 2: kernel<BITS, 1, 2>(blk, s, u0 + i); break;
-        case 3: kernel<BITS, 1, 3>(blk, s, u0 + i); break;
-        default: kernel<BITS, 1, 4>(blk, s, u0 + i); break;
+        case 1: ISA::template kernel<BITS, 1, 1>(blk, s, u0 + i); break;
+        case 2: ISA::template kernel<BITS, 1, 2>(blk, s, u0 + i); break;
+        case 3: ISA::template kernel<BITS, 1, 3>(blk, s, u0 + i); break;
+        default: ISA::template kernel<BITS, 1, 4>(blk, s, u0 + i); break;
       }
     }
     return;
@@ -106,21 +108,36 @@ void run_avx2_block(const avx2::Block& blk, const Shape& s, int64_t u0, int r, i
     one.ts[0] = blk.ts[c];
     one.isum[0] = blk.isum[c];
     one.y[0] = blk.y[c];
-    for (int i = 0; i < r; ++i) kernel<BITS, 1, 1>(one, s, u0 + i);
+    for (int i = 0; i < r; ++i) ISA::template kernel<BITS, 1, 1>(one, s, u0 + i);
   }
 }
 
-inline void run_avx2(const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
+struct Avx2Kernels {
+  template <int BITS, int R, int NC>
+  static void kernel(const avx2::Block& b, const Shape& s, int64_t u0) { avx2::kernel<BITS, R, NC>(b, s, u0); }
+};
+struct Avx512Kernels {
+  template <int BITS, int R, int NC>
+  static void kernel(const avx2::Block& b, const Shape& s, int64_t u0) { avx512::kernel<BITS, R, NC>(b, s, u0); }
+};
+
+template <class ISA>
+inline void run_isa(const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
   switch (s.bits) {
-    case 1: return run_avx2_block<1>(blk, s, u0, r, nc);
-    case 2: return run_avx2_block<2>(blk, s, u0, r, nc);
-    case 3: return run_avx2_block<3>(blk, s, u0, r, nc);
-    case 4: return run_avx2_block<4>(blk, s, u0, r, nc);
-    case 5: return run_avx2_block<5>(blk, s, u0, r, nc);
-    case 6: return run_avx2_block<6>(blk, s, u0, r, nc);
-    case 7: return run_avx2_block<7>(blk, s, u0, r, nc);
-    default: return run_avx2_block<8>(blk, s, u0, r, nc);
+    case 1: return run_block<ISA, 1>(blk, s, u0, r, nc);
+    case 2: return run_block<ISA, 2>(blk, s, u0, r, nc);
+    case 3: return run_block<ISA, 3>(blk, s, u0, r, nc);
+    case 4: return run_block<ISA, 4>(blk, s, u0, r, nc);
+    case 5: return run_block<ISA, 5>(blk, s, u0, r, nc);
+    case 6: return run_block<ISA, 6>(blk, s, u0, r, nc);
+    case 7: return run_block<ISA, 7>(blk, s, u0, r, nc);
+    default: return run_block<ISA, 8>(blk, s, u0, r, nc);
   }
+}
+
+inline void run_avx(bool avx512, const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
+  if (avx512) return run_isa<Avx512Kernels>(blk, s, u0, r, nc);
+  run_isa<Avx2Kernels>(blk, s, u0, r, nc);
 }
 #endif
 
@@ -130,7 +147,8 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
   const int64_t K = s.k, M = s.m, groups = s.groups(), units = s.units();
   if (n == 0 || M == 0) return;
 #if FRUGALNN_X86
-  const bool avx = use_avx2();
+  const bool avx = use_avx2();  // avx2 or avx512
+  const bool avx512 = use_avx512();
 #else
   const bool avx = false;
 #endif
@@ -197,9 +215,9 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
             b.y[c] = out + (c0 + i + c) * M;
           }
           if (r == r_units) {
-            run_avx2(b, s, u0, r, nc);
+            run_avx(avx512, b, s, u0, r, nc);
           } else {
-            for (int u = 0; u < r; ++u) run_avx2(b, s, u0 + u, 1, nc);
+            for (int u = 0; u < r; ++u) run_avx(avx512, b, s, u0 + u, 1, nc);
           }
           continue;
         }

@@ -50,6 +50,8 @@ def collect(threads: int | None = None) -> dict:
         "cpu": cpu(),
         "kernel_backend": kernels.backend(),
         "available_backends": list(kernels.available_backends()),
+        "avx512_vnni": bool(_core.cpu_supports_avx512_vnni()),
+        "op_backends": kernels.op_backends(),
         "hardware_threads": _core.hardware_threads(),
         "threads": threads if threads is not None else _core.hardware_threads(),
         "versions": {p: package_version(p.replace("_", "-")) or package_version(p) for p in _PACKAGES},
@@ -60,7 +62,8 @@ def collect(threads: int | None = None) -> dict:
 
 
 def kernel_isa() -> str:
-    """The ISA our compiled kernels run at right now: 'serial' (portable C++) or 'avx2' (AVX2+FMA+F16C)."""
+    """The ISA our compiled kernels run at right now: 'serial' (portable C++), 'avx2' (AVX2+FMA+F16C) or
+    'avx512' (AVX512F/BW/VL; ops without AVX-512 kernels then run AVX2, see kernels.op_backends)."""
     from frugalnn import kernels
 
     return kernels.backend()
@@ -93,7 +96,12 @@ def render(data: dict) -> None:
     t.add_row("CPU", f"{c['model']} ({c['machine']}, {c['logical_cores']} logical cores)")
     t.add_row("CPU features", " ".join(c["features"]) or "-")
     t.add_row("kernel backend", f"{data['kernel_backend']} (available: {', '.join(data['available_backends'])}; "
-                                "FRUGALNN_KERNELS=serial|avx2 overrides)")
+                                "FRUGALNN_KERNELS=serial|avx2|avx512 overrides)")
+    if "avx512" in data["available_backends"]:
+        t.add_row("AVX-512 VNNI", "yes" if data.get("avx512_vnni") else "no")
+    ops = data.get("op_backends", {})
+    if ops:
+        t.add_row("backend per op", ", ".join(f"{op}: {be}" for op, be in sorted(ops.items())))
     t.add_row("threads", f"{data['threads']} by default (hardware: {data['hardware_threads']})")
     t.add_row("python", f"{data['python']} on {data['platform']}")
     for name, version in data["versions"].items():

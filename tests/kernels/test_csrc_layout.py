@@ -1,5 +1,6 @@
 """csrc/<op>/ uses the same file names for the same roles, and includes point one way
-(csrc/README.md): bind.cpp -> driver.h -> avx2.h -> serial.h -> layout.h -> common/*."""
+(csrc/README.md): bind.cpp -> driver.h -> avx512.h -> avx2.h -> serial.h -> layout.h -> common/*
+(avx512.h and layout.h optional)."""
 import re
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 CSRC = Path(__file__).parents[2] / "csrc"
 OPS = sorted(p.name for p in CSRC.iterdir() if p.is_dir() and p.name != "common")
-LEVEL = {"bind.cpp": 4, "driver.h": 3, "avx2.h": 2, "serial.h": 1, "layout.h": 0}
+LEVEL = {"bind.cpp": 5, "driver.h": 4, "avx512.h": 3, "avx2.h": 2, "serial.h": 1, "layout.h": 0}
 REQUIRED = {"bind.cpp", "driver.h", "avx2.h", "serial.h"}
 # The only include that crosses ops: the Llama decoder's LUT layers call the T-MAC driver (an entry
 # point, not kernels), and layout.h of any op is a contract others may read.
@@ -66,8 +67,24 @@ def test_the_rule_catches_a_kernel_that_includes_its_driver(tmp_path):
     (bad / "serial.h").write_text('#include "op/driver.h"\n#include "other/avx2.h"\n#include "common/arrays.h"\n')
     (bad / "matmul.h").write_text("")
     assert violations(bad) == [
-        "op/matmul.h (not one of ['avx2.h', 'bind.cpp', 'driver.h', 'layout.h', 'serial.h'])",
+        "op/matmul.h (not one of ['avx2.h', 'avx512.h', 'bind.cpp', 'driver.h', 'layout.h', 'serial.h'])",
         "op/serial.h -> op/driver.h (points up or sideways)",
         "op/serial.h -> other/avx2.h (another op's file)",
         "op/serial.h -> common/arrays.h (only bindings see nanobind)",
     ]
+
+
+def test_the_rule_lets_avx512_use_avx2_but_not_the_reverse(tmp_path):
+    op = tmp_path / "op"
+    op.mkdir()
+    (op / "avx512.h").write_text('#include "op/avx2.h"\n#include "op/serial.h"\n#include "op/layout.h"\n')
+    (op / "avx2.h").write_text('#include "op/avx512.h"\n')
+    (op / "driver.h").write_text('#include "op/avx512.h"\n#include "op/avx2.h"\n')
+    assert violations(op) == ["op/avx2.h -> op/avx512.h (points up or sideways)"]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_avx512_kernels_carry_their_target_attribute(op):
+    f = CSRC / op / "avx512.h"
+    if f.exists():
+        assert "FRUGALNN_AVX512" in f.read_text() and "#if FRUGALNN_X86" in f.read_text()

@@ -8,7 +8,7 @@ subprocess that resets Linux's resident-memory high-water mark (VmHWM, via /proc
 once the inputs exist and reports how far one call raises it -- the real extra memory of the
 call, output included, not a formula. Linux only (like the rest of the benchmarks' machines).
 
-    frugalnn bench fusemax [--quick] [--threads 1 2] [--max-seq 32768] [--no-memory]
+    frugalnn bench fusemax [--quick] [--threads 1 2] [--min-seq 512] [--max-seq 32768] [--no-memory] [--no-naive]
 """
 from __future__ import annotations
 
@@ -96,13 +96,21 @@ def implementations(q, k, v, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from frugalnn.kernels import other_backends, use_backend
     from frugalnn.kernels.attention import fused_attention
 
-    return {
+    def on(backend):
+        with use_backend(backend):
+            return fused_attention(q, k, v, threads=threads)
+
+    fns = {
         "torch SDPA": lambda: F.scaled_dot_product_attention(q, k, v),
-        "fused 1-pass (ours)": lambda: fused_attention(q, k, v, threads=threads),
-        "naive 3-pass": lambda: naive_three_pass(q, k, v),
+        "fused 1-pass (ours)": lambda: fused_attention(q, k, v, threads=threads),  # the active backend
     }
+    for backend in other_backends():  # e.g. avx2 beside avx512: the backend's own gain, same run
+        fns[f"fused 1-pass (ours, {backend})"] = lambda backend=backend: on(backend)
+    fns["naive 3-pass"] = lambda: naive_three_pass(q, k, v)
+    return fns
 
 
 def measure_memory(impl: str, seq: int, d: int, threads: int) -> int | None:
@@ -117,6 +125,8 @@ def measure_memory(impl: str, seq: int, d: int, threads: int) -> int | None:
 def _add_arguments(parser) -> None:
     parser.add_argument("--max-seq", type=int, default=max(SEQS), help="longest sequence (default 32768)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-case memory subprocesses")
+    parser.add_argument("--min-seq", type=int, default=min(SEQS), help="shortest sequence (default 512)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive 3-pass (GiBs of scores past 8K)")
 
 
 @benchmark("fusemax", "fused 1-pass attention vs torch SDPA vs naive 3-pass: time and peak extra memory",
@@ -125,26 +135,31 @@ def bench_attention(args: BenchArgs) -> BenchReport:
     from frugalnn.kernels.attention import workspace_bytes
 
     max_seq = int(args.options.get("max_seq") or max(SEQS))
-    seqs = [s for s in SEQS if s <= (2048 if args.quick else max_seq)]
+    min_seq = int(args.options.get("min_seq") or min(SEQS))
+    seqs = [s for s in SEQS if min_seq <= s <= (2048 if args.quick else max_seq)] or [min(SEQS)]
     dims = (64,) if args.quick else DIMS
     memory = not args.options.get("no_memory", False)
     report = BenchReport("fusemax", baseline=BASELINE)
+    from frugalnn.kernels import other_backends
+
     report.meta.update(torch_cpu_capability=info.torch_isa(), frugalnn_kernels=info.kernel_isa(),
-                       check_bound=CHECK_BOUND)
+                       also_timed_backends=list(other_backends()), check_bound=CHECK_BOUND)
     report.notes.append(
         "One head, batch 1, float32, non-causal. 'x vs torch SDPA' > 1 means faster than torch. Before timing, "
         f"every case checks each output against torch SDPA (and float64 up to seq {FLOAT64_MAX_SEQ}): max relative "
         f"error <= {CHECK_BOUND:g} or the run stops. Extra memory: peak RSS growth of one call in a fresh process "
         f"(output included); the fused kernel's own scratch is {workspace_bytes(64) // 1024} KiB (d=64) / "
         f"{workspace_bytes(128) // 1024} KiB (d=128) per thread at any length. torch used its {info.torch_isa()} "
-        f"kernels; ours the frugalnn '{info.kernel_isa()}' backend.")
+        f"kernels; 'fused 1-pass (ours)' the frugalnn '{info.kernel_isa()}' backend, 'fused 1-pass (ours, X)' "
+        "the X backend in the same run.")
     for threads in args.threads:
         with torch_threads(threads):
             for d in dims:
                 for seq in seqs:
                     q, k, v = make_inputs(seq, d)
                     fns = implementations(q, k, v, threads)
-                    if 3 * seq * seq * 4 > NAIVE_LIMIT_BYTES:
+                    skip_naive = args.options.get("no_naive", False)
+                    if skip_naive or 3 * seq * seq * 4 > NAIVE_LIMIT_BYTES:
                         del fns["naive 3-pass"]
                     case = f"seq {seq} d {d}"
                     errors = check_outputs(fns, q, k, v, case)
@@ -158,6 +173,6 @@ def bench_attention(args: BenchArgs) -> BenchReport:
                         if memory:
                             row.extra["extra MiB"] = measure_memory(row.impl, seq, d, threads) / 2**20
                     if "naive 3-pass" not in fns:
-                        report.add_not_measured(case, "naive 3-pass", threads, f"its score matrices would need "
-                                                f"{3 * seq * seq * 4 / 2**30:.0f} GiB")
+                        report.add_not_measured(case, "naive 3-pass", threads, "skipped (--no-naive)" if skip_naive
+                                                else f"its score matrices would need {3 * seq * seq * 4 / 2**30:.0f} GiB")
     return report

@@ -1,8 +1,9 @@
 """Thin wrappers over the compiled core, plus the numpy reference of every kernel.
 
-The backend (serial reference or AVX2) is picked at import from the CPU's features; the
-environment variable FRUGALNN_KERNELS=serial|avx2|auto overrides it, and `use_backend` switches
-it for a block of code (tests run every kernel under both).
+The backend (serial reference, AVX2 or AVX-512) is picked at import from the CPU's features (the
+best one it has); the environment variable FRUGALNN_KERNELS=serial|avx2|avx512|auto overrides it,
+and `use_backend` switches it for a block of code (tests run every kernel under each available one).
+Under avx512 an op without AVX-512 kernels runs its AVX2 ones (`op_backends` says which).
 """
 from __future__ import annotations
 
@@ -12,22 +13,37 @@ from typing import Iterator
 
 from frugalnn import _core
 
-BACKENDS = ("serial", "avx2")
+BACKENDS = ("serial", "avx2", "avx512")
+# Why a backend is not available here (the test fixture's skip reason; tests/skip_policy.py allows "CPU").
+MISSING_REASON = {"avx2": "CPU lacks AVX2/FMA/F16C/BMI2", "avx512": "CPU lacks AVX-512 (AVX512F/BW/VL/DQ)"}
 
 
 def available_backends() -> tuple[str, ...]:
-    return BACKENDS if _core.cpu_supports_avx2() else ("serial",)
+    have = {"serial": True, "avx2": _core.cpu_supports_avx2(), "avx512": _core.cpu_supports_avx512()}
+    return tuple(b for b in BACKENDS if have[b])
+
+
+def op_backends() -> dict[str, str]:
+    """Per compiled op, the backend its kernels run under the active backend (avx512 -> avx2 fallback)."""
+    return dict(_core.op_backends())
 
 
 def backend() -> str:
     return _core.backend()
 
 
+def other_backends() -> tuple[str, ...]:
+    """The vectorised backends available here besides the active one: benches time them in the same run,
+    so the gain of a backend (avx512 over avx2) is visible beside the race."""
+    return tuple(b for b in available_backends() if b not in ("serial", backend()))
+
+
 def set_backend(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
     if name not in available_backends():
-        raise ValueError(f"backend {name!r} is not available on this CPU (available: {available_backends()})")
+        raise ValueError(f"backend {name!r} is not available on this CPU: {MISSING_REASON[name]} "
+                         f"(available: {available_backends()})")
     _core.set_backend(name)
 
 
@@ -46,7 +62,7 @@ def _apply_environment() -> None:
     if choice == "auto":
         return
     if choice not in BACKENDS:
-        raise ValueError(f"FRUGALNN_KERNELS: expected 'serial', 'avx2' or 'auto', got {choice!r}")
+        raise ValueError(f"FRUGALNN_KERNELS: expected 'serial', 'avx2', 'avx512' or 'auto', got {choice!r}")
     set_backend(choice)
 
 

@@ -58,10 +58,13 @@ def naive_lmul_matmul(a, b, mantissa_bits: int = MANTISSA_BITS, offset: int | No
     return out
 
 
+def _square_cases(sizes):
+    return [(f"square {n}", 1, n, n, n, False, n <= 1024) for n in sizes]
+
+
 def _cases(quick: bool):
     """(name, batch, M, K, N, transpose_b, time the naive emulation)."""
-    square = (256, 512) if quick else (512, 1024, 2048, 4096)
-    cases = [(f"square {n}", 1, n, n, n, False, n <= 1024) for n in square]
+    cases = _square_cases((256, 512) if quick else (512, 1024, 2048, 4096))
     heads, seq = (4, 128) if quick else (12, 512)
     cases += [
         (f"attention QK^T {heads}x{seq}x64", heads, seq, 64, seq, True, True),
@@ -116,7 +119,13 @@ class Sample:
         return np.asarray(y)[:, self.rows]
 
 
-@benchmark("lmul", "L-Mul matmul: our kernel vs naive torch bit-manipulation emulation vs fp32 torch matmul")
+def _add_arguments(parser) -> None:
+    parser.add_argument("--square", type=int, nargs="+", default=None,
+                        help="time only these square sizes (e.g. 1024 for the 1024^3 race)")
+
+
+@benchmark("lmul", "L-Mul matmul: our kernel vs naive torch bit-manipulation emulation vs fp32 torch matmul",
+           _add_arguments)
 def bench_lmul(args: BenchArgs) -> BenchReport:
     import torch
 
@@ -133,7 +142,8 @@ def bench_lmul(args: BenchArgs) -> BenchReport:
                         "on the sampled rows, the naive emulation and torch within the float32 summation-order "
                         f"bound 2 (K-1) 2^-24 sum|a||b| (x{LMUL_MAGNITUDE} for L-Mul products). {info.machine_line()}.")
     rng = np.random.default_rng(0)
-    for name, batch, m, k, n, transpose_b, with_naive in _cases(args.quick):
+    for name, batch, m, k, n, transpose_b, with_naive in (_square_cases(args.options["square"]) if args.options.get("square")
+                                                           else _cases(args.quick)):
         a = rng.standard_normal((batch, m, k)).astype(np.float32)
         b = rng.standard_normal((batch, n, k) if transpose_b else (batch, k, n)).astype(np.float32)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)

@@ -119,8 +119,13 @@ def race(case: str, w_float: np.ndarray, x: np.ndarray, bits_list, threads: int,
     None with `peer_missing` saying why."""
     import torch
 
+    from frugalnn.kernels import other_backends, use_backend
     from frugalnn.threads import torch_threads
     from frugalnn.tmac import LUTWeight, matmul
+
+    def on(backend, w):
+        with use_backend(backend):
+            return matmul(xv, w, threads=threads)
 
     n, k = x.shape
     m = w_float.shape[0]
@@ -135,6 +140,9 @@ def race(case: str, w_float: np.ndarray, x: np.ndarray, bits_list, threads: int,
         held = cache(w.dequantize)  # shared by ours and torch dequant: both multiply by these weights
         contenders.append(_Contender(impl_name(bits), lambda w=w: matmul(xv, w, threads=threads), held,
                                      TABLE_NMSE_BOUND, w.bits_per_weight))
+        for backend in other_backends():  # e.g. avx2 beside avx512, same run: the backend's own gain
+            contenders.append(_Contender(f"{impl_name(bits)} ({backend})", lambda w=w, b=backend: on(b, w), held,
+                                         TABLE_NMSE_BOUND, w.bits_per_weight))
         if with_dequant and bits in (2, 4, "ternary"):
             deq = _Dequant(w)
             contenders.append(_Contender(f"torch dequant {bits}", lambda d=deq: d(xt), held,
@@ -226,12 +234,17 @@ def _bits_arg(values):
 def _provenance(report: BenchReport, peer, peer_missing: str) -> None:
     from frugalnn import info
 
-    report.meta["ours"] = {"kernel_isa": info.kernel_isa()}
+    from frugalnn.kernels import other_backends
+
+    report.meta["ours"] = {"kernel_isa": info.kernel_isa(), "also_timed_backends": list(other_backends()),
+                           "cpu_avx512_vnni": info.collect()["avx512_vnni"]}
     report.meta["torch"] = {"isa": info.torch_isa(), "version": info.package_version("torch")}
     if peer is None:
         report.meta["llama.cpp"] = {"not measured": peer_missing}
         return
-    report.meta["llama.cpp"] = {"lib": str(peer.lib_dir), "features": peer.features(),
+    features = peer.features()
+    report.meta["llama.cpp"] = {"lib": str(peer.lib_dir), "features": features,
+                                "isa": {f: features.get(f) for f in ("avx2", "avx512", "avx512_vnni")},
                                 "ggml": peer.version(), "llama_cpp_python": info.package_version("llama_cpp_python")}
 
 
@@ -239,7 +252,7 @@ def _add_rows(report: BenchReport, r: Race, bits_list, label: str) -> None:
     for name, t in r.timings.items():
         extra = {"bits/weight": r.bits_per_weight[name], "nmse vs fp32": r.nmse_vs_fp32[name],
                  "check nmse": r.check_nmse[name]}
-        bits = next((b for b in bits_list if impl_name(b) == name), None)
+        bits = next((b for b in bits_list if name == impl_name(b) or name.startswith(impl_name(b) + " (")), None)
         if bits is not None:
             extra["x vs dequant"] = r.speedup(name, f"torch dequant {bits}")
             for qt in PEER_TYPES[bits]:
