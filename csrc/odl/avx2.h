@@ -166,6 +166,47 @@ FRUGALNN_AVX2 void matmul_cols(const float* apk, const T* b, int64_t sbk, int64_
   }
 }
 
+// The dot-product kernel (fp32 only): C[i, j] = sum_k A[i*sam + k] B[j*sbn + k] when both operands
+// are contiguous along k (the weight gradient dY . col^T): 8-lane partial sums, no packing, then a
+// horizontal add and the scalar tail. Its summation order differs from the serial loop's (fp32
+// results agree within rounding; fp16 storage never comes here, so its bit-exactness holds).
+template <int R, int C>
+FRUGALNN_AVX2 void dot_tile(const float* a, int64_t sam, const float* b, int64_t sbn, int64_t k, float* c, int64_t n) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_ps();
+  int64_t q = 0;
+  for (; q + 8 <= k; q += 8) {
+    __m256 av[R];
+    for (int r = 0; r < R; ++r) av[r] = _mm256_loadu_ps(a + r * sam + q);
+    for (int j = 0; j < C; ++j) {
+      const __m256 bv = _mm256_loadu_ps(b + j * sbn + q);
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) {
+      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r][j]), _mm256_extractf128_ps(acc[r][j], 1));
+      const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+      for (int64_t t = q; t < k; ++t) sum += a[r * sam + t] * b[j * sbn + t];
+      c[r * n + j] = sum;
+    }
+}
+
+// Columns [n_lo, n_hi) with 2 x 4 dot tiles (1 x 1 at the edges).
+FRUGALNN_AVX2 inline void dot_cols(const float* a, int64_t sam, const float* b, int64_t sbn, float* c, int64_t m,
+                                   int64_t n, int64_t k, int64_t n_lo, int64_t n_hi) {
+  int64_t i = 0;
+  for (; i + 2 <= m; i += 2) {
+    int64_t j = n_lo;
+    for (; j + 4 <= n_hi; j += 4) dot_tile<2, 4>(a + i * sam, sam, b + j * sbn, sbn, k, c + i * n + j, n);
+    for (; j < n_hi; ++j) dot_tile<2, 1>(a + i * sam, sam, b + j * sbn, sbn, k, c + i * n + j, n);
+  }
+  for (; i < m; ++i)
+    for (int64_t j = n_lo; j < n_hi; ++j) dot_tile<1, 1>(a + i * sam, sam, b + j * sbn, sbn, k, c + i * n + j, n);
+}
+
 }  // namespace avx2
 }  // namespace odl
 }  // namespace frugalnn

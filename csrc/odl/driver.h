@@ -39,7 +39,19 @@ void matmul(const T* a, int64_t sam, int64_t sak, const T* b, int64_t sbk, int64
             int64_t k, bool acc16, int id, int threads) {
   if (m == 0 || n == 0) return;
 #if FRUGALNN_X86
-  if (id > 0 && id < kNumKernels && use_avx2()) {
+  if (id == kDotKernel && use_avx2()) {
+    if constexpr (sizeof(T) == 4) {
+      if (sak == 1 && sbk == 1 && k >= 8) {
+        parallel_range(n, threads, 16, [&](int64_t lo, int64_t hi) {
+          avx2::dot_cols(reinterpret_cast<const float*>(a), sam, reinterpret_cast<const float*>(b), sbn,
+                         reinterpret_cast<float*>(c), m, n, k, lo, hi);
+        });
+        return;
+      }
+    }
+    id = kDefaultKernel;
+  }
+  if (id > 0 && id < kNumTiles && use_avx2()) {
     const int64_t mr = kTiles[id].mr, nr = kTiles[id].nv * 8;
     const int64_t m_pad = (m + mr - 1) / mr * mr;
     thread_local std::vector<float> apk;
@@ -61,6 +73,27 @@ void matmul(const T* a, int64_t sam, int64_t sak, const T* b, int64_t sbk, int64
   parallel_range(n, threads, 16, [&](int64_t lo, int64_t hi) {
     serial::matmul(a, sam, sak, b, sbk, sbn, c, m, n, k, acc16, lo, hi);
   });
+}
+
+// The input gradient of a stride-1 conv as the paper writes it: one matmul
+//   dX[Cin, H*W] = blocktranspose(W)[Cin, Cout*Kh*Kw] . im2col(dY, flipped padding)
+// where blocktranspose swaps Cin / Cout and rotates each kernel by 180 degrees, and dY is padded by
+// (Kh-1-top, Kw-1-left, Kh-1-bottom, Kw-1-right). Same MACs as W^T . dY + col2im, but with the
+// forward's good shape (K = Cout*Kh*Kw instead of K = Cout) and no scattered col2im adds.
+inline Geom transposed_geom(const Geom& g) {
+  Geom t;
+  t.cin = g.cout, t.h = g.ho(), t.w = g.wo(), t.cout = g.cin, t.kh = g.kh, t.kw = g.kw, t.stride = 1;
+  t.pt = g.kh - 1 - g.pt, t.pl = g.kw - 1 - g.pl, t.pb = g.kh - 1 - g.pb, t.pr = g.kw - 1 - g.pr;
+  return t;
+}
+inline bool igrad_as_conv(const Geom& g) { return g.stride == 1 && !g.depthwise() && !g.identity_col(); }
+
+template <class T>
+void blocktranspose(const T* w, const Geom& g, T* wt) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t o = 0; o < g.cout; ++o)
+    for (int64_t c = 0; c < g.cin; ++c)
+      for (int64_t t = 0; t < taps; ++t) wt[(c * g.cout + o) * taps + (taps - 1 - t)] = w[(o * g.cin + c) * taps + t];
 }
 
 enum class Kind : int { Conv = 0, Linear = 1, Relu = 2, AvgPool = 3, MaxPool = 4, Add = 5 };
@@ -136,7 +169,11 @@ class Engine {
   int64_t col_floats() const {
     int64_t most = 0;
     for (const Node& nd : nodes)
-      if (nd.kind == Kind::Conv) most = std::max(most, nd.g.cin * nd.g.kh * nd.g.kw * nd.g.p());
+      if (nd.kind == Kind::Conv) {
+        most = std::max(most, nd.g.cin * nd.g.kh * nd.g.kw * nd.g.p());
+        if (igrad_as_conv(nd.g))
+          most = std::max({most, nd.g.cout * nd.g.kh * nd.g.kw * nd.g.h * nd.g.w, nd.g.cin * nd.g.h * nd.g.w});
+      }
       else if (nd.kind == Kind::Linear) most = std::max(most, values[nd.in0].s.size());
     return most;
   }
@@ -150,7 +187,10 @@ class Engine {
         const int64_t co = nd.g.cout, k = nd.g.k(), p = nd.g.p();
         out.push_back({id, 0, co, p, k, false, false});
         out.push_back({id, 1, co, k, p, false, true});
-        if (values[nd.in0].needs_grad || input_grad) out.push_back({id, 2, k, p, co, true, false});
+        if (values[nd.in0].needs_grad || input_grad) {
+          if (igrad_as_conv(nd.g)) out.push_back({id, 2, nd.g.cin, nd.g.h * nd.g.w, k * co / nd.g.cin, false, false});
+          else out.push_back({id, 2, k, p, co, true, false});
+        }
       } else if (nd.kind == Kind::Linear) {
         const int64_t o = values[nd.out].s.size(), in = values[nd.in0].s.size();
         out.push_back({id, 0, o, 1, in, false, false});
@@ -264,7 +304,15 @@ class Engine {
           }
           const int64_t co = g.cout, k = g.k(), pp = g.p();
           matmul(y.grad.data(), pp, 1, col, 1, pp, p.gw.data(), co, k, pp, acc16, nd.kernel[1], threads);
-          if (dx_wanted) {
+          if (dx_wanted && igrad_as_conv(g)) {
+            const Geom t = transposed_geom(g);
+            wt.resize(static_cast<size_t>(co * k));
+            blocktranspose(p.w.data(), g, wt.data());
+            serial::im2col(y.grad.data(), t, scratch.data());
+            matmul(wt.data(), t.k(), 1, scratch.data(), t.p(), 1, dscratch.data(), g.cin, t.p(), t.k(), acc16,
+                   nd.kernel[2], threads);
+            serial::add_into(dscratch.data(), x.s.size(), x.grad.data());
+          } else if (dx_wanted) {
             matmul(p.w.data(), 1, k, y.grad.data(), pp, 1, dscratch.data(), k, pp, co, acc16, nd.kernel[2], threads);
             if (g.identity_col()) serial::add_into(dscratch.data(), x.s.size(), x.grad.data());
             else serial::col2im_add(dscratch.data(), g, x.grad.data());
@@ -327,11 +375,15 @@ class Engine {
     for (const Value& v : values) n += 2 * v.s.size();
     for (const Param& p : params) n += (momentum ? 3 : 2) * (p.w_size + p.b_size);
     n += 2 * col_floats();
+    int64_t wt_most = 0;  // the blocktransposed weight, sized for the largest stride-1 conv
+    for (const Node& nd : nodes)
+      if (nd.kind == Kind::Conv && igrad_as_conv(nd.g)) wt_most = std::max(wt_most, nd.g.cout * nd.g.k());
+    n += wt_most;
     return n * static_cast<int64_t>(sizeof(T)) + 3 * plane_floats() * 4;
   }
 
  private:
-  std::vector<T> scratch, dscratch;
+  std::vector<T> scratch, dscratch, wt;  // wt: the blocktransposed weight of a stride-1 input grad
   std::vector<float> plane;  // depthwise sums of one channel
 };
 

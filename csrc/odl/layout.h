@@ -44,7 +44,11 @@ struct Tile {
   int mr, nv;
 };
 constexpr Tile kTiles[] = {{0, 0}, {1, 1}, {4, 1}, {8, 1}, {2, 2}, {4, 2}, {6, 2}, {3, 3}, {4, 3}, {1, 4}};
-constexpr int kNumKernels = sizeof(kTiles) / sizeof(kTiles[0]);
+constexpr int kNumTiles = sizeof(kTiles) / sizeof(kTiles[0]);
+// One more member: the AVX2 dot-product kernel for fp32 operands that are both contiguous along K
+// (avx2.h dot_cols); for any other call it runs as kDefaultKernel.
+constexpr int kDotKernel = kNumTiles;
+constexpr int kNumKernels = kNumTiles + 1;
 constexpr int kDefaultKernel = 5;  // 4 x 16: a good all-rounder before tuning
 
 }  // namespace odl

@@ -1,7 +1,7 @@
 """The ODL matmul kernel family (csrc/odl): out = op(a) @ op(b) for float32 or float16 operands.
 
-`kernel` picks one member of the family (0: the serial loops; 1..: AVX2 register tiles MR x 8*NV,
-`tiles()`); -1 is the default tile. fp16 operands are passed to the core as their uint16 bits;
+`kernel` picks one member of the family (0: the serial loops; 1..9: AVX2 register tiles MR x 8*NV;
+10: an fp32 dot-product kernel when both operands are contiguous along K; `tiles()`); -1 is the default tile. fp16 operands are passed to the core as their uint16 bits;
 `acc16` accumulates in fp16 (rounding after every k). The numpy twin is `odl_ref.matmul`.
 """
 from __future__ import annotations
@@ -12,11 +12,13 @@ from frugalnn import _core
 from frugalnn._arrays import threads_arg
 
 TILES = ((0, 0), (1, 1), (4, 1), (8, 1), (2, 2), (4, 2), (6, 2), (3, 3), (4, 3), (1, 4))  # csrc/odl/layout.h kTiles
+DOT_KERNEL = len(TILES)  # fp32, both operands contiguous along K (else the default tile runs)
 
 
 def tiles() -> dict[int, str]:
-    """Kernel id -> its name ('serial' or 'MRxNR')."""
-    return {i: "serial" if mr == 0 else f"{mr}x{8 * nv}" for i, (mr, nv) in enumerate(TILES)}
+    """Kernel id -> its name ('serial', 'MRxNR' register tile, or 'dot 2x4')."""
+    return {**{i: "serial" if mr == 0 else f"{mr}x{8 * nv}" for i, (mr, nv) in enumerate(TILES)},
+            DOT_KERNEL: "dot 2x4"}
 
 
 def _bits(x: np.ndarray, name: str) -> np.ndarray:

@@ -19,7 +19,7 @@ from frugalnn.kernels import backend
 from frugalnn.kernels import odl as kodl
 from frugalnn.tmac.tune import _cpu_model  # noqa: F401  (same CPU key as the T-MAC tuner)
 
-VERSION = 1
+VERSION = 2  # bump when the kernel family changes: old cache entries are ignored
 _MEMORY: dict[str, int] = {}
 
 
