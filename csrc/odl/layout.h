@@ -8,9 +8,11 @@
 // Every conv step is one matmul (groups == 1):
 //   forward      Y[Cout, P]   = W[Cout, K] . col[K, P]            (K = Cin*Kh*Kw, P = Ho*Wo)
 //   weight grad  dW[Cout, K]  = dY[Cout, P] . col[K, P]^T
-//   input grad   dcol[K, P]   = W[Cout, K]^T . dY[Cout, P], then col2im adds dcol into dX
-// (the paper's blocktranspose(W) . im2row(pad(dY)) is the same MACs; col2im needs no dilation at
-// stride 2). Depthwise (groups == Cin == Cout) runs per channel as direct loops.
+//   input grad   stride 1: dX[Cin, H*W] = blocktranspose(W)[Cin, Cout*Kh*Kw] . im2col(dY, flipped pads)
+//                (the paper's form; driver.h transposed_geom), then added into dX;
+//                stride > 1: dcol[K, P] = W[Cout, K]^T . dY[Cout, P], then col2im adds dcol into dX
+//                (the same MACs, and no dilated dY).
+// Depthwise (groups == Cin == Cout) runs per channel: wide-row loops at stride 1, im2col otherwise.
 //
 // Role: layout (conv geometry, storage types, the kernel family's tile table; no arithmetic).
 // Checked against: frugalnn/kernels/odl_ref.py and torch autograd (tests/odl/test_primitives.py).

@@ -62,13 +62,19 @@ LAYERS = {
 def test_fp32_step_matches_torch_autograd(backend, name):
     model, shape = LAYERS[name]
     model = randomize_bn(model)
+    eng, x = assert_fp32_step_matches(model, shape)
+    assert rel_err(eng.forward(x)[0].numpy(), fold_forward(model, x)) < 1e-5
+
+
+def assert_fp32_step_matches(model, shape):
+    """Loss, every weight / bias gradient and the input gradient within 1e-5 of float64 torch."""
     eng, x, y, loss, grads, dx = engine_grads(model, shape)
     t_loss, t_grads, t_dx = torch_grads(model, eng.links, x, y)
     assert loss == pytest.approx(t_loss, rel=1e-5)
     for (w, b), (tw, tb) in zip(grads, t_grads):
         assert rel_err(w, tw) < 1e-5 and rel_err(b, tb) < 1e-5
     assert rel_err(dx, t_dx) < 1e-5
-    assert rel_err(eng.forward(x)[0].numpy(), fold_forward(model, x)) < 1e-5
+    return eng, x
 
 
 def fold_forward(model, x):
@@ -96,13 +102,7 @@ def test_fp16_step_within_sqrt_k_of_torch_half(backend, name, accumulate):
 @pytest.mark.parametrize("ctor", [tiny.resnet8, tiny.dscnn])
 def test_whole_models_fp32(backend, ctor):
     model = randomize_bn(ctor())
-    shape = tuple(tiny.example_input(model).shape[1:])
-    eng, x, y, loss, grads, dx = engine_grads(model, shape)
-    t_loss, t_grads, t_dx = torch_grads(model, eng.links, x, y)
-    assert loss == pytest.approx(t_loss, rel=1e-5)
-    for (w, b), (tw, tb) in zip(grads, t_grads):
-        assert rel_err(w, tw) < 1e-5 and rel_err(b, tb) < 1e-5
-    assert rel_err(dx, t_dx) < 1e-5
+    assert_fp32_step_matches(model, tuple(tiny.example_input(model).shape[1:]))
 
 
 @pytest.mark.parametrize("ctor", [tiny.resnet8, tiny.dscnn])

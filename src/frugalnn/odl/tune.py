@@ -17,10 +17,18 @@ import numpy as np
 from frugalnn import _core
 from frugalnn.kernels import backend
 from frugalnn.kernels import odl as kodl
-from frugalnn.tmac.tune import _cpu_model  # noqa: F401  (same CPU key as the T-MAC tuner)
+
+import functools
 
 VERSION = 2  # bump when the kernel family changes: old cache entries are ignored
 _MEMORY: dict[str, int] = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_model() -> str:
+    from frugalnn import info
+
+    return info.cpu()["model"]
 
 
 def cache_path() -> Path:
