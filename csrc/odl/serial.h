@@ -132,14 +132,19 @@ void im2col(const T* x, const Geom& g, T* col) {
         for (int64_t oy = 0; oy < ho; ++oy, out += wo) {
           const int64_t y = oy * g.stride + i - g.pt;
           if (y < 0 || y >= g.h) {
-            std::fill(out, out + wo, T(0));
+            for (int64_t ox = 0; ox < wo; ++ox) out[ox] = T(0);
             continue;
           }
           const T* src = x + (c * g.h + y) * g.w + lo * g.stride + j - g.pl;
-          std::fill(out, out + lo, T(0));
-          if (g.stride == 1) std::copy(src, src + (hi - lo), out + lo);
-          else for (int64_t ox = lo; ox < hi; ++ox, src += g.stride) out[ox] = *src;
-          std::fill(out + hi, out + wo, T(0));
+          // plain loops, not std::fill / std::copy: rows are 5..32 wide, where a memmove call per
+          // row costs more than the copy
+          for (int64_t ox = 0; ox < lo; ++ox) out[ox] = T(0);
+          if (g.stride == 1) {
+            for (int64_t ox = lo; ox < hi; ++ox) out[ox] = src[ox - lo];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox, src += g.stride) out[ox] = *src;
+          }
+          for (int64_t ox = hi; ox < wo; ++ox) out[ox] = T(0);
         }
       }
 }
