@@ -54,7 +54,7 @@ class DeltaActivation(nn.Module):
             raise ValueError(f"DeltaActivation({self.channels}): expected [N, {self.channels}, ...], got {tuple(x.shape)}")
         q = self.step.view(1, -1, *([1] * (x.dim() - 2)))
         y = q * round_ste(x / q)
-        if self.recording and self.training:
+        if self.recording:
             self.last = y
         return y
 
