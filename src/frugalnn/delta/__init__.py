@@ -26,7 +26,7 @@ def __getattr__(name: str):
 
         return getattr(sparsity, name)
     if name in _COMPILE:
-        from frugalnn.delta import compile as _c
+        from frugalnn.delta import engine as _c
 
         return getattr(_c, name)
     raise AttributeError(f"module 'frugalnn.delta' has no attribute {name!r}")

@@ -174,3 +174,20 @@ def clip_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the time-averaged softmax (the paper's task loss) for logits [B, T, K]."""
     p = F.softmax(logits, dim=-1).mean(1)
     return F.nll_loss(torch.log(p.clamp_min(1e-12)), y)
+
+
+class not_recording:
+    """Within the block the model's delta layers keep their recorded clip (probe runs leave it alone)."""
+
+    def __init__(self, model: nn.Module):
+        self.layers = delta_layers(model)
+
+    def __enter__(self):
+        self.saved = [m.recording for m in self.layers]
+        for m in self.layers:
+            m.recording = False
+        return self
+
+    def __exit__(self, *exc):
+        for m, r in zip(self.layers, self.saved):
+            m.recording = r

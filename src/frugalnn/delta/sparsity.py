@@ -16,7 +16,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from frugalnn.delta.nn import Clips, DeltaActivation, delta_layers
+from frugalnn.delta.nn import Clips, DeltaActivation, delta_layers, not_recording
 
 FAN_OUTS = ("macs", "ones")
 
@@ -65,7 +65,7 @@ def fan_outs(cnn: nn.Module, frame_shape: tuple) -> dict[str, float]:
     was = cnn.training
     try:
         cnn.eval()
-        with torch.no_grad():
+        with torch.no_grad(), not_recording(cnn):
             prof = profile(cnn, torch.zeros(1, *frame_shape))
     finally:
         cnn.train(was)

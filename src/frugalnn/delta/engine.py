@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from frugalnn.delta.nn import Clips, DeltaActivation
+from frugalnn.delta.nn import Clips, DeltaActivation, not_recording
 from frugalnn.delta.sparsity import trace
 from frugalnn.kernels import delta as kdelta
 from frugalnn.kernels.delta_ref import Program
@@ -82,7 +82,8 @@ def build_program(cnn: nn.Module, frame_shape: tuple, threshold: float = 0.0) ->
     cnn.eval()
     try:
         gm = trace(cnn)
-        ShapeProp(gm).propagate(torch.zeros(1, *frame_shape))
+        with torch.no_grad(), not_recording(cnn):
+            ShapeProp(gm).propagate(torch.zeros(1, *frame_shape))
     finally:
         cnn.train(was)
     mods = dict(gm.named_modules())
