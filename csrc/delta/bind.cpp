@@ -64,8 +64,8 @@ class PyEngine {
     if (weight.ndim() != 4) throw nb::value_error(("weight: expected [k, k, cin, cout], got " + shape_string(weight)).c_str());
     const int64_t k = static_cast<int64_t>(weight.shape(0));
     const float* w = typed<float>(weight, "weight", {k, k, S.c, D.c});
-    if (k < 1 || stride < 1 || pad < 0 || pad >= k)
-      throw nb::value_error(("conv: expected k >= 1, stride >= 1, 0 <= pad < k, got k=" + s(k) + ", stride=" + s(stride) +
+    if (k < 1 || k > 64 || stride < 1 || pad < 0 || pad >= k)
+      throw nb::value_error(("conv: expected 1 <= k <= 64, stride >= 1, 0 <= pad < k, got k=" + s(k) + ", stride=" + s(stride) +
                              ", pad=" + s(pad)).c_str());
     const int64_t ho = (S.h + 2 * pad - k) / stride + 1, wo = (S.w + 2 * pad - k) / stride + 1;
     if (S.h + 2 * pad < k || S.w + 2 * pad < k || ho != D.h || wo != D.w)

@@ -91,6 +91,19 @@ class Engine {
     return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(rows, threads)));
   }
 
+  // The taps t (and output coordinates o) of a conv edge that input coordinate y feeds, with o in
+  // [lo, hi): o * stride + t - pad = y. Returns how many (at most k).
+  static int64_t taps(int64_t y, const Edge& e, int64_t lo, int64_t hi, int64_t* t_out, int64_t* o_out) {
+    const int64_t r = y + e.pad, s = e.stride;
+    int64_t t = r % s, o = r / s, n = 0;  // t = r - o * s
+    for (; t < e.k && o >= 0; t += s, --o)
+      if (o >= lo && o < hi) {
+        t_out[n] = t;
+        o_out[n++] = o;
+      }
+    return n;
+  }
+
   static void scatter(const Edge& e, const Layer& src, Layer& dst, const Kernels& K, int threads) {
     const Deltas& d = src.out;
     const int64_t n = static_cast<int64_t>(d.idx.size());
@@ -113,26 +126,25 @@ class Engine {
     parallel_for(bands, bands, [&](int64_t b) {
       const int64_t lo = dst.h * b / bands, hi = dst.h * (b + 1) / bands;
       int64_t m = 0;
-      const int64_t k = e.k, s = e.stride, p = e.pad, cin = e.cin, cout = e.cout;
+      const int64_t k = e.k, cin = e.cin, cout = e.cout;
+      int64_t kys[64], oys[64], kxs[64], oxs[64];  // k <= 64 (checked by the binding)
       for (int64_t i = 0; i < n; ++i) {
-        const int64_t flat = d.idx[i], c = flat % cin, yx = flat / cin, y = yx / src.w, x = yx % src.w;
+        // one division per axis per delta: integer division dominated this loop when done per tap
+        const int64_t flat = d.idx[i], yx = flat / cin, c = flat - yx * cin, y = yx / src.w, x = yx - y * src.w;
+        const int64_t ny = taps(y, e, lo, hi, kys, oys);
+        if (!ny) continue;
+        const int64_t nx = taps(x, e, 0, dst.w, kxs, oxs);
         const double v = d.val[i];
-        for (int64_t ky = 0; ky < k; ++ky) {
-          const int64_t ty = y + p - ky;
-          if (ty < 0 || ty % s) continue;
-          const int64_t oy = ty / s;
-          if (oy < lo || oy >= hi) continue;
-          for (int64_t kx = 0; kx < k; ++kx) {
-            const int64_t tx = x + p - kx;
-            if (tx < 0 || tx % s) continue;
-            const int64_t ox = tx / s;
-            if (ox >= dst.w) continue;
-            const int64_t op = oy * dst.w + ox;
-            K.axpy(dst.state.data() + op * cout, e.w.data() + ((ky * k + kx) * cin + c) * cout, v, cout);
+        for (int64_t a = 0; a < ny; ++a) {
+          const float* wrow = e.w.data() + (kys[a] * k * cin + c) * cout;
+          const int64_t orow = oys[a] * dst.w;
+          for (int64_t bx = 0; bx < nx; ++bx) {
+            const int64_t op = orow + oxs[bx];
+            K.axpy(dst.state.data() + op * cout, wrow + kxs[bx] * cin * cout, v, cout);
             dst.dirty[op] = 1;
-            m += cout;
           }
         }
+        m += ny * nx * cout;
       }
       macs[b] = m;
     });
