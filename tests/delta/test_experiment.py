@@ -47,3 +47,18 @@ def test_speed_contenders_run():
     speed.engine_clip_fn(stream, clip)()
     speed.engine_clip_fn(stream, clip, dense=True)()
     assert stream.frames == 2
+
+
+def test_the_experiment_end_to_end_on_a_tiny_run(monkeypatch):
+    from frugalnn.delta import train as T
+    from frugalnn.report import Context
+
+    tiny = T.Sizes(n_train=16, n_test=4, test_frames=3, base_epochs=1, delta_epochs=1, batch=8, rates=(1.0,))
+    monkeypatch.setattr(experiment, "QUICK", tiny)
+    monkeypatch.setattr(experiment, "THRESHOLDS", (0.1, 0.4))
+    r = experiment.delta_sparsity(Context(quick=True))
+    by = {row.metric: row for row in r.rows}
+    assert by["engine output vs dense evaluation of the quantized network (max abs difference, one 3-frame clip)"] \
+        .verdict == "reproduced"
+    assert any(row.verdict == "not measured" and "real camera video" in row.metric for row in r.rows)
+    assert len(r.tables) == 4 and len(r.figures) == 1

@@ -138,8 +138,17 @@ def delta_sparsity(ctx) -> ExperimentResult:
         Row(TECHNIQUE, "delta_sparsity", f"delta model (rate {chosen['rate']:g}): clip accuracy", PAPER_ACC[1],
             round(chosen["clip_accuracy"], 2), "%", **measured(f"accuracy loss {loss_pp:.2f} pp")),
     ]
-    verdict = at_least(ratio, 3.0, full=1.0, partly=0.5) if within_loss else \
-        holds(False, f"no rate kept the accuracy loss <= {LOSS_PP} pp")
+    if noise > LOSS_PP:
+        # as in the DFP parity row: the test set's sampling noise alone exceeds the 2 pp rule, which cannot
+        # then be decided; full mode (600 clips) applies it whenever the noise is below it
+        verdict = measured(f"the accuracy half of the rule is undecidable here: the test-set binomial std "
+                           f"({noise:.1f} pp over {n_test} clips) exceeds {LOSS_PP} pp. Density ratio of the "
+                           f"lowest-density model within {LOSS_PP} pp (measured loss {loss_pp:.2f} pp): would be "
+                           f"{'REPRODUCED' if within_loss and ratio >= 3 else 'NOT REPRODUCED'} at >= 3x")
+    elif within_loss:
+        verdict = at_least(ratio, 3.0, full=1.0, partly=0.5)
+    else:
+        verdict = holds(False, f"no rate kept the accuracy loss <= {LOSS_PP} pp")
     verdict["rule"] += (f"; among rates {list(rates)} the lowest density within {LOSS_PP} pp of the baseline; "
                         f"test-set binomial std {noise:.1f} pp")
     rows.append(Row(TECHNIQUE, "delta_sparsity", "density reduction (spatial / temporal) at <= 2 pp accuracy loss",
@@ -172,14 +181,14 @@ def delta_sparsity(ctx) -> ExperimentResult:
     rows.append(Row(TECHNIQUE, "delta_sparsity", "threshold-only baseline (no training) at matched density: clip "
                     "accuracy", None, round(match["clip_accuracy"], 2), "%",
                     **measured(f"threshold {match['threshold']} gives density {match['density']:.4f}; the trained "
-                               f"delta model on the same {n_eng} clips: density {d_eng['density']:.4f}, accuracy "
+                               f"delta model on the same {len(clips)} clips: density {d_eng['density']:.4f}, accuracy "
                                f"{d_eng['clip_accuracy']:.2f}%; dense model through the engine "
                                f"{b_eng['clip_accuracy']:.2f}%")))
     thr_table = Table("Threshold-only baseline (DeltaCNN style, on the dense model) through the engine",
                       ["threshold", "temporal density", "clip accuracy (%)", "MACs / frame", "MACs / dense MACs"],
                       [[r["threshold"], r["density"], r["clip_accuracy"], r["macs"],
                         r["macs"] / delta_stream.dense_macs] for r in thr],
-                      f"first {n_eng} test clips; density and MACs over frames 2..T")
+                      f"first {len(clips)} test clips; density and MACs over frames 2..T")
 
     dense_macs = delta_stream.dense_macs
     rows.append(Row(TECHNIQUE, "delta_sparsity", "delta-inference MACs per frame / dense MACs (engine counters)", None,
@@ -201,7 +210,8 @@ def delta_sparsity(ctx) -> ExperimentResult:
     out = delta_stream.run(clips[0])
     err = float(np.max(np.abs(out - np.array([dense_eval(prog, f) for f in clips[0]]))))
     rows.append(Row(TECHNIQUE, "delta_sparsity", "engine output vs dense evaluation of the quantized network (max "
-                    "abs difference, one 32-frame clip)", 0, err, "", **holds(err < 1e-4, "< 1e-4 (float rounding)")))
+                    f"abs difference, one {len(clips[0])}-frame clip)", 0, err, "",
+                    **holds(err < 1e-4, "< 1e-4 (float rounding)")))
 
     # ---- wall-clock, batch 1, 1 thread ----
     ctx.step(0.85, "wall-clock")
@@ -229,7 +239,7 @@ def delta_sparsity(ctx) -> ExperimentResult:
         s.run(clip)
         points.append((s.total_macs / (len(clip) * dense_macs), tm[f"engine, threshold {t}"].median_s))
     cross = speed.crossover(points, t_torch)
-    note = (f"32-frame clip (reset + every frame), batch 1, 1 thread, median of {repeats} interleaved; "
+    note = (f"{len(clip)}-frame clip (reset + every frame), batch 1, 1 thread, median of {repeats} interleaved; "
             f"torch {torch.__version__} {info.torch_isa()} (the faster of contiguous / channels-last), engine "
             f"{info.kernel_isa()}; MAC density of the clip {mac_density:.4f} (first frame included)")
     rows.append(Row(TECHNIQUE, "delta_sparsity", "engine at the trained density vs torch dense per-frame (speed-up)",
@@ -242,7 +252,7 @@ def delta_sparsity(ctx) -> ExperimentResult:
                     **(measured("least-squares line through (MAC density, time) of the trained model, the threshold "
                                 "sweep and every-element-changed, met with torch's time") if cross is not None else
                        not_measured("the engine's time did not rise with density in this run"))))
-    speed_table = Table("Wall-clock per 32-frame clip (batch 1, 1 thread)", ["contender", "median ms", "x vs torch",
+    speed_table = Table(f"Wall-clock per {len(clip)}-frame clip (batch 1, 1 thread)", ["contender", "median ms", "x vs torch",
                                                                             "MAC density"],
                         [[k, v.median_s * 1e3, t_torch / v.median_s, None] for k, v in tm.items()], note)
     rows.append(Row(TECHNIQUE, "delta_sparsity", "real camera video: denoising autoencoder PSNR vs temporal density",

@@ -43,7 +43,7 @@ class Sizes:
 
 
 QUICK = Sizes()
-FULL = Sizes(n_train=8000, n_test=300, base_epochs=6, delta_epochs=3, rates=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0))
+FULL = Sizes(n_train=8000, n_test=600, base_epochs=6, delta_epochs=3, rates=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0))
 
 
 @dataclass
