@@ -5,9 +5,9 @@
     clips = Clips(cnn)                             # [B, T, C, H, W] -> per-frame logits [B, T, K]
 
 Rounding has a straight-through gradient (identity); the step gets the LSQ-style gradient through
-both q * and / q. The step is stored as log q so it stays positive. While recording (the default in
-training mode) each layer keeps its last output, so frugalnn.delta.sparsity_loss can take the
-temporal deltas Q(a_t) - Q(a_{t-1}) of the clip that just ran.
+both q * and / q. The step is stored as log q so it stays positive. While recording (the default; probe
+runs switch it off with `not_recording`) each layer keeps its last output, so
+frugalnn.delta.sparsity_loss can take the temporal deltas Q(a_t) - Q(a_{t-1}) of the clip that just ran.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class DeltaActivation(nn.Module):
         self.rate = float(rate)
         self.log_step = nn.Parameter(torch.full((channels,), math.log(init_step)))
         self.recording = True
-        self.last: torch.Tensor | None = None   # the last output (training mode), for sparsity_loss
+        self.last: torch.Tensor | None = None   # the last output, for sparsity_loss
         self.frames = 1                         # frames per clip in the batch of the last forward
         self.fan_out: float | None = None       # MACs one nonzero output element costs downstream
 

@@ -94,7 +94,7 @@ def attach_fan_outs(model, frame_shape: tuple | None = None) -> dict[str, float]
 
 def _deltas(layer: DeltaActivation) -> torch.Tensor:
     if layer.last is None:
-        raise ValueError("no recorded activations: run the model (in training mode) on a clip first")
+        raise ValueError("no recorded activations: run the model (Clips) on a clip first")
     y, t = layer.last, layer.frames
     if t < 2:
         raise ValueError(f"temporal deltas need clips of >= 2 frames, the last forward had {t}")
