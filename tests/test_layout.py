@@ -91,3 +91,14 @@ def test_planned_techniques_have_no_package_yet():
         assert (t.status == "planned") == (not has_module(f"frugalnn.{name}.experiment")), name
     with pytest.raises(ValueError, match="name"):
         __import__("frugalnn.techniques").techniques.has_module("tmac.bench")
+
+
+def test_test_file_names_are_unique():
+    """pytest imports test modules by basename from directories without __init__.py (rootdir conftest style):
+    two tests/<x>/test_bench.py collide ("import file mismatch") and the whole run stops at collection."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if (path.parent / "__init__.py").is_file():
+            continue  # a package (tests/fuzz): its modules are imported by their dotted name
+        assert path.name not in seen, f"{path.relative_to(ROOT)} and {seen[path.name].relative_to(ROOT)} share a name"
+        seen[path.name] = path
