@@ -8,7 +8,10 @@ from frugalnn.cli import main
 def test_info_json(capsys):
     assert main(["info", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["kernel_backend"] in ("serial", "avx2") and data["versions"]["numpy"]
+    from frugalnn.kernels import available_backends
+
+    assert data["kernel_backend"] in available_backends() and data["versions"]["numpy"]
+    assert set(data["op_backends"].values()) <= set(available_backends())
 
 
 def test_python_dash_m_runs():

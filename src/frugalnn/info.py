@@ -61,12 +61,13 @@ def collect(threads: int | None = None) -> dict:
     return data
 
 
-def kernel_isa() -> str:
+def kernel_isa(op: str | None = None) -> str:
     """The ISA our compiled kernels run at right now: 'serial' (portable C++), 'avx2' (AVX2+FMA+F16C) or
-    'avx512' (AVX512F/BW/VL; ops without AVX-512 kernels then run AVX2, see kernels.op_backends)."""
+    'avx512' (AVX512F/BW/VL; ops without AVX-512 kernels then run AVX2, see kernels.op_backends).
+    With `op` (a csrc/<op> name): the ISA that op's kernels really run, e.g. 'avx2' for dfp under avx512."""
     from frugalnn import kernels
 
-    return kernels.backend()
+    return kernels.backend() if op is None else kernels.op_backends()[op]
 
 
 def torch_isa() -> str:

@@ -78,7 +78,7 @@ def bench_delta(args: BenchArgs) -> BenchReport:
     clip = moving_clips(1, frames=frames, split="test", seed=7)[0][0]
     cnn, delta = model_pair()
     report = BenchReport("delta", baseline=BASELINE)
-    report.meta.update({"torch": torch.__version__, "torch_isa": info.torch_isa(), "our_isa": info.kernel_isa(),
+    report.meta.update({"torch": torch.__version__, "torch_isa": info.torch_isa(), "our_isa": info.kernel_isa('delta'),
                         "frames": frames, "model": "FrameCNN widths (16, 32, 64), 64x64 frames"})
     for threads in args.threads:
         with torch_threads(threads):
@@ -109,5 +109,5 @@ def bench_delta(args: BenchArgs) -> BenchReport:
         f"Each call runs a {frames}-frame clip at batch 1 (reset + every frame). 'x vs {BASELINE}' > 1: faster "
         "than torch's dense per-frame inference of the same network (eval, no_grad). The engine's work follows "
         "the MAC density; 'every element changed' is the engine forced dense. torch "
-        f"{torch.__version__} ({info.torch_isa()}), engine {info.kernel_isa()}.")
+        f"{torch.__version__} ({info.torch_isa()}), engine {info.kernel_isa('delta')}.")
     return report

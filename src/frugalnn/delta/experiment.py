@@ -241,7 +241,7 @@ def delta_sparsity(ctx) -> ExperimentResult:
     cross = speed.crossover(points, t_torch)
     note = (f"{len(clip)}-frame clip (reset + every frame), batch 1, 1 thread, median of {repeats} interleaved; "
             f"torch {torch.__version__} {info.torch_isa()} (the faster of contiguous / channels-last), engine "
-            f"{info.kernel_isa()}; MAC density of the clip {mac_density:.4f} (first frame included)")
+            f"{info.kernel_isa('delta')}; MAC density of the clip {mac_density:.4f} (first frame included)")
     rows.append(Row(TECHNIQUE, "delta_sparsity", "engine at the trained density vs torch dense per-frame (speed-up)",
                     None, round(x, 3), "x", **at_least(x, 2.0, full=1.0, partly=0.5), notes=note))
     rows[-1].rule += " (the issue's target: >= 2x faster than torch dense)"

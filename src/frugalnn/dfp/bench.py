@@ -221,7 +221,7 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     import torch
 
     from frugalnn import _core, info
-    from frugalnn.kernels import dfp
+    from frugalnn.kernels import dfp, op_backends
 
     batch = args.options.get("batch")
     if batch is not None and batch < 1:
@@ -231,7 +231,8 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     if not sample_s > 0:
         raise ValueError(f"--sample-ms: expected > 0, got {sample_ms}")
     worker_batch_s = min(WORKER_SAMPLE_S, sample_s / 2)
-    torch_isa, our_isa = info.torch_isa(), info.kernel_isa()
+    # the ISA the DFP kernels really run: AVX2 under the avx512 backend too (the op has no avx512.h)
+    torch_isa, our_isa = info.torch_isa(), op_backends()["dfp"]
     avx2_peer = torch_isa.upper() not in ("AVX2", "DEFAULT", "NO AVX") and not args.options.get("no_avx2_peer")
     fma_peak = _core.dfp.peak_macs("fp32_fma", 0.3) if our_isa == "avx2" else float("nan")
     madd_peak = _core.dfp.peak_macs("int16_madd", 0.3) if our_isa == "avx2" else float("nan")

@@ -250,7 +250,7 @@ def dfp_training(ctx: Context) -> ExperimentResult:
     t_avx2 = None if ctx.quick else _avx2_step_times(ctx.threads, repeats)  # a second interpreter: full mode
     isa = info.torch_isa()
     note = (f"batch 128, forward + backward + SGD, median of {repeats} interleaved; {t['threads']} threads; our int16 "
-            f"kernel: {info.kernel_isa()}, torch: {isa}")
+            f"kernel: {info.kernel_isa('dfp')}, torch: {isa}")
     if t_avx2:
         note += (f"; with torch restricted to AVX2 (ATEN_CPU_CAPABILITY=avx2): DFP16 step = "
                  f"{t_avx2['dfp16'] / t_avx2['fp32']:.2f} x fp32, bf16 = {t_avx2['bf16'] / t_avx2['fp32']:.2f} x fp32")

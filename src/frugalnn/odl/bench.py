@@ -64,7 +64,7 @@ def bench_odl(args: BenchArgs) -> BenchReport:
 
     report = BenchReport("odl", baseline=BASELINE)
     hz, where = speed.clock_hz()
-    report.meta.update({"torch": torch.__version__, "torch_isa": info.torch_isa(), "our_isa": info.kernel_isa(),
+    report.meta.update({"torch": torch.__version__, "torch_isa": info.torch_isa(), "our_isa": info.kernel_isa('odl'),
                         "clock_hz": hz, "clock_from": where, "machine": info.machine_line(1)})
     report.notes.append(f"'x vs {BASELINE}' > 1: faster than torch eager. Batch 1, one thread, BN folded on both "
                         "sides; thread CPU time, interleaved medians. MAC/clk uses the step's MACs (forward + weight "

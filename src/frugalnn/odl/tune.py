@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from frugalnn import _core
-from frugalnn.kernels import backend
+from frugalnn.kernels import backend, op_backends
 from frugalnn.kernels import odl as kodl
 
 import functools
@@ -86,7 +86,7 @@ def time_kernel(m, n, k, ta, tb, dtype: str, acc16: bool, kernel: int, threads: 
 
 
 def choose(m, n, k, ta, tb, dtype: str, acc16: bool, threads: int) -> int:
-    if backend() != "avx2":
+    if op_backends().get("odl") != "avx2":  # the tile kernels are AVX2 (they also run under the avx512 backend)
         return 0
     kk = key(dtype, acc16, m, n, k, ta, tb, threads)
     if kk in _MEMORY:
