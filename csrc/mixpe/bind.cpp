@@ -30,9 +30,19 @@ const float* bias_of(const std::optional<Array>& bias, const mixpe::Shape& S) {
   return bias ? typed<float>(*bias, "bias", {S.n}) : nullptr;
 }
 
-// out [M, n] = x [M, K] @ W^T with int8 per-token activations (quantized here, serial.h).
-void w4a8(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Array x, std::optional<Array> bias,
-          OutArray out, int64_t threads_arg) {
+// What w4a8 and w4a16 check alike: the weights, x [M, K] float32, out [M, n], bias [n], no input overlapping out.
+struct FloatCall {
+  mixpe::Weights W;
+  const float* x;
+  int64_t m;
+  float* out;
+  const float* bias;
+  int threads;
+  bool empty;  // out has no elements: nothing to compute
+};
+
+FloatCall float_call(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Array x,
+                     const std::optional<Array>& bias, OutArray out, int64_t threads_arg) {
   const mixpe::Weights W = weights(wp, sp, zp, n, k, group);
   const float* xp = typed<float>(x, "x", {-1, k});
   const int64_t m = x.shape(0);
@@ -41,7 +51,19 @@ void w4a8(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Arr
   for (const Array* a : {&wp, &sp, &zp, &x}) require_disjoint(*a, out, "input", "out");
   if (bias) require_disjoint(*bias, out, "bias", "out");
   const int threads = resolve_threads(threads_arg);
-  if (is_empty(out)) return;
+  return FloatCall{W, xp, m, op, bp, threads, is_empty(out)};
+}
+
+// out [M, n] = x [M, K] @ W^T with int8 per-token activations (quantized here, serial.h).
+void w4a8(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Array x, std::optional<Array> bias,
+          OutArray out, int64_t threads_arg) {
+  const FloatCall c = float_call(wp, sp, zp, n, k, group, x, bias, out, threads_arg);
+  if (c.empty) return;
+  const mixpe::Weights& W = c.W;
+  const float *xp = c.x, *bp = c.bias;
+  float* op = c.out;
+  const int64_t m = c.m;
+  const int threads = c.threads;
   const int64_t aq_count = checked_mul(m, W.S.kp, "x rows * padded K"), as_count = checked_mul(m, W.S.groups, "groups");
   thread_local std::vector<int8_t> aq_buf;
   thread_local std::vector<int32_t> as_buf;
@@ -98,15 +120,13 @@ void quantize(Array x, int64_t group, OutArray aq, OutArray asum, OutArray sa, i
 // the conventional kernel (every weight dequantized before its multiply-add), for comparison.
 void w4a16(Array wp, Array sp, Array zp, int64_t n, int64_t k, int64_t group, Array x, std::optional<Array> bias,
            OutArray out, int64_t threads_arg, bool dequant_each) {
-  const mixpe::Weights W = weights(wp, sp, zp, n, k, group);
-  const float* xp = typed<float>(x, "x", {-1, k});
-  const int64_t m = x.shape(0);
-  float* op = typed<float>(out, "out", {m, n});
-  const float* bp = bias_of(bias, W.S);
-  for (const Array* a : {&wp, &sp, &zp, &x}) require_disjoint(*a, out, "input", "out");
-  if (bias) require_disjoint(*bias, out, "bias", "out");
-  const int threads = resolve_threads(threads_arg);
-  if (is_empty(out)) return;
+  const FloatCall c = float_call(wp, sp, zp, n, k, group, x, bias, out, threads_arg);
+  if (c.empty) return;
+  const mixpe::Weights& W = c.W;
+  const float *xp = c.x, *bp = c.bias;
+  float* op = c.out;
+  const int64_t m = c.m;
+  const int threads = c.threads;
   const int64_t af_count = checked_mul(m, W.S.kp, "x rows * padded K"), fs_count = checked_mul(m, W.S.groups, "groups");
   thread_local std::vector<float> af_buf, fs_buf;
   nb::gil_scoped_release release;

@@ -212,10 +212,7 @@ class GGUFModelFile:
         except Exception as e:  # a truncated file shows up here as a short memmap
             raise ValueError(f"{self.path}: tensor {name!r} cannot be read ({type(e).__name__}: {e})") from None
         w = np.asarray(w, dtype=np.float32)
-        if w.size and not np.isfinite(w).all():  # a NaN/inf weight would make every logit NaN, silently
-            flat = int(np.flatnonzero(~np.isfinite(w.reshape(-1)))[0])
-            raise ValueError(f"{self.path}: tensor {name!r} holds {w.reshape(-1)[flat]} at element {flat}"
-                             f"{_block_of(t.tensor_type, flat)}")
+        self._refuse_non_finite(name, w)  # a NaN/inf weight would make every logit NaN, silently
         if not w.flags.writeable:  # F32 tensors come back as views of the read-only memory map
             w = w.copy()
         if w.size != int(np.prod(shape)):
@@ -229,17 +226,20 @@ class GGUFModelFile:
 
         t = self.tensors[name]
         data = t.data.reshape(1, -1) if t.data.ndim < 2 else t.data.reshape(-1, t.data.shape[-1])
-        per_row = None
         for start in range(0, data.shape[0], rows_per_chunk):
             with np.errstate(all="ignore"):
                 w = np.asarray(gguf.quants.dequantize(np.asarray(data[start:start + rows_per_chunk]), t.tensor_type))
             per_row = w.size // max(1, min(rows_per_chunk, data.shape[0] - start))
             self.reader.release_pages()  # the rows just read need not stay resident
-            if not np.isfinite(w).all():
-                flat = int(np.flatnonzero(~np.isfinite(w.reshape(-1)))[0])
-                element = start * per_row + flat
-                raise ValueError(f"{self.path}: tensor {name!r} holds {w.reshape(-1)[flat]} at element {element}"
-                                 f"{_block_of(t.tensor_type, element)}")
+            self._refuse_non_finite(name, w, first=start * per_row)
+
+    def _refuse_non_finite(self, name: str, w: np.ndarray, first: int = 0) -> None:
+        """Raise, naming the tensor, the element (`first` = the flat index of w's first value in the tensor) and
+        for quantized types the block, if w holds a NaN/inf."""
+        if w.size and not np.isfinite(w).all():
+            flat = int(np.flatnonzero(~np.isfinite(w.reshape(-1)))[0])
+            raise ValueError(f"{self.path}: tensor {name!r} holds {w.reshape(-1)[flat]} at element {first + flat}"
+                             f"{_block_of(self.tensors[name].tensor_type, first + flat)}")
 
     def tensor_types(self) -> dict[str, int]:
         """How many tensors of each storage type the file holds (e.g. {'Q4_1': 210, 'F32': 61})."""

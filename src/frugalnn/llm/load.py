@@ -155,20 +155,23 @@ class WeightFactory:
 
     def __call__(self, *names: str, bits: str | None = None):
         """The weight of tensor `names[0]`, or of several tensors stacked row-wise (fused projections)."""
+        return self._naming(names, lambda: self._make(names, bits or self.bits))
+
+    def stored(self, name: str) -> LUTWeight:
+        """Tensor `name` into LUTWeight as stored (its type must be one from_gguf takes)."""
+        return self._naming((name,), lambda: stored_in_row_chunks(self.file.tensor(name),
+                                                                   after_chunk=lambda: release_memory(self.file)))
+
+    def _naming(self, names: tuple[str, ...], build):
+        """build(), with a ValueError that does not name the file (e.g. "w: row 0, group 4 holds NaN/inf") re-raised
+        naming the file and the tensor(s)."""
         try:
-            return self._make(names, bits or self.bits)
-        except ValueError as e:  # e.g. "w: row 0, group 4 holds NaN/inf": say which file and tensor
+            return build()
+        except ValueError as e:
             if str(self.file.path) in str(e):
                 raise
             which = names[0] if len(names) == 1 else " + ".join(names)
             raise ValueError(f"{self.file.path}: tensor {which!r}: {e}") from None
-
-    def stored(self, name: str) -> LUTWeight:
-        """Tensor `name` into LUTWeight as stored (its type must be one from_gguf takes)."""
-        try:
-            return stored_in_row_chunks(self.file.tensor(name), after_chunk=lambda: release_memory(self.file))
-        except ValueError as e:
-            raise ValueError(f"{self.file.path}: tensor {name!r}: {e}") from None
 
     def _make(self, names: tuple[str, ...], bits: str):
         if bits == "fp32":
