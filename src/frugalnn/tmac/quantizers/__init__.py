@@ -21,6 +21,7 @@ scales, refined by alternating least squares).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -72,10 +73,10 @@ def _weight(w, sp) -> np.ndarray:
 
 
 def _importance(importance, shape) -> np.ndarray:
-    """Per-element weights [M, K] float32 (ones when None) from a [K] or [M, K] non-negative array."""
+    """Per-element weights [M, K] float32 from a [K] or [M, K] non-negative array (None: plain MSE)."""
     m, k = shape
     if importance is None:
-        return np.ones(shape, np.float32)
+        return None
     a, _ = to_numpy(importance, "importance")
     if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise TypeError(f"importance: expected a real-valued array, got dtype {a.dtype}")
@@ -100,7 +101,7 @@ def fit(w, qtype: str, importance=None) -> Grid:
     imp = _importance(importance, a.shape)
     m, k = a.shape
     rows = max(1, CHUNK_ELEMENTS // k)
-    parts = [_fit_rows(a[r:r + rows], imp[r:r + rows], sp) for r in range(0, m, rows)]
+    parts = [_fit_rows(a[r:r + rows], None if imp is None else imp[r:r + rows], sp) for r in range(0, m, rows)]
     fields = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     scale, offset = scale_offset(sp, fields)
     return Grid(sp.name, sp.bits, sp.block, scale, offset, fields)
@@ -108,7 +109,7 @@ def fit(w, qtype: str, importance=None) -> Grid:
 
 def _fit_rows(x: np.ndarray, w: np.ndarray, sp) -> dict:
     m, k = x.shape
-    xb, wb = x.reshape(-1, sp.block), w.reshape(-1, sp.block)
+    xb, wb = x.reshape(-1, sp.block), None if w is None else w.reshape(-1, sp.block)
     levels = 1 << sp.bits
     nb = k // sp.block
     if sp.family == "sym":
@@ -119,12 +120,12 @@ def _fit_rows(x: np.ndarray, w: np.ndarray, sp) -> dict:
         return {"d": to_fp16(s.reshape(m, nb), "d"), "m": to_fp16(o.reshape(m, nb), "m")}
     if sp.family == "k_affine":
         s, o = _search.fit_affine(xb, wb, levels - 1, nonpos_offset=True)
-        return second_level(x, w, sp, s.reshape(m, nb), o.reshape(m, nb), _round)
+        return second_level(x, w, sp, s.reshape(m, nb), o.reshape(m, nb), partial(_round, bits=sp.bits))
     s = _search.fit_symmetric(xb, wb, levels, sp.zero)
-    return second_level(x, w, sp, s.reshape(m, nb), None, _round)
+    return second_level(x, w, sp, s.reshape(m, nb), None, partial(_round, bits=sp.bits))
 
 
-def _round(x: np.ndarray, scale: np.ndarray, offset: np.ndarray, bits: int | None = None) -> np.ndarray:
+def _round(x: np.ndarray, scale: np.ndarray, offset: np.ndarray, bits: int) -> np.ndarray:
     """Nearest code per element on the grid (scale, offset) [M, K/block]; code 0 where scale is 0."""
     m, k = x.shape
     nb = scale.shape[1]
@@ -132,8 +133,7 @@ def _round(x: np.ndarray, scale: np.ndarray, offset: np.ndarray, bits: int | Non
     s = scale.astype(np.float32)[..., None]
     inv = np.where(s != 0, np.float32(1) / np.where(s != 0, s, np.float32(1)), np.float32(0))
     q = np.rint((x.reshape(m, nb, block) - offset.astype(np.float32)[..., None]) * inv)
-    top = (1 << bits) - 1 if bits is not None else 255
-    return np.clip(q, 0, top).astype(np.uint8).reshape(m, k)
+    return np.clip(q, 0, (1 << bits) - 1).astype(np.uint8).reshape(m, k)
 
 
 def round_codes(w, grid: Grid) -> np.ndarray:

@@ -23,18 +23,48 @@ SYMMETRIC_DELTAS = np.round(np.arange(-0.9, 0.91, 0.1), 2)
 LLOYD_STEPS = 2
 
 
+def _dot(a, b):
+    """Row sums of a * b: float32 over a block (<= 32 terms), widened for the solves."""
+    return np.einsum("nb,nb->n", a, b).astype(np.float64)
+
+
+def _rowsum(a):
+    return np.einsum("nb->n", a).astype(np.float64)  # einsum: ~4x numpy's sum over short rows
+
+
 def _err(x, w, value):
     d = value - x
-    return np.einsum("nb,nb->n", w, d * d, dtype=np.float64)
+    return _rowsum(d * d) if w is None else _dot(w, d * d)
 
 
-def fit_affine(x: np.ndarray, w: np.ndarray, nmax: int, *, nonpos_offset: bool = False,
-               deltas=AFFINE_DELTAS) -> tuple[np.ndarray, np.ndarray]:
+class _Moments:
+    """Weighted sums of a block's weights, values and candidate codes (w None: all weights 1, no multiply).
+    The error of any (scale s, offset o) on codes l then costs no pass over the block:
+    sum w (s l + o - x)^2 = sxx - 2 s sxl - 2 o sx + s^2 sl2 + 2 s o sl + o^2 sw."""
+
+    def __init__(self, x, w):
+        self.x, self.w = x, w
+        self.sw = np.full(x.shape[0], float(x.shape[1])) if w is None else _rowsum(w)
+        self.sx = _rowsum(x) if w is None else _dot(w, x)
+        self.sxx = _dot(x, x) if w is None else _dot(w * x, x)
+
+    def codes(self, lv):
+        """(sl, sl2, sxl) of levels lv [N, B]."""
+        wl = lv if self.w is None else self.w * lv
+        return _rowsum(wl), _dot(wl, lv), _dot(wl, self.x)
+
+    def err(self, s, o, sl, sl2, sxl):
+        return np.maximum(self.sxx - 2 * s * sxl - 2 * o * self.sx + s * s * sl2 + 2 * s * o * sl + o * o * self.sw, 0.0)
+
+
+def fit_affine(x: np.ndarray, w: np.ndarray | None, nmax: int, *, nonpos_offset: bool = False,
+               deltas=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (scale >= 0, offset) [N] float64 of the grid c * scale + offset, c in 0..nmax.
 
+    w: [N, B] non-negative weights of the squared error, or None for plain MSE.
     nonpos_offset: keep offset <= 0 (K-quant mins are stored as unsigned dmin * m, subtracted)."""
     x = np.asarray(x, np.float32)
-    w = np.asarray(w, np.float32)
+    w = None if w is None else np.asarray(w, np.float32)
     lo = x.min(axis=1).astype(np.float64)
     hi = x.max(axis=1).astype(np.float64)
     if nonpos_offset:
@@ -42,42 +72,42 @@ def fit_affine(x: np.ndarray, w: np.ndarray, nmax: int, *, nonpos_offset: bool =
     rng = hi - lo
     flat = ~(rng > 0)
     safe = np.where(flat, 1.0, rng)
+    mom = _Moments(x, w)
     # the min/max grid: the round-to-nearest baseline every candidate must beat
-    best_s, best_o = np.where(flat, 0.0, rng / nmax), lo.copy()
-    best_e = _err(x, w, _affine_value(x, best_s, best_o, nmax))
-    sw = w.sum(axis=1, dtype=np.float64)
-    sx = np.einsum("nb,nb->n", w, x, dtype=np.float64)
+    base_s, base_o = np.where(flat, 0.0, rng / nmax), lo.copy()
+    best_s, best_o, best_e = base_s, base_o, np.full(x.shape[0], np.inf)
     lo32 = lo.astype(np.float32)[:, None]
 
-    def consider(codes):
+    def consider(codes, refit=True):
         nonlocal best_s, best_o, best_e
-        wl = w * codes
-        sl = wl.sum(axis=1, dtype=np.float64)
-        sl2 = np.einsum("nb,nb->n", wl, codes, dtype=np.float64)
-        sxl = np.einsum("nb,nb->n", wl, x, dtype=np.float64)
-        det = sw * sl2 - sl * sl
-        ok = det > 1e-12 * np.maximum(sw * sl2, 1e-300)
-        det = np.where(ok, det, 1.0)
-        s = (sw * sxl - sx * sl) / det
-        o = (sl2 * sx - sl * sxl) / det
-        if nonpos_offset:  # the offset wants to be positive: pin it at 0 and refit the scale alone
-            pin = o > 0
-            s = np.where(pin, sxl / np.where(sl2 > 0, sl2, 1.0), s)
-            o = np.where(pin, 0.0, o)
-        ok &= (s > 0) & np.isfinite(s) & np.isfinite(o)
-        s, o = np.where(ok, s, 0.0), np.where(ok, o, 0.0)
-        value = codes * s.astype(np.float32)[:, None] + o.astype(np.float32)[:, None]
-        e = np.where(ok, _err(x, w, value), np.inf)
+        sl, sl2, sxl = mom.codes(codes)
+        if not refit:
+            s, o, ok = base_s, base_o, np.ones(len(sl), bool)
+        else:
+            det = mom.sw * sl2 - sl * sl
+            ok = det > 1e-12 * np.maximum(mom.sw * sl2, 1e-300)
+            det = np.where(ok, det, 1.0)
+            s = (mom.sw * sxl - mom.sx * sl) / det
+            o = (sl2 * mom.sx - sl * sxl) / det
+            if nonpos_offset:  # the offset wants to be positive: pin it at 0 and refit the scale alone
+                pin = o > 0
+                s = np.where(pin, sxl / np.where(sl2 > 0, sl2, 1.0), s)
+                o = np.where(pin, 0.0, o)
+            ok &= (s > 0) & np.isfinite(s) & np.isfinite(o)
+            s, o = np.where(ok, s, 0.0), np.where(ok, o, 0.0)
+        e = np.where(ok, mom.err(s, o, sl, sl2, sxl), np.inf)
         better = e < best_e
         best_s, best_o, best_e = np.where(better, s, best_s), np.where(better, o, best_o), np.where(better, e, best_e)
 
-    for delta in deltas:
+    consider(_affine_codes(x, base_s, base_o, nmax), refit=False)
+    for delta in AFFINE_DELTAS if deltas is None else deltas:
         iscale = ((nmax + delta) / safe).astype(np.float32)[:, None]
         consider(np.clip(np.rint((x - lo32) * iscale), 0, nmax))
     for _ in range(LLOYD_STEPS):
         consider(_affine_codes(x, best_s, best_o, nmax))
-    best_s = np.where(flat, 0.0, best_s)
-    best_o = np.where(flat, lo, best_o)
+    # the guarantee, on errors summed directly (the moments' expansion can be off by float32 rounding)
+    worse = _err(x, w, _affine_value(x, best_s, best_o, nmax)) > _err(x, w, _affine_value(x, base_s, base_o, nmax))
+    best_s, best_o = np.where(worse | flat, base_s, best_s), np.where(worse | flat, base_o, best_o)
     return best_s, best_o
 
 
@@ -90,45 +120,48 @@ def _affine_value(x, s, o, nmax):
     return _affine_codes(x, s, o, nmax) * s.astype(np.float32)[:, None] + o.astype(np.float32)[:, None]
 
 
-def fit_symmetric(x: np.ndarray, w: np.ndarray, levels: int, zero: float, *,
-                  deltas=SYMMETRIC_DELTAS) -> np.ndarray:
+def fit_symmetric(x: np.ndarray, w: np.ndarray | None, levels: int, zero: float, *,
+                  deltas=None) -> np.ndarray:
     """Per-row signed scale [N] float64 of the grid (c - zero) * scale, c in 0..levels-1.
 
     The sign matters when the levels are lopsided (Q3_K: -4..3): both ends are tried for the
     largest-magnitude weight, as the search is cheap."""
     x = np.asarray(x, np.float32)
-    w = np.asarray(w, np.float32)
+    w = None if w is None else np.asarray(w, np.float32)
     n = x.shape[0]
     peak = x[np.arange(n), np.abs(x).argmax(axis=1)].astype(np.float64) if x.shape[1] else np.zeros(n)
     flat = peak == 0
     safe = np.where(flat, 1.0, peak)
     top = levels - 1 - zero
-    best_s = np.where(flat, 0.0, -safe / zero)  # llama.cpp's: the peak on the long (negative) end
-    best_e = _err(x, w, _sym_value(x, best_s, levels, zero))
+    mom = _Moments(x, w)
+    # llama.cpp's: the peak on the long (negative) end; zero == 0 (codes 0..levels-1 times s): the top end
+    base = np.where(flat, 0.0, -safe / zero if zero else safe / top)
+    best_s, best_e = base, np.full(n, np.inf)
 
-    def consider(codes):
+    def consider(codes, refit=True):
         nonlocal best_s, best_e
-        lv = codes - np.float32(zero)
-        wl = w * lv
-        sl2 = np.einsum("nb,nb->n", wl, lv, dtype=np.float64)
-        sxl = np.einsum("nb,nb->n", wl, x, dtype=np.float64)
-        ok = sl2 > 0
-        s = np.where(ok, sxl / np.where(ok, sl2, 1.0), 0.0)
-        ok &= s != 0
-        e = np.where(ok, _err(x, w, lv * s.astype(np.float32)[:, None]), np.inf)
+        sl, sl2, sxl = mom.codes(codes - np.float32(zero))
+        if refit:
+            ok = sl2 > 0
+            s = np.where(ok, sxl / np.where(ok, sl2, 1.0), 0.0)
+            ok &= s != 0
+        else:
+            s, ok = base, np.ones(n, bool)
+        e = np.where(ok, mom.err(s, 0.0, sl, sl2, sxl), np.inf)
         better = e < best_e
         best_s, best_e = np.where(better, s, best_s), np.where(better, e, best_e)
 
-    ends = [(-1.0, zero)] + ([(1.0, top)] if top != zero else [])
+    consider(_sym_codes(x, base, levels, zero), refit=False)
+    ends = ([(-1.0, zero)] if zero else []) + ([(1.0, top)] if top != zero else [])
     for sign, room in ends:
-        for delta in deltas:
+        for delta in SYMMETRIC_DELTAS if deltas is None else deltas:
             if room + delta <= 0:
                 continue
-            s = sign * safe / (room + delta)
-            consider(_sym_codes(x, s, levels, zero))
+            consider(_sym_codes(x, sign * safe / (room + delta), levels, zero))
     for _ in range(LLOYD_STEPS):
         consider(_sym_codes(x, best_s, levels, zero))
-    return np.where(flat, 0.0, best_s)
+    worse = _err(x, w, _sym_value(x, best_s, levels, zero)) > _err(x, w, _sym_value(x, base, levels, zero))
+    return np.where(flat, 0.0, np.where(worse, base, best_s))
 
 
 def _sym_codes(x, s, levels, zero):
