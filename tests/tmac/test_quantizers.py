@@ -193,3 +193,37 @@ def test_to_lut_names_the_missing_import():
         return  # every type imports: nothing to refuse
     with pytest.raises(NotImplementedError, match=f"from_gguf cannot import {missing[0]}"):
         Q.to_lut(RNG.standard_normal((2, 256)).astype(np.float32), missing[0])
+
+
+# ---- the LUT kernel's group formats (LUTWeight.from_float(search="mse")) -------------------------------
+@pytest.mark.parametrize("bits,symmetric", [(b, s) for b in (1, 2, 3, 4) for s in (True, False)])
+@pytest.mark.parametrize("group", [32, 64, 128])
+def test_mse_search_beats_minmax_in_the_lut_formats(bits, symmetric, group):
+    from frugalnn.tmac import LUTWeight
+
+    w = RNG.standard_normal((33, 256)).astype(np.float32)
+    err = lambda lw: float(((lw.dequantize() - w) ** 2).sum())  # noqa: E731
+    ours = LUTWeight.from_float(w, bits, group, symmetric, search="mse")
+    base = LUTWeight.from_float(w, bits, group, symmetric)
+    assert ours.shape == base.shape and ours.symmetric == base.symmetric
+    assert err(ours) <= err(base) * (1 + 1e-6)
+
+
+def test_fit_groups_fp16_and_checks():
+    w = RNG.standard_normal((5, 256)).astype(np.float32)
+    codes, s, o = Q.fit_groups(w, 3, 128, False, fp16=True)
+    assert np.array_equal(s, s.astype(np.float16).astype(np.float32))
+    assert np.array_equal(o, o.astype(np.float16).astype(np.float32))
+    assert codes.max() <= 7 and codes.shape == w.shape and s.shape == (5, 2)
+    codes, s, o = Q.fit_groups(w, 2, 64, True)
+    np.testing.assert_array_equal(o, -1.5 * s)
+    assert (s >= 0).all()
+    with pytest.raises(ValueError, match="multiple of 96"):
+        Q.fit_groups(w, 2, 96, True)
+    w[4, 200] = np.inf
+    with pytest.raises(ValueError, match="row 4, column 200"):
+        Q.fit_groups(w, 2, 64, True)
+    from frugalnn.tmac import LUTWeight
+
+    with pytest.raises(ValueError, match="search"):
+        LUTWeight.from_float(w, 2, 64, search="gptq")

@@ -20,12 +20,13 @@ scales, refined by alternating least squares).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
-from frugalnn._arrays import require_floating, to_numpy
+from frugalnn._arrays import max_threads, require_floating, require_int, to_numpy
 from frugalnn.tmac.quantizers import _search
 from frugalnn.tmac.quantizers._formats import QTYPES, SPECS, encode_blocks, expand, scale_offset, spec, to_fp16
 from frugalnn.tmac.quantizers._kquant import second_level
@@ -56,14 +57,17 @@ class Grid:
 
 
 # ---- input checks ------------------------------------------------------------------------------------
-def _weight(w, sp) -> np.ndarray:
+def _weight(w, sp=None, *, multiple: int = 0, what: str = "") -> np.ndarray:
+    """A finite float32 [M, K] copy/view of w, K a multiple of the type's super-block (or of `multiple`)."""
+    if sp is not None:
+        multiple, what = sp.superblock, sp.name
     a, _ = to_numpy(w, "w")
     require_floating(a, "w")
     if a.ndim != 2:
         raise ValueError(f"w: expected a 2-d weight [M, K], got shape {a.shape}")
     m, k = a.shape
-    if m == 0 or k == 0 or k % sp.superblock:
-        raise ValueError(f"w: {sp.name} needs M >= 1 and K a positive multiple of {sp.superblock}, got shape {a.shape}")
+    if m == 0 or k == 0 or k % multiple:
+        raise ValueError(f"w: {what} needs M >= 1 and K a positive multiple of {multiple}, got shape {a.shape}")
     a = np.ascontiguousarray(a, np.float32)
     bad = ~np.isfinite(a)
     if bad.any():
@@ -92,16 +96,27 @@ def _importance(importance, shape) -> np.ndarray:
 
 
 # ---- the API -------------------------------------------------------------------------------------------
-def fit(w, qtype: str, importance=None) -> Grid:
+def fit(w, qtype: str, importance=None, *, threads: int | None = None) -> Grid:
     """The least-weighted-squared-error grid of `qtype` for w [M, K] (K a multiple of the super-block:
     256 for K-quants, 32 for the others). importance: None (plain MSE), per-column [K] or per-element
-    [M, K] non-negative weights of each weight's squared error (llama.cpp's imatrix idea)."""
+    [M, K] non-negative weights of each weight's squared error (llama.cpp's imatrix idea).
+    threads: row chunks fitted at once (numpy releases the GIL); None: all cores. Same result for any."""
     sp = spec(qtype)
     a = _weight(w, sp)
     imp = _importance(importance, a.shape)
     m, k = a.shape
-    rows = max(1, CHUNK_ELEMENTS // k)
-    parts = [_fit_rows(a[r:r + rows], None if imp is None else imp[r:r + rows], sp) for r in range(0, m, rows)]
+    workers = max_threads() if threads is None else require_int(threads, "threads", 1, max_threads())
+    rows = max(1, min(CHUNK_ELEMENTS // k, -(-m // workers)))
+    starts = range(0, m, rows)
+
+    def one(r):
+        return _fit_rows(a[r:r + rows], None if imp is None else imp[r:r + rows], sp)
+
+    if workers == 1 or len(starts) == 1:
+        parts = [one(r) for r in starts]
+    else:
+        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+            parts = list(pool.map(one, starts))
     fields = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     scale, offset = scale_offset(sp, fields)
     return Grid(sp.name, sp.bits, sp.block, scale, offset, fields)
@@ -175,9 +190,9 @@ def encode(grid: Grid, codes) -> np.ndarray:
     return encode_blocks(sp, grid.fields, np.ascontiguousarray(c, np.uint8))
 
 
-def quantize(w, qtype: str, importance=None) -> np.ndarray:
+def quantize(w, qtype: str, importance=None, *, threads: int | None = None) -> np.ndarray:
     """fit + round_codes + encode: GGUF blocks of `qtype`, uint8 [M, K / superblock * type_bytes]."""
-    g = fit(w, qtype, importance)
+    g = fit(w, qtype, importance, threads=threads)
     return encode(g, round_codes(w, g))
 
 
@@ -192,8 +207,34 @@ def to_lut(w, qtype: str, importance=None, threads: int | None = None):
             f"to_lut: LUTWeight.from_gguf cannot import {sp.name} yet (it reads {', '.join(FORMATS)}); the K-quant "
             f"import into the LUT layout (frugalnn.tmac.gguf, issue 18) is missing. Use quantize() for the bytes.")
     a, _ = to_numpy(w, "w")
-    blocks = quantize(a, sp.name, importance)
+    blocks = quantize(a, sp.name, importance, threads=threads)
     return LUTWeight.from_gguf(blocks, qtype=sp.name, shape=tuple(a.shape), threads=threads)
 
 
-__all__ = ["Grid", "QTYPES", "SPECS", "concat", "encode", "fit", "quantize", "round_codes", "to_lut"]
+def fit_groups(w, bits: int, group_size: int, symmetric: bool, importance=None, *, fp16: bool = False):
+    """The LUT kernel's own group formats (LUTWeight.from_float's), fitted by the same search:
+    -> (codes uint8 [M, K], scales, offsets float32 [M, K/group_size]) for LUTWeight.from_codes.
+
+    symmetric: mid-rise levels (c - (2^bits - 1)/2) * scale (offset = -scale (2^bits - 1)/2); else
+    c * scale + offset with a free offset. fp16: scales and offsets rounded to fp16 (what a file with
+    fp16 group scales holds), codes re-chosen after."""
+    bits = require_int(bits, "bits", 1, 8)
+    group_size = require_int(group_size, "group_size", 1)
+    a = _weight(w, multiple=group_size, what=f"group size {group_size}")
+    imp = _importance(importance, a.shape)
+    m, k = a.shape
+    xb, wb = a.reshape(-1, group_size), None if imp is None else imp.reshape(-1, group_size)
+    top = (1 << bits) - 1
+    if symmetric:  # mirror-symmetric levels: the sign of the scale is free
+        s, o = np.abs(_search.fit_symmetric(xb, wb, top + 1, top / 2)), None
+    else:
+        s, o = _search.fit_affine(xb, wb, top)
+    s = to_fp16(s.reshape(m, -1), "group scale", "group") if fp16 else s.reshape(m, -1).astype(np.float32)
+    if symmetric:
+        o = s * np.float32(-top / 2)  # what LUTWeight's symmetric layout implies, in float32
+    else:
+        o = to_fp16(o.reshape(m, -1), "group offset", "group") if fp16 else o.reshape(m, -1).astype(np.float32)
+    return _round(a, s, o, bits), s, o
+
+
+__all__ = ["Grid", "QTYPES", "SPECS", "concat", "encode", "fit", "fit_groups", "quantize", "round_codes", "to_lut"]
