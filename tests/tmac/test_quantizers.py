@@ -123,6 +123,17 @@ def test_concat_along_k_matches_parts():
         Q.concat([])
 
 
+def test_round_column_matches_round_codes():
+    w = _weights(256)
+    for qt in ("Q2_K", "Q6_K", "Q4_0"):
+        g = Q.fit(w, qt)
+        codes = Q.round_codes(w, g)
+        for k in (0, 17, 255):
+            assert np.array_equal(g.round_column(w[:, k], k), codes[:, k])
+            s, o = g.column(k)
+            assert np.array_equal(s, g.scale[:, k // g.block]) and np.array_equal(o, g.offset[:, k // g.block])
+
+
 def test_bits_per_weight_are_llama_cpps():
     from frugalnn.bench.ggml_peer import bits_per_weight
 

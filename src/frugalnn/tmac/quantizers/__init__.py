@@ -51,6 +51,17 @@ class Grid:
     def bits_per_weight(self) -> float:
         return spec(self.qtype).bits_per_weight
 
+    def column(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, offset) float32 [M] of column k (for column-at-a-time rounding, as GPTQ does)."""
+        b = k // self.block
+        return self.scale[:, b], self.offset[:, b]
+
+    def round_column(self, w_col: np.ndarray, k: int) -> np.ndarray:
+        """Nearest codes uint8 [M] of one column's weights w_col [M] on column k's grid (as round_codes)."""
+        s, o = self.column(k)
+        col = np.asarray(w_col, np.float32).reshape(-1, 1)
+        return _round(col, s[:, None], o[:, None], self.bits)[:, 0]
+
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         """codes [M, K] -> c * scale + offset, float32 [M, K]."""
         return codes.astype(np.float32) * expand(self.scale, self.block) + expand(self.offset, self.block)
