@@ -4,6 +4,8 @@ import gguf
 import numpy as np
 import pytest
 from gguf.quants import dequantize
+from hypothesis import given
+from hypothesis import strategies as st
 
 from frugalnn.tmac import quantizers as Q
 
@@ -238,3 +240,21 @@ def test_fit_groups_fp16_and_checks():
 
     with pytest.raises(ValueError, match="search"):
         LUTWeight.from_float(w, 2, 64, search="gptq")
+
+
+# ---- property: the contract on random shapes, magnitudes and importances --------------------------------
+@given(qtype=st.sampled_from(Q.QTYPES), m=st.integers(1, 5), blocks=st.integers(1, 2),
+       log_scale=st.floats(-3, 3), seed=st.integers(0, 2**31), weighted=st.booleans())
+def test_contract_property(qtype, m, blocks, log_scale, seed, weighted):
+    rng = np.random.default_rng(seed)
+    k = Q.SPECS[qtype].superblock * blocks
+    w = (rng.standard_normal((m, k)) * 10.0**log_scale).astype(np.float32)
+    imp = rng.uniform(0, 2, k).astype(np.float32) if weighted else None
+    g = Q.fit(w, qtype, imp)
+    codes = Q.round_codes(w, g)
+    _check_contract(w, g, codes)
+    deq = g.dequantize(codes)
+    assert np.isfinite(deq).all()
+    sp = Q.SPECS[qtype]
+    if not weighted:  # never worse than min/max rounding of the same block size (fp32 scales)
+        assert ((deq - w) ** 2).sum() <= ((_rtn_minmax(w, sp.bits, sp.block, sp.zero) - w) ** 2).sum() * 1.05
