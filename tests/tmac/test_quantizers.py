@@ -136,6 +136,18 @@ def test_round_column_matches_round_codes():
             assert np.array_equal(s, g.scale[:, k // g.block]) and np.array_equal(o, g.offset[:, k // g.block])
 
 
+def test_threads_and_chunks_do_not_change_the_fit(monkeypatch):
+    from frugalnn._arrays import max_threads
+
+    w = RNG.standard_normal((9, 512)).astype(np.float32)
+    one = Q.quantize(w, "Q3_K", threads=1)
+    assert np.array_equal(Q.quantize(w, "Q3_K", threads=min(2, max_threads())), one)
+    monkeypatch.setattr(Q, "CHUNK_ELEMENTS", 1024)  # 2 rows per chunk
+    assert np.array_equal(Q.quantize(w, "Q3_K", threads=1), one)
+    with pytest.raises(ValueError, match="threads"):
+        Q.fit(w, "Q3_K", threads=0)
+
+
 def test_bits_per_weight_are_llama_cpps():
     from frugalnn.bench.ggml_peer import bits_per_weight
 
