@@ -203,11 +203,23 @@ def test_importance_checks():
 
 
 def test_to_lut_holds_the_encoded_weights():
-    w = RNG.standard_normal((40, 128)).astype(np.float32)
-    for qt in ("Q4_0", "Q4_1", "Q8_0"):
+    """Every type LUTWeight.from_gguf imports (Q4_0/Q4_1/Q8_0 today; the K-quants once kquant's import is
+    merged): the LUT weight holds the fitted grid, and the kernel multiplies by it."""
+    from frugalnn.tmac import matmul
+    from frugalnn.tmac.bench import TABLE_NMSE_BOUND
+    from frugalnn.tmac.gguf import FORMATS
+
+    w = RNG.standard_normal((40, 512)).astype(np.float32)
+    x = RNG.standard_normal((3, 512)).astype(np.float32)
+    types = [qt for qt in Q.QTYPES if qt in FORMATS]
+    assert {"Q4_0", "Q4_1", "Q8_0"} <= set(types)
+    for qt in types:
         g = Q.fit(w, qt)
+        ours = g.dequantize(Q.round_codes(w, g))
         lw = Q.to_lut(w, qt)
-        np.testing.assert_allclose(lw.dequantize(), g.dequantize(Q.round_codes(w, g)), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(lw.dequantize(), ours, rtol=1e-6, atol=1e-6 * np.abs(ours).max())
+        ref = x @ ours.T
+        assert ((matmul(x, lw) - ref) ** 2).sum() / (ref**2).sum() < TABLE_NMSE_BOUND, qt
 
 
 def test_to_lut_names_the_missing_import():
