@@ -1,0 +1,167 @@
+// MixPE group GEMM, AVX-512, on layout.h's strips of 16 rows x quads of 4 k: one zmm holds all 16
+// rows of a strip (lane r = row r), so a quad's 32 packed bytes become one vector of weights: the
+// bytes broadcast to both 256-bit halves (vbroadcasti64x4), the upper half shifted right by 4
+// (vpsrlvd with per-lane counts 0 / 4), then masked to nibbles: lanes 0-7 = rows 0-7 (low
+// nibbles), lanes 8-15 = rows 8-15 (high nibbles), each lane the row's 4 uint4 weights of the quad.
+//
+// VNNI (vpdpbusd): acc[row] += sum_j q[row, 4 quad + j] * a[4 quad + j] in one instruction per
+// quad and token. Operand order: vpdpbusd multiplies UNSIGNED bytes of its first source by SIGNED
+// bytes of its second, so the weights (0..15) go first and the int8 activations second. The four
+// products (|.| <= 15 * 128) and their int32 sum never saturate or wrap (|group sum| <= 128 * 15 *
+// 128 < 2^31): the integer part is exact.
+// AVX512BW (no VNNI): vpmaddubsw (weights unsigned first, again) into int16, summed in int16 over a
+// block of 8 quads (<= 30720, no saturation, as avx2.h), then vpmaddwd against ones into int32.
+// Both give the exact int32 group sum d_g, and then, per output, exactly serial.h's float order:
+// acc = fma(s, float(d_g - z * asum), acc) group after group; the driver applies sa and the bias.
+// So W4A8 matches the serial and avx2 backends bit for bit, VNNI or not.
+//
+// W4A16: each weight byte widened to float, dot = fma(q, a, dot) per lane in k order, then per group
+// acc = fma(s, dot - z * afsum, acc): avx2.h's operation order lane for lane (bit for bit with avx2).
+//
+// Role: avx512 (micro-kernels over one strip and 1..8 tokens, VNNI and AVX512BW variants; VNNI
+// only where cpu_supports_avx512_vnni(), chosen in driver.h). Checked against: serial.h and
+// frugalnn/kernels/mixpe_ref.py on odd shapes, every group size, VNNI on and off
+// (tests/kernels/test_mixpe_kernel.py, test_mixpe_avx512.py under the avx512 backend).
+//
+// compile check: g++ -std=c++17 -O3 -fsyntax-only -I csrc csrc/mixpe/avx512.h
+#pragma once
+
+#include <cstdint>
+
+#include "common/cpu.h"
+#include "mixpe/avx2.h"
+#include "mixpe/layout.h"
+
+#if FRUGALNN_X86
+#include <immintrin.h>
+
+namespace frugalnn {
+namespace mixpe {
+namespace avx512 {
+
+constexpr int kMR = 8;  // tokens per micro-kernel call: 8 int32 + 8 float accumulators (+ 8 int16 without VNNI)
+
+// The 16 rows x 4 weights of one quad, lane r = row r (see the header comment).
+FRUGALNN_AVX512 inline __m512i unpack_quad(const uint8_t* p, __m512i shifts, __m512i mask) {
+  const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_srlv_epi32(both, shifts), mask);
+}
+
+FRUGALNN_AVX512 inline __m512i nibble_shifts() {
+  return _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+}
+
+FRUGALNN_AVX512 inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Per token: facc = fma(s, float(d - z * asum), facc), serial.h's per-group step on 16 rows.
+template <int MR>
+FRUGALNN_AVX512 inline void group_step(const float* sp, const uint8_t* zp, const int32_t* const* asum, int64_t g,
+                                       const __m512i* acc32, __m512* facc) {
+  const __m512 s = _mm512_loadu_ps(sp + g * kRows);
+  const __m512i z = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zp + g * kRows)));
+  for (int i = 0; i < MR; ++i) {
+    const __m512i d = _mm512_sub_epi32(acc32[i], _mm512_mullo_epi32(z, _mm512_set1_epi32(asum[i][g])));
+    facc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(d), facc[i]);
+  }
+}
+
+// One strip x MR tokens over all of K with vpdpbusd: writes the pre-scale accumulators
+// tile[i * kRows + r] (as avx2::w4a8_strip).
+template <int MR>
+FRUGALNN_AVX512_VNNI void w4a8_strip_vnni(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
+                                          const int8_t* const* a, const int32_t* const* asum, float* tile) {
+  const __m512i mask = _mm512_set1_epi8(0x0F), shifts = nibble_shifts();
+  const int64_t quads_per_group = S.group / kQuad;
+  __m512 facc[MR];
+  for (int i = 0; i < MR; ++i) facc[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < S.groups; ++g) {
+    __m512i acc32[MR];
+    for (int i = 0; i < MR; ++i) acc32[i] = _mm512_setzero_si512();
+    for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; ++q) {
+      const __m512i w = unpack_quad(wp + q * kQuadBytes, shifts, mask);
+      for (int i = 0; i < MR; ++i) acc32[i] = _mm512_dpbusd_epi32(acc32[i], w, bcast4(a[i] + q * kQuad));
+    }
+    group_step<MR>(sp, zp, asum, g, acc32, facc);
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(tile + i * kRows, facc[i]);
+}
+
+// The same without VNNI (AVX512BW): vpmaddubsw + int16 block sums + vpmaddwd, as avx2.h on 16 lanes.
+template <int MR>
+FRUGALNN_AVX512 void w4a8_strip_bw(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
+                                   const int8_t* const* a, const int32_t* const* asum, float* tile) {
+  const __m512i mask = _mm512_set1_epi8(0x0F), shifts = nibble_shifts(), ones = _mm512_set1_epi16(1);
+  const int64_t blocks_per_group = S.group / kBlock;
+  __m512 facc[MR];
+  for (int i = 0; i < MR; ++i) facc[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < S.groups; ++g) {
+    __m512i acc32[MR];
+    for (int i = 0; i < MR; ++i) acc32[i] = _mm512_setzero_si512();
+    for (int64_t bb = 0; bb < blocks_per_group; ++bb) {
+      const int64_t q0 = (g * blocks_per_group + bb) * (kBlock / kQuad);
+      __m512i acc16[MR];
+      for (int i = 0; i < MR; ++i) acc16[i] = _mm512_setzero_si512();
+      for (int64_t q = q0; q < q0 + kBlock / kQuad; ++q) {
+        const __m512i w = unpack_quad(wp + q * kQuadBytes, shifts, mask);
+        for (int i = 0; i < MR; ++i)
+          acc16[i] = _mm512_add_epi16(acc16[i], _mm512_maddubs_epi16(w, bcast4(a[i] + q * kQuad)));
+      }
+      for (int i = 0; i < MR; ++i) acc32[i] = _mm512_add_epi32(acc32[i], _mm512_madd_epi16(acc16[i], ones));
+    }
+    group_step<MR>(sp, zp, asum, g, acc32, facc);
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(tile + i * kRows, facc[i]);
+}
+
+using StripFn = void (*)(const uint8_t*, const float*, const uint8_t*, const Shape&, const int8_t* const*,
+                         const int32_t* const*, float*);
+
+// The micro-kernel for mr (1..kMR) tokens, VNNI or AVX512BW.
+inline StripFn w4a8_kernel(int mr, bool vnni) {
+  static const StripFn with_vnni[kMR] = {&w4a8_strip_vnni<1>, &w4a8_strip_vnni<2>, &w4a8_strip_vnni<3>,
+                                         &w4a8_strip_vnni<4>, &w4a8_strip_vnni<5>, &w4a8_strip_vnni<6>,
+                                         &w4a8_strip_vnni<7>, &w4a8_strip_vnni<8>};
+  static const StripFn without[kMR] = {&w4a8_strip_bw<1>, &w4a8_strip_bw<2>, &w4a8_strip_bw<3>, &w4a8_strip_bw<4>,
+                                       &w4a8_strip_bw<5>, &w4a8_strip_bw<6>, &w4a8_strip_bw<7>, &w4a8_strip_bw<8>};
+  return (vnni ? with_vnni : without)[mr - 1];
+}
+
+// W4A16 over one strip x one token (avx2::w4a16_strip on 16 lanes; kEach: dequantize every weight).
+template <bool kEach>
+FRUGALNN_AVX512 void w4a16_strip(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
+                                 const float* a, const float* afsum, float* tile) {
+  const __m512i mask = _mm512_set1_epi8(0x0F), shifts = nibble_shifts(), byte = _mm512_set1_epi32(0xFF);
+  const int64_t quads_per_group = S.group / kQuad;
+  __m512 facc = _mm512_setzero_ps();
+  for (int64_t g = 0; g < S.groups; ++g) {
+    __m512 dot = _mm512_setzero_ps();
+    const __m512 sv = _mm512_loadu_ps(sp + g * kRows);
+    const __m512 zv =
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zp + g * kRows))));
+    for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; ++q) {
+      const __m512i w = unpack_quad(wp + q * kQuadBytes, shifts, mask);
+      for (int j = 0; j < 4; ++j) {
+        const __m512 x = _mm512_set1_ps(a[q * kQuad + j]);
+        __m512 wf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(w, 8 * j), byte));
+        if (kEach) {
+          wf = _mm512_mul_ps(_mm512_sub_ps(wf, zv), sv);
+          facc = _mm512_fmadd_ps(wf, x, facc);
+        } else {
+          dot = _mm512_fmadd_ps(wf, x, dot);
+        }
+      }
+    }
+    if (kEach) continue;
+    facc = _mm512_fmadd_ps(sv, _mm512_sub_ps(dot, _mm512_mul_ps(zv, _mm512_set1_ps(afsum[g]))), facc);
+  }
+  _mm512_storeu_ps(tile, facc);
+}
+
+}  // namespace avx512
+}  // namespace mixpe
+}  // namespace frugalnn
+#endif
