@@ -41,6 +41,15 @@ FRUGALNN_AVX512 inline void add_sums(const __m512i* acc, float* tile, bool set) 
   }
 }
 
+// acc += vpdpwssd(the int16 pair at p broadcast, b), the broadcast folded into the instruction.
+// Inline assembly: GCC 12 compiles _mm512_dpwssd_epi32 here with a register copy per accumulator
+// and step, which the asm form avoids.
+typedef uint32_t word_alias __attribute__((may_alias));
+FRUGALNN_AVX512_VNNI inline __m512i dpwssd_bcast(__m512i acc, __m512i b, const uint32_t* p) {
+  asm("vpdpwssd %[a]%{1to16%}, %[b], %[acc]" : [acc] "+v"(acc) : [b] "v"(b), [a] "m"(*reinterpret_cast<const word_alias*>(p)));
+  return acc;
+}
+
 template <int MR>
 FRUGALNN_AVX512_VNNI void kernel_vnni(const uint32_t* a, const uint32_t* b, int64_t n_chunks, int64_t chunk_pairs,
                                       int64_t last_pairs, float* tile, bool first) {
@@ -50,7 +59,7 @@ FRUGALNN_AVX512_VNNI void kernel_vnni(const uint32_t* a, const uint32_t* b, int6
     for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
     for (int64_t p = 0; p < pairs; ++p, a += kMR, b += kNR) {
       const __m512i bv = _mm512_loadu_si512(b);
-      for (int r = 0; r < MR; ++r) acc[r] = _mm512_dpwssd_epi32(acc[r], _mm512_set1_epi32(static_cast<int>(a[r])), bv);
+      for (int r = 0; r < MR; ++r) acc[r] = dpwssd_bcast(acc[r], bv, a + r);
     }
     add_sums<MR>(acc, tile, first && q == 0);
   }

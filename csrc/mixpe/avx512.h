@@ -18,7 +18,7 @@
 // W4A16: each weight byte widened to float, dot = fma(q, a, dot) per lane in k order, then per group
 // acc = fma(s, dot - z * afsum, acc): avx2.h's operation order lane for lane (bit for bit with avx2).
 //
-// Role: avx512 (micro-kernels over one strip and 1..8 tokens, VNNI and AVX512BW variants; VNNI
+// Role: avx512 (micro-kernels over one strip and 1..16 tokens, VNNI and AVX512BW variants; VNNI
 // only where cpu_supports_avx512_vnni(), chosen in driver.h). Checked against: serial.h and
 // frugalnn/kernels/mixpe_ref.py on odd shapes, every group size, VNNI on and off
 // (tests/kernels/test_mixpe_kernel.py, test_mixpe_avx512.py under the avx512 backend).
@@ -39,12 +39,17 @@ namespace frugalnn {
 namespace mixpe {
 namespace avx512 {
 
-constexpr int kMR = 8;  // tokens per micro-kernel call: 8 int32 + 8 float accumulators (+ 8 int16 without VNNI)
+// Tokens per micro-kernel call. VNNI: 16 int32 accumulators in registers (the float ones live in the
+// L1 tile, touched once per group), so one weight unpack (2 instructions) serves 16 vpdpbusd.
+// AVX512BW: 8 (8 int16 + 8 int32 + 8 float accumulators).
+constexpr int kMR = 16;
+constexpr int kMRBW = 8;
 
 // The 16 rows x 4 weights of one quad, lane r = row r (see the header comment).
 FRUGALNN_AVX512 inline __m512i unpack_quad(const uint8_t* p, __m512i shifts, __m512i mask) {
-  const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_and_si512(_mm512_srlv_epi32(both, shifts), mask);
+  // (maskz forms with a full mask: the unmasked intrinsics trip GCC 12's -Wmaybe-uninitialized)
+  const __m512i both = _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_maskz_srlv_epi32(0xFFFF, both, shifts), mask);
 }
 
 FRUGALNN_AVX512 inline __m512i nibble_shifts() {
@@ -57,37 +62,63 @@ FRUGALNN_AVX512 inline __m512i bcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// Per token: facc = fma(s, float(d - z * asum), facc), serial.h's per-group step on 16 rows.
+// acc += vpdpbusd(w unsigned, the 4 int8 at p broadcast, signed), the broadcast folded into the
+// instruction. Inline assembly: GCC 12 compiles _mm512_dpbusd_epi32 in this loop with a register
+// copy per accumulator and quad (two vmovdqa per vpdpbusd), which the asm form avoids.
+typedef int32_t word_alias __attribute__((may_alias));
+FRUGALNN_AVX512_VNNI inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* p) {
+  asm("vpdpbusd %[x]%{1to16%}, %[w], %[acc]"
+      : [acc] "+v"(acc)
+      : [w] "v"(w), [x] "m"(*reinterpret_cast<const word_alias*>(p)));
+  return acc;
+}
+
+// Per token: facc = fma(s, float(d - z * asum), facc), serial.h's per-group step on 16 rows; the
+// float accumulators are the tile rows tile[i * kRows ...] (zeroed before the first group).
 template <int MR>
 FRUGALNN_AVX512 inline void group_step(const float* sp, const uint8_t* zp, const int32_t* const* asum, int64_t g,
-                                       const __m512i* acc32, __m512* facc) {
+                                       const __m512i* acc32, float* tile) {
   const __m512 s = _mm512_loadu_ps(sp + g * kRows);
   const __m512i z = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zp + g * kRows)));
   for (int i = 0; i < MR; ++i) {
     const __m512i d = _mm512_sub_epi32(acc32[i], _mm512_mullo_epi32(z, _mm512_set1_epi32(asum[i][g])));
-    facc[i] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(d), facc[i]);
+    _mm512_storeu_ps(tile + i * kRows, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(d), _mm512_loadu_ps(tile + i * kRows)));
   }
 }
 
+template <int MR>
+FRUGALNN_AVX512 inline void zero_tile(float* tile) {
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(tile + i * kRows, _mm512_setzero_ps());
+}
+
+// A tile of mr tokens' activations (rows of kp int8, row stride kp), interleaved quad by quad for
+// the VNNI kernel: dst[(q * mr + i) * 4 + j] = a[i * kp + 4 q + j], so the 4-byte broadcasts of one
+// quad for all tokens lie at fixed offsets from one pointer (16 per-token pointers do not fit the
+// 16 general registers next to the loop's others: GCC spilled them, at half the speed).
+inline void interleave_tile(const int8_t* a, int64_t mr, int64_t kp, int8_t* dst) {
+  for (int64_t q = 0; q < kp / kQuad; ++q)
+    for (int64_t i = 0; i < mr; ++i) __builtin_memcpy(dst + (q * mr + i) * kQuad, a + i * kp + q * kQuad, kQuad);
+}
+
 // One strip x MR tokens over all of K with vpdpbusd: writes the pre-scale accumulators
-// tile[i * kRows + r] (as avx2::w4a8_strip).
+// tile[i * kRows + r] (as avx2::w4a8_strip). a[0]: the tile's activations interleaved by
+// interleave_tile (the other a[i] are not read).
 template <int MR>
 FRUGALNN_AVX512_VNNI void w4a8_strip_vnni(const uint8_t* wp, const float* sp, const uint8_t* zp, const Shape& S,
                                           const int8_t* const* a, const int32_t* const* asum, float* tile) {
   const __m512i mask = _mm512_set1_epi8(0x0F), shifts = nibble_shifts();
   const int64_t quads_per_group = S.group / kQuad;
-  __m512 facc[MR];
-  for (int i = 0; i < MR; ++i) facc[i] = _mm512_setzero_ps();
+  zero_tile<MR>(tile);
   for (int64_t g = 0; g < S.groups; ++g) {
     __m512i acc32[MR];
     for (int i = 0; i < MR; ++i) acc32[i] = _mm512_setzero_si512();
     for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; ++q) {
       const __m512i w = unpack_quad(wp + q * kQuadBytes, shifts, mask);
-      for (int i = 0; i < MR; ++i) acc32[i] = _mm512_dpbusd_epi32(acc32[i], w, bcast4(a[i] + q * kQuad));
+      const int8_t* x = a[0] + q * (MR * kQuad);
+      for (int i = 0; i < MR; ++i) acc32[i] = dpbusd_bcast(acc32[i], w, x + i * kQuad);
     }
-    group_step<MR>(sp, zp, asum, g, acc32, facc);
+    group_step<MR>(sp, zp, asum, g, acc32, tile);
   }
-  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(tile + i * kRows, facc[i]);
 }
 
 // The same without VNNI (AVX512BW): vpmaddubsw + int16 block sums + vpmaddwd, as avx2.h on 16 lanes.
@@ -96,8 +127,7 @@ FRUGALNN_AVX512 void w4a8_strip_bw(const uint8_t* wp, const float* sp, const uin
                                    const int8_t* const* a, const int32_t* const* asum, float* tile) {
   const __m512i mask = _mm512_set1_epi8(0x0F), shifts = nibble_shifts(), ones = _mm512_set1_epi16(1);
   const int64_t blocks_per_group = S.group / kBlock;
-  __m512 facc[MR];
-  for (int i = 0; i < MR; ++i) facc[i] = _mm512_setzero_ps();
+  zero_tile<MR>(tile);
   for (int64_t g = 0; g < S.groups; ++g) {
     __m512i acc32[MR];
     for (int i = 0; i < MR; ++i) acc32[i] = _mm512_setzero_si512();
@@ -112,22 +142,23 @@ FRUGALNN_AVX512 void w4a8_strip_bw(const uint8_t* wp, const float* sp, const uin
       }
       for (int i = 0; i < MR; ++i) acc32[i] = _mm512_add_epi32(acc32[i], _mm512_madd_epi16(acc16[i], ones));
     }
-    group_step<MR>(sp, zp, asum, g, acc32, facc);
+    group_step<MR>(sp, zp, asum, g, acc32, tile);
   }
-  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(tile + i * kRows, facc[i]);
 }
 
 using StripFn = void (*)(const uint8_t*, const float*, const uint8_t*, const Shape&, const int8_t* const*,
                          const int32_t* const*, float*);
 
-// The micro-kernel for mr (1..kMR) tokens, VNNI or AVX512BW.
+// The micro-kernel for mr tokens: 1..kMR with VNNI, 1..kMRBW without.
 inline StripFn w4a8_kernel(int mr, bool vnni) {
-  static const StripFn with_vnni[kMR] = {&w4a8_strip_vnni<1>, &w4a8_strip_vnni<2>, &w4a8_strip_vnni<3>,
-                                         &w4a8_strip_vnni<4>, &w4a8_strip_vnni<5>, &w4a8_strip_vnni<6>,
-                                         &w4a8_strip_vnni<7>, &w4a8_strip_vnni<8>};
-  static const StripFn without[kMR] = {&w4a8_strip_bw<1>, &w4a8_strip_bw<2>, &w4a8_strip_bw<3>, &w4a8_strip_bw<4>,
-                                       &w4a8_strip_bw<5>, &w4a8_strip_bw<6>, &w4a8_strip_bw<7>, &w4a8_strip_bw<8>};
-  return (vnni ? with_vnni : without)[mr - 1];
+  static const StripFn with_vnni[kMR] = {
+      &w4a8_strip_vnni<1>,  &w4a8_strip_vnni<2>,  &w4a8_strip_vnni<3>,  &w4a8_strip_vnni<4>,
+      &w4a8_strip_vnni<5>,  &w4a8_strip_vnni<6>,  &w4a8_strip_vnni<7>,  &w4a8_strip_vnni<8>,
+      &w4a8_strip_vnni<9>,  &w4a8_strip_vnni<10>, &w4a8_strip_vnni<11>, &w4a8_strip_vnni<12>,
+      &w4a8_strip_vnni<13>, &w4a8_strip_vnni<14>, &w4a8_strip_vnni<15>, &w4a8_strip_vnni<16>};
+  static const StripFn without[kMRBW] = {&w4a8_strip_bw<1>, &w4a8_strip_bw<2>, &w4a8_strip_bw<3>, &w4a8_strip_bw<4>,
+                                         &w4a8_strip_bw<5>, &w4a8_strip_bw<6>, &w4a8_strip_bw<7>, &w4a8_strip_bw<8>};
+  return vnni ? with_vnni[mr - 1] : without[mr - 1];
 }
 
 // W4A16 over one strip x one token (avx2::w4a16_strip on 16 lanes; kEach: dequantize every weight).

@@ -1,6 +1,6 @@
 // MixPE group GEMM driver: threads split the weight strips (never a sum, so results do not depend
-// on the thread count); within a strip, tokens go through the vector kernel four (AVX2) or eight
-// (AVX-512) at a time (the unpacked weights of a quad are reused by all of them), the rest together.
+// on the thread count); within a strip, tokens go through the vector kernel four (AVX2), eight
+// (AVX512BW) or sixteen (VNNI) at a time (the unpacked weights of a quad are reused by all of them), the rest together.
 // Activations are quantized (W4A8) or summed per group (W4A16) once per call into a per-thread
 // workspace. The backend is chosen per call: use_avx512() (VNNI where use_avx512_vnni(), else
 // AVX512BW), then use_avx2(), else the serial reference.
@@ -35,6 +35,13 @@ struct Weights {
   const uint8_t* zp;
   Shape S;
 };
+
+// Per calling thread, reused across calls (every layer of a model calls this).
+template <class T>
+T* workspace(std::vector<T>& v, int64_t count) {
+  if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
+  return v.data();
+}
 
 // x [M, K] float32 -> aq [M, Kp], asum [M, groups], sa [M] (serial.h's quantization; O(MK), so the
 // serial code serves both backends).
@@ -79,7 +86,25 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
   kernels.avx512 = FRUGALNN_X86 && use_avx512();
   kernels.vnni = kernels.avx512 && use_avx512_vnni();
 #if FRUGALNN_X86
-  if (kernels.avx512) kernels.tile = avx512::kMR;
+  if (kernels.avx512) kernels.tile = kernels.vnni ? avx512::kMR : avx512::kMRBW;
+#endif
+#if FRUGALNN_X86
+  // VNNI reads each token tile's activations interleaved (avx512::interleave_tile): one pointer
+  // for all 16 tokens. One token is its own interleaving.
+  thread_local std::vector<int8_t> interleaved_ws;
+  const int8_t* interleaved = aq;
+  if (kernels.vnni && m > 1) {
+    int8_t* dst = workspace(interleaved_ws, m * S.kp);
+    parallel_range(ceil_div(m, avx512::kMR), threads, std::max<int64_t>(1, 16384 / std::max<int64_t>(S.kp, 1)),
+                   [&](int64_t t0, int64_t t1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                       const int64_t i0 = t * avx512::kMR;
+                       avx512::interleave_tile(aq + i0 * S.kp, std::min<int64_t>(avx512::kMR, m - i0), S.kp,
+                                               dst + i0 * S.kp);
+                     }
+                   });
+    interleaved = dst;
+  }
 #endif
   const int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, m * S.kp * kRows));
   parallel_range(S.strips, threads, min_strips, [&](int64_t s0, int64_t s1) {
@@ -88,8 +113,10 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
       return;
     }
 #if FRUGALNN_X86
-    constexpr int kMaxTile = kMR > 8 ? kMR : 8;
+    constexpr int kMaxTile = 16;  // the largest token tile of any kernel (avx512::kMR)
+    static_assert(avx512::kMR <= kMaxTile && avx512::kMRBW <= kMaxTile && kMR <= kMaxTile, "token tile");
     float tile[kMaxTile * kRows];
+    static_assert(kTokenChunk % avx512::kMR == 0, "token tiles start at multiples of avx512::kMR");
     // token chunks outside strips: a chunk's activations (kTokenChunk x Kp bytes) stay in L2 while
     // every strip of this thread streams past them
     for (int64_t c0 = 0; c0 < m; c0 += kTokenChunk) {
@@ -104,7 +131,7 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
           const int8_t* a[kMaxTile];
           const int32_t* as[kMaxTile];
           for (int t = 0; t < mr; ++t) {
-            a[t] = aq + (i + t) * S.kp;
+            a[t] = kernels.vnni ? interleaved + i * S.kp : aq + (i + t) * S.kp;  // VNNI: the tile's base
             as[t] = asum + (i + t) * S.groups;
           }
           kernels.get(mr)(wp, sp, zp, S, a, as, tile);
@@ -160,13 +187,6 @@ inline void widen_activations(const float* x, int64_t m, const Shape& S, float* 
       }
     }
   });
-}
-
-// Per calling thread, reused across calls (every layer of a model calls this).
-template <class T>
-T* workspace(std::vector<T>& v, int64_t count) {
-  if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
-  return v.data();
 }
 
 }  // namespace mixpe
