@@ -5,13 +5,27 @@ edge-value differential cases of test_bindings run again on that path. Every cas
 a clean argument error; a crash or hang fails and names the case."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 from hypothesis import strategies as st
 
-import test_bindings
-import test_mixpe_bindings
 from frugalnn.kernels import MISSING_REASON, available_backends
 from harness import draw_cases, examples, run_batch
+
+
+def _sibling(name):
+    """tests/fuzz/<name>.py by path: tests/kernels has a test_bindings.py too, and the bare module name
+    resolves to whichever pytest imported first."""
+    spec = importlib.util.spec_from_file_location(f"fuzz_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+test_bindings = _sibling("test_bindings")
+test_mixpe_bindings = _sibling("test_mixpe_bindings")
 
 NO_VNNI = {"FRUGALNN_KERNELS": "avx512", "FRUGALNN_VNNI": "0"}
 needs_avx512 = pytest.mark.skipif("avx512" not in available_backends(), reason=MISSING_REASON["avx512"])
