@@ -108,14 +108,26 @@ FRUGALNN_AVX512_VNNI void w4a8_strip_vnni(const uint8_t* wp, const float* sp, co
                                           const int8_t* const* a, const int32_t* const* asum, float* tile) {
   const __m512i mask = _mm512_set1_epi8(0x0F), shifts = nibble_shifts();
   const int64_t quads_per_group = S.group / kQuad;
+  // Few tokens: one accumulator per token would be a chain of dependent vpdpbusd (latency ~5
+  // cycles per quad: what bounded the GEMV); kChains accumulators per token take quads in turn and
+  // are added at the group's end (int32, exact: the same sum in another order).
+  constexpr int kChains = MR == 1 ? 4 : MR <= 4 ? 2 : 1;
+  static_assert(kBlock / kQuad % kChains == 0, "every group's quad count is a multiple of the chains");
   zero_tile<MR>(tile);
   for (int64_t g = 0; g < S.groups; ++g) {
-    __m512i acc32[MR];
-    for (int i = 0; i < MR; ++i) acc32[i] = _mm512_setzero_si512();
-    for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; ++q) {
-      const __m512i w = unpack_quad(wp + q * kQuadBytes, shifts, mask);
-      const int8_t* x = a[0] + q * (MR * kQuad);
-      for (int i = 0; i < MR; ++i) acc32[i] = dpbusd_bcast(acc32[i], w, x + i * kQuad);
+    __m512i acc[kChains][MR], acc32[MR];
+    for (int c = 0; c < kChains; ++c)
+      for (int i = 0; i < MR; ++i) acc[c][i] = _mm512_setzero_si512();
+    for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; q += kChains) {
+      for (int c = 0; c < kChains; ++c) {
+        const __m512i w = unpack_quad(wp + (q + c) * kQuadBytes, shifts, mask);
+        const int8_t* x = a[0] + (q + c) * (MR * kQuad);
+        for (int i = 0; i < MR; ++i) acc[c][i] = dpbusd_bcast(acc[c][i], w, x + i * kQuad);
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      acc32[i] = acc[0][i];
+      for (int c = 1; c < kChains; ++c) acc32[i] = _mm512_add_epi32(acc32[i], acc[c][i]);
     }
     group_step<MR>(sp, zp, asum, g, acc32, tile);
   }
