@@ -8,7 +8,9 @@
 // quad and token. Operand order: vpdpbusd multiplies UNSIGNED bytes of its first source by SIGNED
 // bytes of its second, so the weights (0..15) go first and the int8 activations second. The four
 // products (|.| <= 15 * 128) and their int32 sum never saturate or wrap (|group sum| <= 128 * 15 *
-// 128 < 2^31): the integer part is exact.
+// 128 < 2^31): the integer part is exact. Up to 16 tokens per call (activations interleaved by the
+// driver, see interleave_tile); tiles of 1-4 tokens split each token's sum over 2-4 accumulator
+// chains (the GEMV was bound by one chain of dependent vpdpbusd), added at the group's end.
 // AVX512BW (no VNNI): vpmaddubsw (weights unsigned first, again) into int16, summed in int16 over a
 // block of 8 quads (<= 30720, no saturation, as avx2.h), then vpmaddwd against ones into int32.
 // Both give the exact int32 group sum d_g, and then, per output, exactly serial.h's float order:
