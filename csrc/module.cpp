@@ -23,6 +23,13 @@ NB_MODULE(_core, m) {
         "True when this CPU has what the avx512 kernels need: AVX512F/BW/VL/DQ on top of the avx2 set.");
   m.def("cpu_supports_avx512_vnni", &frugalnn::cpu_supports_avx512_vnni,
         "True when the avx512 kernels may also use AVX512-VNNI (vpdpbusd, vpdpwssd).");
+  m.def("avx512_vnni", [] { return frugalnn::vnni_slot().load(); },
+        "Whether the avx512 kernels use VNNI now (a VNNI CPU and set_avx512_vnni not turned off).");
+  m.def("set_avx512_vnni", [](bool on) {
+    if (on && !frugalnn::cpu_supports_avx512_vnni())
+      throw nb::value_error("avx512_vnni requested but this CPU lacks AVX512-VNNI");
+    frugalnn::vnni_slot().store(on);
+  }, "Let the avx512 kernels use VNNI (True, only on a VNNI CPU) or force their AVX512BW path (False).");
   m.def("backend", [] { return std::string(frugalnn::backend_name(frugalnn::backend())); });
   m.def("set_backend", [](const std::string& name) {
     if (name == "serial") {

@@ -71,9 +71,19 @@ inline std::atomic<int>& backend_slot() {
 }
 
 inline Backend backend() { return static_cast<Backend>(backend_slot().load(std::memory_order_relaxed)); }
+
+// Whether the avx512 kernels may use VNNI (vpdpbusd, vpdpwssd): on where the CPU has it, and
+// switchable off (set_avx512_vnni(False), FRUGALNN_VNNI=0) so one process can test the AVX512BW
+// fallback that CPUs with AVX-512 but no VNNI (Skylake-SP) run. Never on where the CPU lacks it.
+inline std::atomic<bool>& vnni_slot() {
+  static std::atomic<bool> slot{cpu_supports_avx512_vnni()};
+  return slot;
+}
 // True under avx2 and avx512 (an op without avx512 kernels runs its AVX2 ones).
 inline bool use_avx2() { return backend() >= Backend::AVX2; }
 inline bool use_avx512() { return backend() == Backend::AVX512; }
+// The avx512 kernels' VNNI variants: the avx512 backend, a VNNI CPU and the switch on.
+inline bool use_avx512_vnni() { return use_avx512() && vnni_slot().load(std::memory_order_relaxed); }
 
 inline const char* backend_name(Backend b) {
   return b == Backend::AVX512 ? "avx512" : b == Backend::AVX2 ? "avx2" : "serial";

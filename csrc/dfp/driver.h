@@ -14,7 +14,9 @@
 //
 // Backend choice: the entry points at the end (run_gemm, max_abs, max_abs_bits, quantize,
 // probe_macs) pick the AVX2 kernels or the serial reference (use_avx2()); the binding calls only
-// these.
+// these. Under avx512 the GEMM runs the AVX-512 micro-kernel (avx512.h: vpdpwssd where
+// use_avx512_vnni(), else vpmaddwd + vpaddd on zmm) on the same packed operands; the O(n) helpers
+// (max |x|, quantize) keep their AVX2 code.
 //
 // Role: driver (packing tasks, blocking, threads, backend choice). Checked against:
 // frugalnn/kernels/dfp_ref.py bit for bit on odd shapes, every chunk length, both layouts of B,
@@ -34,6 +36,7 @@
 #include "common/cpu.h"
 #include "common/threads.h"
 #include "dfp/avx2.h"
+#include "dfp/avx512.h"
 #include "dfp/layout.h"
 #include "dfp/serial.h"
 
@@ -304,6 +307,8 @@ inline void run_gemm(const int16_t* a, const int16_t* b, float* c, int64_t m, in
 #if FRUGALNN_X86
   if (avx2) {
     const Problem pr{a, b, c, m, n, k, transpose_b, make_scale(scale_exp), bias};
+    if (use_avx512_vnni()) return gemm<avx512::Ops<true>>(pr, chunk, threads);
+    if (use_avx512()) return gemm<avx512::Ops<false>>(pr, chunk, threads);
     return gemm<avx2::Ops>(pr, chunk, threads);
   }
 #endif

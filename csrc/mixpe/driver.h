@@ -1,8 +1,9 @@
 // MixPE group GEMM driver: threads split the weight strips (never a sum, so results do not depend
-// on the thread count); within a strip, tokens go through the AVX2 kernel four at a time (the
-// unpacked weights of a quad are reused by four tokens), the last one to three together. Activations
-// are quantized (W4A8) or summed per group (W4A16) once per call into a per-thread workspace.
-// The backend (AVX2 or the serial reference) is chosen per call by use_avx2().
+// on the thread count); within a strip, tokens go through the vector kernel four (AVX2), eight
+// (AVX512BW) or sixteen (VNNI) at a time (the unpacked weights of a quad are reused by all of them), the rest together.
+// Activations are quantized (W4A8) or summed per group (W4A16) once per call into a per-thread
+// workspace. The backend is chosen per call: use_avx512() (VNNI where use_avx512_vnni(), else
+// AVX512BW), then use_avx2(), else the serial reference.
 //
 // Role: driver (activation preparation, strips over threads, token tiles, backend choice, the
 // final scale and bias). Checked against: frugalnn/kernels/mixpe_ref.py and the serial backend for
@@ -18,6 +19,7 @@
 #include "common/cpu.h"
 #include "common/threads.h"
 #include "mixpe/avx2.h"
+#include "mixpe/avx512.h"
 #include "mixpe/layout.h"
 #include "mixpe/serial.h"
 
@@ -33,6 +35,13 @@ struct Weights {
   const uint8_t* zp;
   Shape S;
 };
+
+// Per calling thread, reused across calls (every layer of a model calls this).
+template <class T>
+T* workspace(std::vector<T>& v, int64_t count) {
+  if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
+  return v.data();
+}
 
 // x [M, K] float32 -> aq [M, Kp], asum [M, groups], sa [M] (serial.h's quantization; O(MK), so the
 // serial code serves both backends).
@@ -52,10 +61,51 @@ inline void finish_tile(const float* tile, int64_t rows_valid, int64_t i, int64_
   }
 }
 
+// The W4A8 micro-kernel for mr tokens (1..tile) of the active vector backend.
+struct W4A8Kernels {
+  int tile = kMR;
+  bool avx512 = false, vnni = false;
+#if FRUGALNN_X86
+  avx512::StripFn get(int mr) const {
+    if (avx512) return avx512::w4a8_kernel(mr, vnni);
+    switch (mr) {
+      case 4: return &avx2::w4a8_strip<4>;
+      case 3: return &avx2::w4a8_strip<3>;
+      case 2: return &avx2::w4a8_strip<2>;
+      default: return &avx2::w4a8_strip<1>;
+    }
+  }
+#endif
+};
+
 inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, const float* sa, int64_t m,
                       const float* bias, float* out, int threads) {
   const Shape& S = W.S;
   const bool avx2 = use_avx2();
+  W4A8Kernels kernels;
+  kernels.avx512 = FRUGALNN_X86 && use_avx512();
+  kernels.vnni = kernels.avx512 && use_avx512_vnni();
+#if FRUGALNN_X86
+  if (kernels.avx512) kernels.tile = kernels.vnni ? avx512::kMR : avx512::kMRBW;
+#endif
+#if FRUGALNN_X86
+  // VNNI reads each token tile's activations interleaved (avx512::interleave_tile): one pointer
+  // for all 16 tokens. One token is its own interleaving.
+  thread_local std::vector<int8_t> interleaved_ws;
+  const int8_t* interleaved = aq;
+  if (kernels.vnni && m > 1) {
+    int8_t* dst = workspace(interleaved_ws, m * S.kp);
+    parallel_range(ceil_div(m, avx512::kMR), threads, std::max<int64_t>(1, 16384 / std::max<int64_t>(S.kp, 1)),
+                   [&](int64_t t0, int64_t t1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                       const int64_t i0 = t * avx512::kMR;
+                       avx512::interleave_tile(aq + i0 * S.kp, std::min<int64_t>(avx512::kMR, m - i0), S.kp,
+                                               dst + i0 * S.kp);
+                     }
+                   });
+    interleaved = dst;
+  }
+#endif
   const int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, m * S.kp * kRows));
   parallel_range(S.strips, threads, min_strips, [&](int64_t s0, int64_t s1) {
     if (!avx2) {
@@ -63,7 +113,10 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
       return;
     }
 #if FRUGALNN_X86
-    float tile[kMR * kRows];
+    constexpr int kMaxTile = 16;  // the largest token tile of any kernel (avx512::kMR)
+    static_assert(avx512::kMR <= kMaxTile && avx512::kMRBW <= kMaxTile && kMR <= kMaxTile, "token tile");
+    float tile[kMaxTile * kRows];
+    static_assert(kTokenChunk % avx512::kMR == 0, "token tiles start at multiples of avx512::kMR");
     // token chunks outside strips: a chunk's activations (kTokenChunk x Kp bytes) stay in L2 while
     // every strip of this thread streams past them
     for (int64_t c0 = 0; c0 < m; c0 += kTokenChunk) {
@@ -74,19 +127,14 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
         const uint8_t* zp = W.zp + s * S.groups * kRows;
         const int64_t n0 = s * kRows, valid = std::min(kRows, S.n - n0);
         for (int64_t i = c0; i < c1;) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMR, c1 - i));
-          const int8_t* a[kMR];
-          const int32_t* as[kMR];
+          const int mr = static_cast<int>(std::min<int64_t>(kernels.tile, c1 - i));
+          const int8_t* a[kMaxTile];
+          const int32_t* as[kMaxTile];
           for (int t = 0; t < mr; ++t) {
-            a[t] = aq + (i + t) * S.kp;
+            a[t] = kernels.vnni ? interleaved + i * S.kp : aq + (i + t) * S.kp;  // VNNI: the tile's base
             as[t] = asum + (i + t) * S.groups;
           }
-          switch (mr) {
-            case 4: avx2::w4a8_strip<4>(wp, sp, zp, S, a, as, tile); break;
-            case 3: avx2::w4a8_strip<3>(wp, sp, zp, S, a, as, tile); break;
-            case 2: avx2::w4a8_strip<2>(wp, sp, zp, S, a, as, tile); break;
-            default: avx2::w4a8_strip<1>(wp, sp, zp, S, a, as, tile); break;
-          }
+          kernels.get(mr)(wp, sp, zp, S, a, as, tile);
           for (int t = 0; t < mr; ++t) finish_tile(tile + t * kRows, valid, i + t, n0, S.n, sa[i + t], bias, out);
           i += mr;
         }
@@ -99,7 +147,7 @@ inline void w4a8_gemm(const Weights& W, const int8_t* aq, const int32_t* asum, c
 inline void w4a16_gemm(const Weights& W, const float* af, const float* afsum, int64_t m, const float* bias,
                        float* out, int threads, bool each = false) {
   const Shape& S = W.S;
-  const bool avx2 = use_avx2();
+  const bool avx2 = use_avx2(), avx512 = FRUGALNN_X86 && use_avx512();
   const int64_t min_strips = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, m * S.kp * kRows));
   parallel_range(S.strips, threads, min_strips, [&](int64_t s0, int64_t s1) {
     if (!avx2) {
@@ -114,8 +162,12 @@ inline void w4a16_gemm(const Weights& W, const float* af, const float* afsum, in
         const uint8_t* wp = W.wp + s * S.blocks * kQuadBytes;
         const float* sp = W.sp + s * S.groups * kRows;
         const uint8_t* zp = W.zp + s * S.groups * kRows;
-        if (each) avx2::w4a16_strip<true>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);
-        else avx2::w4a16_strip<false>(wp, sp, zp, S, af + i * S.kp, afsum + i * S.groups, tile);
+        const float* x = af + i * S.kp;
+        const float* xs = afsum + i * S.groups;
+        if (avx512 && each) avx512::w4a16_strip<true>(wp, sp, zp, S, x, xs, tile);
+        else if (avx512) avx512::w4a16_strip<false>(wp, sp, zp, S, x, xs, tile);
+        else if (each) avx2::w4a16_strip<true>(wp, sp, zp, S, x, xs, tile);
+        else avx2::w4a16_strip<false>(wp, sp, zp, S, x, xs, tile);
         finish_tile(tile, valid, i, n0, S.n, 1.0f, bias, out);
       }
     }
@@ -135,13 +187,6 @@ inline void widen_activations(const float* x, int64_t m, const Shape& S, float* 
       }
     }
   });
-}
-
-// Per calling thread, reused across calls (every layer of a model calls this).
-template <class T>
-T* workspace(std::vector<T>& v, int64_t count) {
-  if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
-  return v.data();
 }
 
 }  // namespace mixpe

@@ -6,7 +6,7 @@ import pytest
 from frugalnn.bench.accuracy import CheckFailed
 from frugalnn.bench.harness import BenchArgs
 from frugalnn.dfp import bench
-from frugalnn.kernels import dfp, op_backends
+from frugalnn.kernels import dfp, other_backends
 
 
 def test_resnet20_shapes_are_the_network_gemms():
@@ -46,9 +46,15 @@ def test_tiny_run_has_complete_rows():
     cases = {r.case for r in report.rows}
     isa = torch.backends.cpu.get_cpu_capability()
     contenders = 3 if isa.upper() in ("AVX2", "DEFAULT", "NO AVX") else 4
+    # the GEMM again under the other vectorised backends, and on a VNNI CPU its AVX512BW path (issue 17)
+    ours = {f"dfp16 gemm ({b})": b for b in other_backends()}
+    if dfp.isa().endswith("VNNI"):
+        ours["dfp16 gemm (avx512 no VNNI)"] = "avx512 (AVX512BW, no VNNI)"
+    contenders += len(ours)
     assert len(cases) == 9 and len(report.rows) == 9 * contenders
     for r in report.rows:
-        assert r.extra["ISA"] == {"torch fp32 matmul": isa, "torch fp32 matmul, AVX2": "AVX2"}.get(r.impl, op_backends()["dfp"])
+        want = {"torch fp32 matmul": isa, "torch fp32 matmul, AVX2": "AVX2", **ours}.get(r.impl, dfp.isa())
+        assert r.extra["ISA"] == want
         assert r.median_ms > 0 and r.vs_baseline > 0
         assert {"GMAC/s", "% fp32 peak", "NMSE vs fp64", "bytes/value", "ISA", "shape MxKxN", "x (best times)"} <= set(r.extra)
         assert r.extra["bytes/value"] == (4.0 if r.impl.startswith("torch") else pytest.approx(2.0, abs=0.01))

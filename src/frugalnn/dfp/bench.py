@@ -12,6 +12,9 @@ Contenders, timed interleaved in one run (every repeat times each once, in turn)
   dfp16 gemm                 frugalnn.kernels.dfp.gemm on operands already quantized (int16 + exponent)
   dfp16 incl. quantization   both float32 operands quantized (kernels.dfp.quantize, what
                              frugalnn.dfp.matmul does), then the GEMM
+  dfp16 gemm (avx2)          the GEMM under each other vectorised backend available here (avx2 beside
+  dfp16 gemm (avx512 no VNNI)  avx512) and, on a VNNI CPU under avx512, its AVX512BW path (vpmaddwd +
+                             vpaddd on zmm): the backend's own gain, in the same run
 
 Shapes: 1024^3 and 2048^3 (M = K = N), and the GEMMs of a CIFAR-style ResNet-20 on 28x28
 Fashion-MNIST at batch B (`resnet20_shapes`): the forward conv of each stage as im2col writes it
@@ -221,7 +224,7 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     import torch
 
     from frugalnn import _core, info
-    from frugalnn.kernels import dfp, op_backends
+    from frugalnn.kernels import avx512_vnni, dfp, op_backends, other_backends, use_avx512_vnni, use_backend
 
     batch = args.options.get("batch")
     if batch is not None and batch < 1:
@@ -231,27 +234,30 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
     if not sample_s > 0:
         raise ValueError(f"--sample-ms: expected > 0, got {sample_ms}")
     worker_batch_s = min(WORKER_SAMPLE_S, sample_s / 2)
-    # the ISA the DFP kernels really run: AVX2 under the avx512 backend too (the op has no avx512.h)
+    # the ISA the DFP GEMM really runs (avx512: vpdpwssd where VNNI is on, else vpmaddwd on zmm)
     torch_isa, our_isa = info.torch_isa(), op_backends()["dfp"]
+    our_isa_named = dfp.isa()
+    vnni = our_isa_named.endswith("VNNI")
     avx2_peer = torch_isa.upper() not in ("AVX2", "DEFAULT", "NO AVX") and not args.options.get("no_avx2_peer")
-    fma_peak = _core.dfp.peak_macs("fp32_fma", 0.3) if our_isa == "avx2" else float("nan")
-    madd_peak = _core.dfp.peak_macs("int16_madd", 0.3) if our_isa == "avx2" else float("nan")
+    # the probes are 8-lane AVX2 loops (on Zen 4 a zmm instruction has the same MAC rate)
+    fma_peak = _core.dfp.peak_macs("fp32_fma", 0.3) if our_isa in ("avx2", "avx512") else float("nan")
+    madd_peak = _core.dfp.peak_macs("int16_madd", 0.3) if our_isa in ("avx2", "avx512") else float("nan")
     chunk = dfp.DEFAULT_CHUNK
     report = BenchReport("dfp", baseline=BASELINE)
-    report.meta.update({"lscpu": lscpu(), "torch": torch.__version__, "torch_isa": torch_isa, "our_isa": our_isa,
+    report.meta.update({"lscpu": lscpu(), "torch": torch.__version__, "torch_isa": torch_isa, "our_isa": our_isa_named,
                         "torch_env": {BASELINE: PASSIVE, TORCH_AVX2: {**AVX2_ENV, **PASSIVE}},
                         "chunk": chunk, "fp32_fma_peak_gmacs_per_core": fma_peak / 1e9,
                         "int16_madd_peak_gmacs_per_core": madd_peak / 1e9})
     report.notes.append(
         f"'x vs {BASELINE}' > 1: faster than torch's float32 matmul at the same thread count, timed interleaved in "
         f"this run. Ours: int16 operands, int32 sums over chunks of {chunk} (the largest safe chunk for DFP16 with "
-        f"2 bits of headroom), {our_isa} kernels. torch: {torch_isa} (torch.backends.cpu.get_cpu_capability()). "
+        f"2 bits of headroom), {our_isa_named} kernels. torch: {torch_isa} (torch.backends.cpu.get_cpu_capability()). "
         f"Per-core peaks measured here: fp32 FMA {fma_peak / 1e9:.1f} GMAC/s, int16 vpmaddwd+vpaddd "
         f"{madd_peak / 1e9:.1f} GMAC/s ({madd_peak / fma_peak:.2f}x: the physical headroom of int16 on AVX2). "
         "'% fp32 peak' = GMAC/s / (fp32 FMA peak x threads). NMSE: against the float64 product of the float32 "
         "operands. Bytes/value: what each side holds per operand element (ours: int16 + one exponent per tensor).")
     if avx2_peer:
-        report.notes.append(f"torch runs {torch_isa} here and our kernels AVX2: '{TORCH_AVX2}' is torch in a "
+        report.notes.append(f"torch runs {torch_isa} here and our kernels {our_isa_named}: '{TORCH_AVX2}' is torch in a "
                             f"worker started with {' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())}, ISA "
                             "against ISA (MKL and oneDNN, which torch's matmul calls, follow the last two).")
     load_before = os.getloadavg()[0]
@@ -279,11 +285,24 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
                 check_before_timing(name, OURS_Q, 0.0 if np.array_equal(yq, y) else float("inf"), 0.0,
                                     "bit mismatches vs dfp16 gemm")
                 errors = {OURS: nmse(y, exact), OURS_Q: nmse(y, exact)}
-                isas = {OURS: our_isa, OURS_Q: our_isa}
+                isas = {OURS: our_isa_named, OURS_Q: our_isa_named}
                 fns = {
                     OURS: lambda t=threads: dfp.gemm(ma, mb, ea, eb, chunk=chunk, threads=t, transpose_b=tb_),
                     OURS_Q: lambda t=threads: with_quantization(t),
                 }
+                others = {f"{OURS} ({b})": (b, True) for b in other_backends()}
+                if vnni:
+                    others[f"{OURS} (avx512 no VNNI)"] = ("avx512", False)
+                for impl, (b, v) in others.items():  # the same GEMM on another ISA: bit-exact, then timed
+
+                    def on(b=b, v=v, t=threads):
+                        with use_backend(b), use_avx512_vnni(v and avx512_vnni()):
+                            return dfp.gemm(ma, mb, ea, eb, chunk=chunk, threads=t, transpose_b=tb_)
+
+                    check_before_timing(name, impl, 0.0 if np.array_equal(on(), y) else float("inf"), 0.0,
+                                        "bit mismatches vs dfp16 gemm")
+                    fns[impl], errors[impl] = on, errors[OURS]
+                    isas[impl] = b if v else "avx512 (AVX512BW, no VNNI)"
                 batch_calls = {}
                 for impl, w in workers.items():  # checked in the worker (K u |A||B| bound), then timed there
                     setup = w.ask(op="setup", m=m, k=k, n=n, seed=seed, threads=threads, transpose_b=tb_)
@@ -291,7 +310,7 @@ def bench_dfp(args: BenchArgs) -> BenchReport:
                     errors[impl], isas[impl] = setup["nmse"], setup["isa"]
                     batch_calls[impl] = max(1, int(worker_batch_s / max(setup["one_call_s"], 1e-6)))
                     fns[impl] = lambda w=w, c=batch_calls[impl]: w.ask(op="run", calls=c)
-                fns = {impl: fns[impl] for impl in (BASELINE, OURS, OURS_Q, TORCH_AVX2) if impl in fns}
+                fns = {impl: fns[impl] for impl in (BASELINE, OURS, OURS_Q, *others, TORCH_AVX2) if impl in fns}
                 timings = time_interleaved(fns, repeats=args.repeats, warmup=1, min_sample_s=sample_s)
                 for impl, c in batch_calls.items():  # one timed call was a batch of c matmuls
                     t = timings[impl]

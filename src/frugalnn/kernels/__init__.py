@@ -28,6 +28,13 @@ def op_backends() -> dict[str, str]:
     return dict(_core.op_backends())
 
 
+def integer_isa(op: str) -> str:
+    """What an integer-GEMM op (mixpe: vpdpbusd, dfp: vpdpwssd) runs now: its backend, plus ' + VNNI'
+    when that is avx512 with VNNI on (else its AVX512BW path: vpmaddubsw / vpmaddwd on zmm)."""
+    isa = op_backends()[op]
+    return isa + " + VNNI" if isa == "avx512" and avx512_vnni() else isa
+
+
 def backend() -> str:
     return _core.backend()
 
@@ -57,7 +64,26 @@ def use_backend(name: str) -> Iterator[None]:
         _core.set_backend(previous)
 
 
+def avx512_vnni() -> bool:
+    """Whether the avx512 kernels use VNNI (vpdpbusd, vpdpwssd) now: a VNNI CPU, not switched off."""
+    return bool(_core.avx512_vnni())
+
+
+@contextlib.contextmanager
+def use_avx512_vnni(on: bool) -> Iterator[None]:
+    """Let the avx512 kernels use VNNI (only where the CPU has it) or force their AVX512BW path (what
+    an AVX-512 CPU without VNNI runs) for a block of code; FRUGALNN_VNNI=0 does it for a process."""
+    previous = avx512_vnni()
+    _core.set_avx512_vnni(bool(on))
+    try:
+        yield
+    finally:
+        _core.set_avx512_vnni(previous)
+
+
 def _apply_environment() -> None:
+    if os.environ.get("FRUGALNN_VNNI", "").strip() == "0":
+        _core.set_avx512_vnni(False)
     choice = os.environ.get("FRUGALNN_KERNELS", "auto").strip().lower() or "auto"
     if choice == "auto":
         return

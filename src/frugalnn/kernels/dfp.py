@@ -28,6 +28,14 @@ INT32_MAX = dfp_ref.INT32_MAX
 safe_chunk = dfp_ref.safe_chunk
 
 
+def isa() -> str:
+    """The ISA the native GEMM runs now: 'serial', 'avx2', 'avx512' (vpmaddwd + vpaddd on zmm) or
+    'avx512 + VNNI' (vpdpwssd)."""
+    from frugalnn.kernels import integer_isa
+
+    return integer_isa("dfp")
+
+
 def mantissa_bound(bits: int = 16, headroom: int = 2) -> int:
     """The largest |mantissa| that `DFP.from_float(x, bits, headroom=headroom)` can produce.
 

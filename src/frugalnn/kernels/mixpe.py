@@ -19,6 +19,14 @@ from frugalnn.kernels import mixpe_ref
 IMPLS = ("native", "numpy")
 
 
+def isa() -> str:
+    """The ISA the native W4A8/W4A16 kernels run now: 'serial', 'avx2', 'avx512' (AVX512BW: vpmaddubsw +
+    vpmaddwd) or 'avx512 + VNNI' (vpdpbusd)."""
+    from frugalnn.kernels import integer_isa
+
+    return integer_isa("mixpe")
+
+
 @dataclass(frozen=True)
 class PackedW4:
     """Packed uint4 weights of a [n, k] matrix (csrc/mixpe/layout.h)."""

@@ -56,4 +56,11 @@ def bench_mixpe(args: BenchArgs) -> BenchReport:
                                                            f"({why})") + ". 'x vs mixpe w4a8 g128' = baseline median / "
         "this median (< 1: slower than MixPE). NMSE against x @ W_fp32.T on the same input; 'check nmse' against the "
         "float32 matmul of the weight the contender holds (checked before timing). Weights N(0,1).")
+    from frugalnn.kernels import mixpe
+
+    report.meta["mixpe_isa"] = mixpe.isa()
+    report.notes.append(
+        f"MixPE's kernels run {report.meta['mixpe_isa']} here (vpdpbusd with VNNI, else vpmaddubsw + vpmaddwd). "
+        "Rows 'mixpe w4a8 g128 (avx2)' and '(avx512 no VNNI)' time the same kernel under that backend / path in "
+        "the same run: baseline median / their median < 1 is the active backend's gain over them.")
     return report

@@ -3,6 +3,8 @@ interleaved in one run (medians), each with its output error and the bits per we
 
 Contenders:
   mixpe w4a8 g128 / g32   frugalnn.kernels.mixpe.w4a8 (int8 tokens quantized inside the call)
+  mixpe w4a8 g128 (avx2)  the same under each other vectorised backend available here, and under avx512
+  (avx512 no VNNI)        with VNNI switched off (the AVX512BW path): the backend's own gain, same run
   llama.cpp Q4_0          ggml_mul_mat, Q4_0 weights x Q8_0 activations (frugalnn.bench.ggml_peer;
                           optional: a visible not-measured row when libggml is absent)
   T-MAC 4-bit g128        our LUT kernel (frugalnn.tmac), asymmetric 4-bit groups of 128, same weights
@@ -53,6 +55,25 @@ class Result:
         return None
 
 
+def _other_isas(add, wf, x, threads, group) -> None:
+    """The g`group` W4A8 kernel under the other vectorised backends (avx2 beside avx512) and, on a VNNI
+    CPU under avx512, its AVX512BW path: rows whose ratio to the active backend's row is the ISA's gain."""
+    from frugalnn.kernels import avx512_vnni, backend, other_backends, use_avx512_vnni, use_backend
+
+    w = kernel.PackedW4.from_float(wf, group)
+    held = x @ w.dequantize().T
+
+    def on(b, vnni=True):
+        with use_backend(b), use_avx512_vnni(vnni and avx512_vnni()):
+            return kernel.w4a8(x, w, threads=threads)
+
+    for b in other_backends():
+        add(f"mixpe w4a8 g{group} ({b})", lambda b=b: on(b), held, QUANT_BOUND, w.bits_per_weight)
+    if backend() == "avx512" and avx512_vnni():
+        add(f"mixpe w4a8 g{group} (avx512 no VNNI)", lambda: on("avx512", False), held, QUANT_BOUND,
+            w.bits_per_weight)
+
+
 def race(case: str, wf: np.ndarray, x: np.ndarray, threads: int, repeats: int, peer=None, peer_missing: str = "",
          tmac: bool = True, groups=(128, 32)) -> Result:
     import torch
@@ -80,6 +101,7 @@ def race(case: str, wf: np.ndarray, x: np.ndarray, threads: int, repeats: int, p
             xt = torch.from_numpy(x)
             torch.set_num_threads(threads)
             add("torch fp32 (dequant once)", lambda: torch.matmul(xt, wt.T).numpy(), held, FLOAT_BOUND, 32.0)
+    _other_isas(add, wf, x, threads, groups[0])
     if tmac:
         try:
             from frugalnn.tmac import LUTWeight, matmul  # the other 4-bit technique, same weights
