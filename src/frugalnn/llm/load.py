@@ -42,6 +42,11 @@ STORED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1")
 DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1") + STORED_TYPES, "3": STORED_TYPES, "2": STORED_TYPES,
                      "ternary": ("TQ2_0",)}
 HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0") + STORED_TYPES
+KQUANT_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+# A K-quant mix (llama.cpp's Q4_K_M, Q3_K_M, Q2_K, ...) also holds Q8_0 / Q4_0 / Q5_x tensors where a row is not a
+# whole number of 256-element super-blocks (SmolLM2's 576) or where the mix asks for more bits: those are taken as
+# stored too in such a file, at their own width.
+MIX_EXTRA_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
 
 def parse_bits(bits) -> str:
@@ -150,6 +155,7 @@ class WeightFactory:
     def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None, gguf_direct: bool = True):
         self.file, self.bits, self.group_size, self.gguf_direct = file, bits, group_size, gguf_direct
         self.direct = 0  # tensors that went into LUTWeight without a float32 copy
+        self.kquant_mix = any(file.type_name(n) in KQUANT_TYPES for n in file.tensors)
 
     def group_for(self, k: int) -> int:
         if self.group_size is not None:
@@ -185,6 +191,8 @@ class WeightFactory:
         tensors = [self.file.tensor(n) for n in names]
         qtypes = {t.tensor_type for t in tensors}
         direct = DIRECT_GGUF_TYPES.get(bits, ())
+        if self.kquant_mix and bits != "ternary":
+            direct = direct + MIX_EXTRA_TYPES
         if self.gguf_direct and all(t.tensor_type.name in direct for t in tensors):
             self.direct += len(names)
             if len(names) == 1:
