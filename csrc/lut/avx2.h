@@ -357,6 +357,16 @@ FRUGALNN_AVX2 inline void add_special_units(const uint8_t* packed, const float* 
   }
 }
 
+// 16 sub-scale bytes of rows 16q..16q+15 -> vpmaddwd multipliers: lo = row 16q+i's scale in int16 lane 2i
+// (lane 2i+1 zero), hi = row 16q+8+i's in lane 2i+1 (the row order fold_pair leaves in int16 lane sums).
+FRUGALNN_AVX2 inline void kq_multipliers(__m128i bytes, bool is_signed, __m256i* lo, __m256i* hi) {
+  const __m128i pairs = _mm_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m128i b = _mm_shuffle_epi8(bytes, pairs);
+  const __m256i w = is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
+  *lo = _mm256_and_si256(w, _mm256_set1_epi32(0x0000FFFF));
+  *hi = _mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u)));
+}
+
 // Two-level (K-quant) weights (layout.h): one unit, NC columns. Per sub-block (sub/8 steps, at
 // most 8 even above 4 bits, see SPLIT) the int16 plane sums fold to int32 rows, take the sub-scale
 // (vpmulld) and the zero term in int32; once per super-block the int32 sums become float, in the
@@ -378,9 +388,9 @@ FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, i
     for (int a = 0; a < 4; ++a) yacc[c][a] = _mm256_setzero_ps();
   const uint8_t* unit = b.packed + u * s.unit_bytes();
   for (int64_t g = 0; g < groups; ++g) {
-    __m256i S[NC][4], Mn[NC][4];
+    __m256i S[NC][4], Mn[NC][4], Z[NC][4];
     for (int c = 0; c < NC; ++c)
-      for (int a = 0; a < 4; ++a) S[c][a] = Mn[c][a] = _mm256_setzero_si256();
+      for (int a = 0; a < 4; ++a) S[c][a] = Mn[c][a] = Z[c][a] = _mm256_setzero_si256();
     for (int64_t sb = 0; sb < nsub; ++sb) {
       __m256i acc[NC][4], acch[NC][4];
       int32_t isub[NC];
@@ -425,38 +435,59 @@ FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, i
           }
         }
       }
+      // Sub-scales as int16 multipliers for vpmaddwd: per 16 rows (q), W_lo holds row 16q+i's scale in int16
+      // lane 2i (0 in 2i+1), W_hi row 16q+8+i's in lane 2i+1 -- where fold_pair's int16 lane sums keep those
+      // rows. vpmaddwd then sign-extends, scales and widens in one step (products exact in int32).
       const int64_t base = ((u * groups + g) * nsub + sb) * kUnitRows;
-      __m256i scv[4], mnv[4];
-      for (int a = 0; a < 4; ++a) {
+      __m256i wlo[2], whi[2], mlo[2], mhi[2];
+      for (int q = 0; q < 2; ++q) {
         if (kq.format == kScaleOne) {
-          scv[a] = _mm256_set1_epi32(1);
-          mnv[a] = _mm256_set1_epi32(kq.has_min ? 1 : 0);
+          wlo[q] = _mm256_set1_epi32(1);
+          whi[q] = _mm256_set1_epi32(1 << 16);
+          mlo[q] = kq.has_min ? wlo[q] : _mm256_setzero_si256();
+          mhi[q] = kq.has_min ? whi[q] : _mm256_setzero_si256();
           continue;
         }
-        const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kq.sc + base + 8 * a));
-        if (kq.format == kScaleI8) {
-          scv[a] = _mm256_cvtepi8_epi32(raw);
-          mnv[a] = _mm256_setzero_si256();
-        } else if (kq.format == kScaleNib) {
-          const __m256i v = _mm256_cvtepu8_epi32(raw);
-          scv[a] = _mm256_and_si256(v, _mm256_set1_epi32(15));
-          mnv[a] = _mm256_srli_epi32(v, 4);
-        } else {
-          scv[a] = _mm256_cvtepu8_epi32(raw);
-          mnv[a] = kq.has_min ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kq.mn + base + 8 * a)))
-                              : _mm256_setzero_si256();
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.sc + base + 16 * q));
+        __m128i scb = raw, mnb = _mm_setzero_si128();
+        if (kq.format == kScaleNib) {
+          scb = _mm_and_si128(raw, _mm_set1_epi8(15));
+          mnb = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
+        } else if (kq.format == kScaleU8 && kq.has_min) {
+          mnb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.mn + base + 16 * q));
         }
+        kq_multipliers(scb, kq.format == kScaleI8, &wlo[q], &whi[q]);
+        kq_multipliers(mnb, false, &mlo[q], &mhi[q]);
       }
       for (int c = 0; c < NC; ++c) {
-        __m256i rows[4];
-        fold_unit<SPLIT>(acc[c], acch[c], rows);
-        const __m256i zi = _mm256_set1_epi32(cz * isub[c]), iv = _mm256_set1_epi32(isub[c]);
-        for (int a = 0; a < 4; ++a) {
-          S[c][a] = _mm256_add_epi32(S[c][a], _mm256_mullo_epi32(scv[a], _mm256_add_epi32(rows[a], zi)));
-          if (kq.has_min) Mn[c][a] = _mm256_add_epi32(Mn[c][a], _mm256_mullo_epi32(mnv[a], iv));
+        const __m256i iv = _mm256_set1_epi16(static_cast<int16_t>(isub[c]));  // |isub| <= 127 * 16
+        for (int q = 0; q < 2; ++q) {
+          const __m256i* lo = acc[c] + 2 * q;
+          __m256i sum = _mm256_add_epi16(_mm256_permute2x128_si256(lo[0], lo[1], 0x20),
+                                         _mm256_permute2x128_si256(lo[0], lo[1], 0x31));
+          __m256i r0 = _mm256_madd_epi16(sum, wlo[q]), r1 = _mm256_madd_epi16(sum, whi[q]);
+          if (SPLIT) {
+            const __m256i* hi = acch[c] + 2 * q;
+            __m256i sh = _mm256_add_epi16(_mm256_permute2x128_si256(hi[0], hi[1], 0x20),
+                                          _mm256_permute2x128_si256(hi[0], hi[1], 0x31));
+            r0 = _mm256_add_epi32(r0, _mm256_slli_epi32(_mm256_madd_epi16(sh, wlo[q]), 4));
+            r1 = _mm256_add_epi32(r1, _mm256_slli_epi32(_mm256_madd_epi16(sh, whi[q]), 4));
+          }
+          S[c][2 * q] = _mm256_add_epi32(S[c][2 * q], r0);
+          S[c][2 * q + 1] = _mm256_add_epi32(S[c][2 * q + 1], r1);
+          Z[c][2 * q] = _mm256_add_epi32(Z[c][2 * q], _mm256_madd_epi16(iv, wlo[q]));
+          Z[c][2 * q + 1] = _mm256_add_epi32(Z[c][2 * q + 1], _mm256_madd_epi16(iv, whi[q]));
+          if (kq.has_min) {
+            Mn[c][2 * q] = _mm256_add_epi32(Mn[c][2 * q], _mm256_madd_epi16(iv, mlo[q]));
+            Mn[c][2 * q + 1] = _mm256_add_epi32(Mn[c][2 * q + 1], _mm256_madd_epi16(iv, mhi[q]));
+          }
         }
       }
     }
+    // S += (top - 2 z0) * sum_s sc_s isum_s: the zero term of every sub-block at once (exact integers)
+    const __m256i vcz = _mm256_set1_epi32(cz);
+    for (int c = 0; c < NC; ++c)
+      for (int a = 0; a < 4; ++a) S[c][a] = _mm256_add_epi32(S[c][a], _mm256_mullo_epi32(Z[c][a], vcz));
     const int64_t dbase = (u * groups + g) * kUnitRows;
     for (int a = 0; a < 4; ++a) {
       const __m256 dh = _mm256_mul_ps(
