@@ -65,13 +65,15 @@ def main(argv=None) -> int:
             t = time_interleaved({"ggml": peer.run, "kq": lambda: f_kq(x), "f32": lambda: f_flat(x)},
                                  repeats=a.repeats)
             ms = {n: v.median_s * 1e3 for n, v in t.items()}
+            ms_min = {n: v.min_s * 1e3 for n, v in t.items()}
             row = {"type": qt, "m": m, "k": k, "threads": a.threads, "ms": ms, "kq_over_f32": ms["kq"] / ms["f32"],
-                   "ggml_over_kq": ms["ggml"] / ms["kq"], "bpw_file": peer.bits_per_weight, "bpw_kq": kq.bits_per_weight,
+                   "ggml_over_kq": ms["ggml"] / ms["kq"], "ms_min": ms_min,
+                   "min_kq_over_f32": ms_min["kq"] / ms_min["f32"], "min_ggml_over_kq": ms_min["ggml"] / ms_min["kq"], "bpw_file": peer.bits_per_weight, "bpw_kq": kq.bits_per_weight,
                    "bpw_f32": flat.bits_per_weight, "nmse_kq_vs_ggml": nm}
             rows.append(row)
             print(f"{qt:6} {shape:>11} | {ms['ggml']:8.3f}m {ms['kq']:7.3f}m {ms['f32']:7.3f}m | {row['kq_over_f32']:6.2f}"
                   f" {row['ggml_over_kq']:7.2f} | {row['bpw_file']:8.3f} {row['bpw_kq']:5.2f} {row['bpw_f32']:5.2f} |"
-                  f" {nm:.2e}", flush=True)
+                  f" {nm:.2e} | min: {ms_min['ggml']:.3f} {ms_min['kq']:.3f} {ms_min['f32']:.3f} ms", flush=True)
             peer.close()
             del kq, flat, f_kq, f_flat
     if a.json:

@@ -28,6 +28,7 @@ from frugalnn.llm.layers import Block, DenseLinear, Embedding, LlamaAttention, M
     StoredEmbedding, SwiGLU
 from frugalnn.threads import resolve_threads
 from frugalnn.tmac.nn import LUTLinear
+from frugalnn.tmac.ops import KQPlan
 from frugalnn.watch import attach, torch_overrides_active
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
@@ -155,13 +156,12 @@ def _add(dec, layer: int, slot: str, module, where: str) -> None:
         if type(lin) is DenseLinear:
             w = _f32(lin.weight, where, (lin.out_features, lin.in_features))
             dec.add_dense(layer, slot, w, resolve_threads(lin.threads))
-        elif getattr(lin, "kq_meta", None):  # two-level (K-quant) scales as stored (issue 18)
-            from frugalnn.tmac.ops import kq_args
-
-            dec.add_lut_kq(layer, slot, *kq_args(lin.lut_weight), resolve_threads(lin.threads))
         else:
             p = lin.gemv_plan()  # the very call LUTLinear's own one-token path makes
-            dec.add_lut(layer, slot, *p.weight_args, *p.tile_args)
+            if isinstance(p, KQPlan):  # two-level (K-quant / fp16) scales as stored (issue 18)
+                dec.add_lut_kq(layer, slot, *p.args, p.threads)
+            else:
+                dec.add_lut(layer, slot, *p.weight_args, *p.tile_args)
 
 
 def _build(model):

@@ -126,9 +126,17 @@ def _malloc_trim():
 ROWS_PER_CHUNK = 4096  # a multiple of the LUT layout's 32-row unit
 
 
+# One-level fp16 types held with the file's fp16 scales in the model too (Q4_0 at 4.5 b/w, Q4_1 at 5.0) instead of
+# a float32 scale and zero per block (6.0): FP16_STORED = True. A switch, so the two can be raced.
+FP16_STORED = False
+FP16_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+
+
 def stored_scales(qtype) -> str:
-    """from_gguf's `scales` for a tensor type in a model: the K-quants as stored (two-level), the rest float32."""
-    return "file" if getattr(qtype, "name", str(qtype)) in KQUANT_TYPES else "f32"
+    """from_gguf's `scales` for a tensor type in a model: the K-quants as stored (two-level); the one-level fp16
+    types as stored when FP16_STORED, else float32 per block."""
+    name = getattr(qtype, "name", str(qtype))
+    return "file" if name in KQUANT_TYPES or (FP16_STORED and name in FP16_TYPES) else "f32"
 
 
 def stored_in_row_chunks(tensor, rows_per_chunk: int = ROWS_PER_CHUNK, after_chunk=None) -> LUTWeight:

@@ -95,7 +95,8 @@ class _Resolved:
         self.one_token = None
 
     def gemv(self):
-        if self.one_token is None and self.view.kq is not None:  # two-level: no f32 plan, its own lean call
+        if self.one_token is None and self.view.kq is not None:  # two-level: a KQPlan, its own lean call
+            self.plan = gemv_plan(self.view, self.threads)
             fn, m = gemv_fn(self.view, self.threads), self.view.shape[0]
             self.one_token = lambda x: fn(x).view(*x.shape[:-1], m)
         if self.one_token is None:
@@ -196,7 +197,7 @@ class LUTLinear(Watched):
 
     def gemv_plan(self) -> GemvPlan:
         """The one-token kernel call this layer runs (what the Llama's compiled decoder runs for it); a
-        two-level (K-quant) layer has none: ValueError (see ops.kq_args for its call)."""
+        two-level (K-quant) layer gives an ops.KQPlan."""
         r = self._resolved_state()
         r.gemv()
         return r.plan

@@ -89,13 +89,22 @@ class GemvPlan:
         return (self.threads, self.units, self.cols, self.col_block, self.prefetch)
 
 
-def gemv_plan(w: LUTWeight, threads: int | None = None) -> GemvPlan:
-    """The one-token call of `w` at `threads` (None: all cores), tiles tuned once for this shape."""
+@dataclass(frozen=True)
+class KQPlan:
+    """A two-level (K-quant) weight's one-token call: `_core.lut.matmul_kq(x, *args, out, threads, 1, 1, 32, 0)`;
+    the compiled Llama decoder takes it as `add_lut_kq(layer, slot, *args, threads)`."""
+
+    args: tuple
+    threads: int
+
+
+def gemv_plan(w: LUTWeight, threads: int | None = None) -> "GemvPlan | KQPlan":
+    """The one-token call of `w` at `threads` (None: all cores), tiles tuned once for this shape (a KQPlan for
+    two-level weights)."""
     if not isinstance(w, LUTWeight):
         raise TypeError(f"w: expected a LUTWeight, got {type(w).__name__}")
-    if w.kq is not None:
-        raise ValueError("w: a two-level (K-quant) LUTWeight has no f32-scale plan; use w.flat_scales() for layers "
-                         "that need one, or tmac.matmul / w.gemv_fn()")
+    if w.kq is not None:  # two-level scales: the arguments of _core.lut.matmul_kq / Decoder.add_lut_kq
+        return KQPlan(kq_args(w), resolve_threads(threads))
     t = resolve_threads(threads)
     cfg = tile_config(w, 1, t)
     m, k = w.shape
