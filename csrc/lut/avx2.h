@@ -367,15 +367,20 @@ FRUGALNN_AVX2 inline void kq_multipliers(__m128i bytes, bool is_signed, __m256i*
   *hi = _mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u)));
 }
 
+// Whether a sub-block of `steps` steps at `bits` needs the split int16 sets: one step adds at most
+// 2 (2^b - 1) 127 to an int16 lane (both chunk lanes, as the fold sums them).
+inline bool kq_needs_split(int bits, int64_t steps) { return 2 * steps * ((int64_t{1} << bits) - 1) * 127 > 32767; }
+
 // Two-level (K-quant) weights (layout.h): one unit, NC columns. Per sub-block (sub/8 steps, at
 // most 8 even above 4 bits, see SPLIT) the int16 plane sums fold to int32 rows, take the sub-scale
 // (vpmulld) and the zero term in int32; once per super-block the int32 sums become float, in the
 // order serial.h gemv_kq_units documents.
-template <int BITS, int NC>
+template <int BITS, int NC, bool SPLIT>
 FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, int64_t u) {
   constexpr int PAIRS = BITS / 2;
   constexpr bool ODD = BITS % 2;
-  constexpr bool SPLIT = BITS > 4;
+  // SPLIT (planes 4.. in a second int16 set) only where one sub-block could overflow int16 otherwise:
+  // kq_needs_split. Q5_K (4 steps) and Q6_K (2 steps) fit: 2 * steps * (2^b - 1) * 127 <= 32767.
   const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes(), nsub = kq.nsub(s);
   const int64_t sps = kq.sub / 8;
   const int32_t cz = ((1 << BITS) - 1) - 2 * kq.zero;

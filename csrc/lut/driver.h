@@ -136,14 +136,20 @@ inline void run_isa(const avx2::Block& blk, const Shape& s, int64_t u0, int r, i
   }
 }
 
+template <int BITS, bool SPLIT>
+inline void run_kq_cols(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+  switch (nc) {
+    case 1: return avx2::kernel_kq<BITS, 1, SPLIT>(blk, kq, s, u);
+    case 2: return avx2::kernel_kq<BITS, 2, SPLIT>(blk, kq, s, u);
+    case 3: return avx2::kernel_kq<BITS, 3, SPLIT>(blk, kq, s, u);
+    default: return avx2::kernel_kq<BITS, 4, SPLIT>(blk, kq, s, u);
+  }
+}
+
 template <int BITS>
 inline void run_kq_bits(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
-  switch (nc) {
-    case 1: return avx2::kernel_kq<BITS, 1>(blk, kq, s, u);
-    case 2: return avx2::kernel_kq<BITS, 2>(blk, kq, s, u);
-    case 3: return avx2::kernel_kq<BITS, 3>(blk, kq, s, u);
-    default: return avx2::kernel_kq<BITS, 4>(blk, kq, s, u);
-  }
+  if (BITS > 4 && avx2::kq_needs_split(BITS, kq.sub / 8)) return run_kq_cols<BITS, true>(blk, kq, s, u, nc);
+  run_kq_cols<BITS, false>(blk, kq, s, u, nc);
 }
 
 // K-quant weights: the AVX2 kernel under both x86 backends (no AVX-512 variant yet), one unit at a time.
