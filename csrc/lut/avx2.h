@@ -357,6 +357,165 @@ FRUGALNN_AVX2 inline void add_special_units(const uint8_t* packed, const float* 
   }
 }
 
+// 16 sub-scale bytes of rows 16q..16q+15 -> vpmaddwd multipliers: lo = row 16q+i's scale in int16 lane 2i
+// (lane 2i+1 zero), hi = row 16q+8+i's in lane 2i+1 (the row order fold_pair leaves in int16 lane sums).
+FRUGALNN_AVX2 inline void kq_multipliers(__m128i bytes, bool is_signed, __m256i* lo, __m256i* hi) {
+  const __m128i pairs = _mm_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m128i b = _mm_shuffle_epi8(bytes, pairs);
+  const __m256i w = is_signed ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b);
+  *lo = _mm256_and_si256(w, _mm256_set1_epi32(0x0000FFFF));
+  *hi = _mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u)));
+}
+
+// Whether a sub-block of `steps` steps at `bits` needs the split int16 sets: one step adds at most
+// 2 (2^b - 1) 127 to an int16 lane (both chunk lanes, as the fold sums them).
+inline bool kq_needs_split(int bits, int64_t steps) { return 2 * steps * ((int64_t{1} << bits) - 1) * 127 > 32767; }
+
+// Two-level (K-quant) weights (layout.h): one unit, NC columns. Per sub-block (sub/8 steps, at
+// most 8 even above 4 bits, see SPLIT) the int16 plane sums fold to int32 rows, take the sub-scale
+// (vpmulld) and the zero term in int32; once per super-block the int32 sums become float, in the
+// order serial.h gemv_kq_units documents.
+template <int BITS, int NC, bool SPLIT>
+FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, int64_t u) {
+  constexpr int PAIRS = BITS / 2;
+  constexpr bool ODD = BITS % 2;
+  // SPLIT (planes 4.. in a second int16 set) only where one sub-block could overflow int16 otherwise:
+  // kq_needs_split. Q5_K (4 steps) and Q6_K (2 steps) fit: 2 * steps * (2^b - 1) * 127 <= 32767.
+  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes(), nsub = kq.nsub(s);
+  const int64_t sps = kq.sub / 8;
+  const int32_t cz = ((1 << BITS) - 1) - 2 * kq.zero;
+  const __m256i nib = _mm256_set1_epi8(0x0f);
+  constexpr int ODD_SHIFT = SPLIT ? BITS - 5 : BITS - 1;
+  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << ODD_SHIFT));
+  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << ODD_SHIFT) << 8));
+  __m256 yacc[NC][4];
+  for (int c = 0; c < NC; ++c)
+    for (int a = 0; a < 4; ++a) yacc[c][a] = _mm256_setzero_ps();
+  const uint8_t* unit = b.packed + u * s.unit_bytes();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i S[NC][4], Mn[NC][4], Z[NC][4];
+    for (int c = 0; c < NC; ++c)
+      for (int a = 0; a < 4; ++a) S[c][a] = Mn[c][a] = Z[c][a] = _mm256_setzero_si256();
+    for (int64_t sb = 0; sb < nsub; ++sb) {
+      __m256i acc[NC][4], acch[NC][4];
+      int32_t isub[NC];
+      for (int c = 0; c < NC; ++c) {
+        isub[c] = 0;
+        for (int a = 0; a < 4; ++a) acc[c][a] = acch[c][a] = _mm256_setzero_si256();
+      }
+      for (int64_t st = sb * sps; st < (sb + 1) * sps; ++st) {
+        __m256i tv[NC];
+        for (int c = 0; c < NC; ++c) {
+          const int8_t* t = b.tables[c] + (g * spg + st) * kSlabBytes;
+          tv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
+          isub[c] += t[15] + t[31];
+        }
+        const uint8_t* w = unit + g * gbytes + st * (BITS * kSlabBytes);
+        if (b.prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + b.prefetch), _MM_HINT_T0);
+        for (int p = 0; p < PAIRS; ++p) {
+          const bool high = SPLIT && p >= 2;
+          const int e = high ? 2 * p - 4 : 2 * p;
+          const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << e) | ((1 << (e + 1)) << 8)));
+          for (int half = 0; half < 2; ++half) {
+            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (2 * p + half) * kSlabBytes));
+            __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+            for (int c = 0; c < NC; ++c) {
+              __m256i* dst = high ? acch[c] : acc[c];
+              dst[2 * half] = _mm256_add_epi16(dst[2 * half], _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
+              dst[2 * half + 1] =
+                  _mm256_add_epi16(dst[2 * half + 1], _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
+            }
+          }
+        }
+        if (ODD) {
+          __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (BITS - 1) * kSlabBytes));
+          __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+          for (int c = 0; c < NC; ++c) {
+            __m256i l = _mm256_shuffle_epi8(tv[c], lo), h = _mm256_shuffle_epi8(tv[c], hi);
+            __m256i* dst = SPLIT ? acch[c] : acc[c];
+            dst[0] = _mm256_add_epi16(dst[0], _mm256_maddubs_epi16(w_even, l));
+            dst[1] = _mm256_add_epi16(dst[1], _mm256_maddubs_epi16(w_odd, l));
+            dst[2] = _mm256_add_epi16(dst[2], _mm256_maddubs_epi16(w_even, h));
+            dst[3] = _mm256_add_epi16(dst[3], _mm256_maddubs_epi16(w_odd, h));
+          }
+        }
+      }
+      // Sub-scales as int16 multipliers for vpmaddwd: per 16 rows (q), W_lo holds row 16q+i's scale in int16
+      // lane 2i (0 in 2i+1), W_hi row 16q+8+i's in lane 2i+1 -- where fold_pair's int16 lane sums keep those
+      // rows. vpmaddwd then sign-extends, scales and widens in one step (products exact in int32).
+      const int64_t base = ((u * groups + g) * nsub + sb) * kUnitRows;
+      __m256i wlo[2], whi[2], mlo[2], mhi[2];
+      for (int q = 0; q < 2; ++q) {
+        if (kq.format == kScaleOne) {
+          wlo[q] = _mm256_set1_epi32(1);
+          whi[q] = _mm256_set1_epi32(1 << 16);
+          mlo[q] = kq.has_min ? wlo[q] : _mm256_setzero_si256();
+          mhi[q] = kq.has_min ? whi[q] : _mm256_setzero_si256();
+          continue;
+        }
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.sc + base + 16 * q));
+        __m128i scb = raw, mnb = _mm_setzero_si128();
+        if (kq.format == kScaleNib) {
+          scb = _mm_and_si128(raw, _mm_set1_epi8(15));
+          mnb = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
+        } else if (kq.format == kScaleU8 && kq.has_min) {
+          mnb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.mn + base + 16 * q));
+        }
+        kq_multipliers(scb, kq.format == kScaleI8, &wlo[q], &whi[q]);
+        kq_multipliers(mnb, false, &mlo[q], &mhi[q]);
+      }
+      for (int c = 0; c < NC; ++c) {
+        const __m256i iv = _mm256_set1_epi16(static_cast<int16_t>(isub[c]));  // |isub| <= 127 * 16
+        for (int q = 0; q < 2; ++q) {
+          const __m256i* lo = acc[c] + 2 * q;
+          __m256i sum = _mm256_add_epi16(_mm256_permute2x128_si256(lo[0], lo[1], 0x20),
+                                         _mm256_permute2x128_si256(lo[0], lo[1], 0x31));
+          __m256i r0 = _mm256_madd_epi16(sum, wlo[q]), r1 = _mm256_madd_epi16(sum, whi[q]);
+          if (SPLIT) {
+            const __m256i* hi = acch[c] + 2 * q;
+            __m256i sh = _mm256_add_epi16(_mm256_permute2x128_si256(hi[0], hi[1], 0x20),
+                                          _mm256_permute2x128_si256(hi[0], hi[1], 0x31));
+            r0 = _mm256_add_epi32(r0, _mm256_slli_epi32(_mm256_madd_epi16(sh, wlo[q]), 4));
+            r1 = _mm256_add_epi32(r1, _mm256_slli_epi32(_mm256_madd_epi16(sh, whi[q]), 4));
+          }
+          S[c][2 * q] = _mm256_add_epi32(S[c][2 * q], r0);
+          S[c][2 * q + 1] = _mm256_add_epi32(S[c][2 * q + 1], r1);
+          Z[c][2 * q] = _mm256_add_epi32(Z[c][2 * q], _mm256_madd_epi16(iv, wlo[q]));
+          Z[c][2 * q + 1] = _mm256_add_epi32(Z[c][2 * q + 1], _mm256_madd_epi16(iv, whi[q]));
+          if (kq.has_min) {
+            Mn[c][2 * q] = _mm256_add_epi32(Mn[c][2 * q], _mm256_madd_epi16(iv, mlo[q]));
+            Mn[c][2 * q + 1] = _mm256_add_epi32(Mn[c][2 * q + 1], _mm256_madd_epi16(iv, mhi[q]));
+          }
+        }
+      }
+    }
+    // S += (top - 2 z0) * sum_s sc_s isum_s: the zero term of every sub-block at once (exact integers)
+    const __m256i vcz = _mm256_set1_epi32(cz);
+    for (int c = 0; c < NC; ++c)
+      for (int a = 0; a < 4; ++a) S[c][a] = _mm256_add_epi32(S[c][a], _mm256_mullo_epi32(Z[c][a], vcz));
+    const int64_t dbase = (u * groups + g) * kUnitRows;
+    for (int a = 0; a < 4; ++a) {
+      const __m256 dh = _mm256_mul_ps(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.d + dbase + 8 * a))), _mm256_set1_ps(0.5f));
+      __m256 dm = _mm256_setzero_ps();
+      if (kq.has_min) dm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.dmin + dbase + 8 * a)));
+      for (int c = 0; c < NC; ++c) {
+        const __m256 vts = _mm256_set1_ps(b.ts[c][g]);
+        __m256 y = _mm256_add_ps(yacc[c][a], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(S[c][a]), dh), vts));
+        if (kq.has_min) y = _mm256_sub_ps(y, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(Mn[c][a]), dm), vts));
+        yacc[c][a] = y;
+      }
+    }
+  }
+  const int64_t row0 = u * kUnitRows;
+  const int64_t rows = s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows;
+  for (int c = 0; c < NC; ++c) {
+    alignas(32) float out[kUnitRows];
+    for (int a = 0; a < 4; ++a) _mm256_store_ps(out + 8 * a, yacc[c][a]);
+    std::memcpy(b.y[c] + row0, out, static_cast<size_t>(rows) * sizeof(float));
+  }
+}
+
 }  // namespace avx2
 }  // namespace lut
 }  // namespace frugalnn

@@ -28,6 +28,7 @@ from frugalnn.llm.layers import Block, DenseLinear, Embedding, LlamaAttention, M
     StoredEmbedding, SwiGLU
 from frugalnn.threads import resolve_threads
 from frugalnn.tmac.nn import LUTLinear
+from frugalnn.tmac.ops import KQPlan
 from frugalnn.watch import attach, torch_overrides_active
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
@@ -157,7 +158,10 @@ def _add(dec, layer: int, slot: str, module, where: str) -> None:
             dec.add_dense(layer, slot, w, resolve_threads(lin.threads))
         else:
             p = lin.gemv_plan()  # the very call LUTLinear's own one-token path makes
-            dec.add_lut(layer, slot, *p.weight_args, *p.tile_args)
+            if isinstance(p, KQPlan):  # two-level (K-quant / fp16) scales as stored (issue 18)
+                dec.add_lut_kq(layer, slot, *p.args, p.threads)
+            else:
+                dec.add_lut(layer, slot, *p.weight_args, *p.tile_args)
 
 
 def _build(model):

@@ -35,8 +35,19 @@ BITS = ("fp32", "4", "3", "2", "ternary")
 # (SmolLM2's 576 = 9 x 64; Llama-2-7B's 4096 and 11008 take 128, T-MAC's default).
 GROUP_CHOICES = (128, 64, 32)
 # GGUF types that LUTWeight.from_gguf takes as stored (lossless, no float32 copy), per --bits.
-DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1"), "ternary": ("TQ2_0",)}
-HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+# The K-quants (and Q5_0/Q5_1) are taken as stored in every low-bit integer mode: a Q4_K_M file's Q4_K and Q6_K
+# tensors, a Q2_K file's Q2_K and Q3_K/Q4_K ones, each at its own bit width (issue 18). Their codes are the file's;
+# LUTLinear holds the K-quants' two-level scales as stored (file bytes within 5%); the one-level types keep one
+# float32 (scale, offset) per block (STORED_SCALES).
+STORED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1")
+DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1") + STORED_TYPES, "3": STORED_TYPES, "2": STORED_TYPES,
+                     "ternary": ("TQ2_0",)}
+HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0") + STORED_TYPES
+KQUANT_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+# A K-quant mix (llama.cpp's Q4_K_M, Q3_K_M, Q2_K, ...) also holds Q8_0 / Q4_0 / Q5_x tensors where a row is not a
+# whole number of 256-element super-blocks (SmolLM2's 576) or where the mix asks for more bits: those are taken as
+# stored too in such a file, at their own width.
+MIX_EXTRA_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
 
 def parse_bits(bits) -> str:
@@ -115,6 +126,19 @@ def _malloc_trim():
 ROWS_PER_CHUNK = 4096  # a multiple of the LUT layout's 32-row unit
 
 
+# One-level fp16 types held with the file's fp16 scales in the model too (Q4_0 at 4.5 b/w, Q4_1 at 5.0) instead of
+# a float32 scale and zero per block (6.0): FP16_STORED = True. A switch, so the two can be raced.
+FP16_STORED = False
+FP16_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+
+
+def stored_scales(qtype) -> str:
+    """from_gguf's `scales` for a tensor type in a model: the K-quants as stored (two-level); the one-level fp16
+    types as stored when FP16_STORED, else float32 per block."""
+    name = getattr(qtype, "name", str(qtype))
+    return "file" if name in KQUANT_TYPES or (FP16_STORED and name in FP16_TYPES) else "f32"
+
+
 def stored_in_row_chunks(tensor, rows_per_chunk: int = ROWS_PER_CHUNK, after_chunk=None) -> LUTWeight:
     """LUTWeight.from_gguf(tensor), converted a block of rows at a time: the layout keeps 32-row units apart, so
     the blocks' arrays concatenate to exactly the whole conversion, and the transient arrays of the conversion
@@ -122,15 +146,23 @@ def stored_in_row_chunks(tensor, rows_per_chunk: int = ROWS_PER_CHUNK, after_chu
     ~100 MB less at the load's peak)."""
     rows = int(tensor.shape[-1])
     if rows <= rows_per_chunk or tensor.data.ndim != 2:
-        return LUTWeight.from_gguf(tensor)
+        return LUTWeight.from_gguf(tensor, scales=stored_scales(tensor.tensor_type))
     k = int(tensor.shape[0])
     parts = []
     for r in range(0, rows, rows_per_chunk):
         parts.append(LUTWeight.from_gguf(np.asarray(tensor.data[r:r + rows_per_chunk]), qtype=tensor.tensor_type,
-                                         shape=(min(rows_per_chunk, rows - r), k)))
+                                         shape=(min(rows_per_chunk, rows - r), k),
+                                         scales=stored_scales(tensor.tensor_type)))
         if after_chunk is not None:
             after_chunk()
     first = parts[0]
+    if first.kq is not None:  # two-level scales: every array is unit-major, so blocks of whole units concatenate
+        ks = first.kq
+        cat = lambda name: None if getattr(ks, name) is None else np.concatenate([getattr(p.kq, name) for p in parts])  # noqa: E731
+        sc = ks.sc if ks.fmt == "one" else cat("sc")
+        kq = type(ks)(ks.fmt, ks.sub, ks.zero, sc, cat("mn"), cat("d"), cat("dmin"), ks.name)
+        return LUTWeight((rows, k), first.bits, first.group_size, np.concatenate([p.packed for p in parts]),
+                         np.concatenate([p.ws for p in parts]), None, first.kind, first.source, kq)
     if any(p.zt is not None for p in parts):
         zt = np.concatenate([p.zt if p.zt is not None else np.zeros_like(p.ws) for p in parts])
     else:
@@ -145,6 +177,7 @@ class WeightFactory:
     def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None, gguf_direct: bool = True):
         self.file, self.bits, self.group_size, self.gguf_direct = file, bits, group_size, gguf_direct
         self.direct = 0  # tensors that went into LUTWeight without a float32 copy
+        self.kquant_mix = any(file.type_name(n) in KQUANT_TYPES for n in file.tensors)
 
     def group_for(self, k: int) -> int:
         if self.group_size is not None:
@@ -179,14 +212,20 @@ class WeightFactory:
             return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
         tensors = [self.file.tensor(n) for n in names]
         qtypes = {t.tensor_type for t in tensors}
-        if self.gguf_direct and len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
+        direct = DIRECT_GGUF_TYPES.get(bits, ())
+        if self.kquant_mix and bits != "ternary":
+            direct = direct + MIX_EXTRA_TYPES
+        if self.gguf_direct and all(t.tensor_type.name in direct for t in tensors):
             self.direct += len(names)
             if len(names) == 1:
-                return LUTWeight.from_gguf(tensors[0])
+                return LUTWeight.from_gguf(tensors[0], scales=stored_scales(tensors[0].tensor_type))
+            if len(qtypes) > 1:  # a mixed fused projection (Q4_K_M: q, k in Q4_K, v in Q6_K): one layer per part
+                return [LUTWeight.from_gguf(t, scales=stored_scales(t.tensor_type)) for t in tensors]
             # GGUF blocks run along a row, so stacking whole rows of raw blocks is exact
             raw = np.concatenate([np.asarray(t.data).reshape(int(t.shape[-1]), -1) for t in tensors])
             rows = sum(int(t.shape[-1]) for t in tensors)
-            return LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])))
+            return LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])),
+                                       scales=stored_scales(tensors[0].tensor_type))
         if bits == "ternary":  # one scale per projection, as BitNet trains them: no fusion across tensors
             if len(names) > 1:
                 return [LUTWeight.from_float(self.file.float(n), "ternary") for n in names]
