@@ -9,7 +9,8 @@
 // does every frame in `dense` mode (every element treated as changed: the engine's own dense baseline). MACs are
 // counted per conv update (cout per tap that lands inside the output).
 //
-// Backend choice: use_avx2() picks the AVX2 axpy / activate or the serial ones, per push.
+// Backend choice, per push: use_avx512() takes avx512.h's grouped scatter (and AVX2's activation),
+// use_avx2() the AVX2 kernels, else the serial ones.
 //
 // Role: driver (the frame loop, bands over threads, backend choice, counters). Checked against:
 // frugalnn/kernels/delta_ref.py, outputs and counters per frame, for 1 and 3 threads, on both
@@ -26,6 +27,7 @@
 #include "common/cpu.h"
 #include "common/threads.h"
 #include "delta/avx2.h"
+#include "delta/avx512.h"
 #include "delta/layout.h"
 #include "delta/serial.h"
 
@@ -34,14 +36,16 @@ namespace delta {
 
 struct Kernels {
   void (*axpy)(double*, const float*, double, int64_t);
+  void (*axpy_group)(double*, const float*, const int64_t*, const double*, int64_t, int64_t);
   int64_t (*activate)(const double*, double*, const double*, int64_t, bool, double, bool, int32_t, Deltas&);
 };
 
 inline Kernels pick_kernels() {
 #if FRUGALNN_X86
-  if (use_avx2()) return Kernels{&avx2::axpy, &avx2::activate};
+  if (use_avx512()) return Kernels{&avx2::axpy, &avx512::axpy_group, &avx2::activate};
+  if (use_avx2()) return Kernels{&avx2::axpy, &avx2::axpy_group, &avx2::activate};
 #endif
-  return Kernels{&serial::axpy, &serial::activate};
+  return Kernels{&serial::axpy, &serial::axpy_group, &serial::activate};
 }
 
 class Engine {
@@ -128,23 +132,33 @@ class Engine {
       int64_t m = 0;
       const int64_t k = e.k, cin = e.cin, cout = e.cout;
       int64_t kys[64], oys[64], kxs[64], oxs[64];  // k <= 64 (checked by the binding)
-      for (int64_t i = 0; i < n; ++i) {
-        // one division per axis per delta: integer division dominated this loop when done per tap
-        const int64_t flat = d.idx[i], yx = flat / cin, c = flat - yx * cin, y = yx / src.w, x = yx - y * src.w;
+      std::vector<int64_t> off(static_cast<size_t>(cin));
+      // Deltas come in raster order, one position's channels in a run: each run is scattered per tap
+      // as one group (axpy_group keeps the output row in registers across its channels). Every
+      // output element still takes its updates in delta-list order (a stride-s conv maps an input
+      // position to an output position through at most one tap), so the bits are those of one axpy
+      // per delta and tap.
+      for (int64_t i = 0; i < n;) {
+        // one division per axis per run: integer division dominated this loop when done per tap
+        const int64_t yx = d.idx[i] / cin, y = yx / src.w, x = yx - y * src.w, end = (yx + 1) * cin;
+        int64_t j = i;
+        for (; j < n && d.idx[j] < end && d.idx[j] >= yx * cin; ++j) off[j - i] = (d.idx[j] - yx * cin) * cout;
+        const int64_t g = j - i;
+        const double* v = d.val.data() + i;
+        i = j;
         const int64_t ny = taps(y, e, lo, hi, kys, oys);
         if (!ny) continue;
         const int64_t nx = taps(x, e, 0, dst.w, kxs, oxs);
-        const double v = d.val[i];
         for (int64_t a = 0; a < ny; ++a) {
-          const float* wrow = e.w.data() + (kys[a] * k * cin + c) * cout;
           const int64_t orow = oys[a] * dst.w;
           for (int64_t bx = 0; bx < nx; ++bx) {
             const int64_t op = orow + oxs[bx];
-            K.axpy(dst.state.data() + op * cout, wrow + kxs[bx] * cin * cout, v, cout);
+            K.axpy_group(dst.state.data() + op * cout, e.w.data() + (kys[a] * k + kxs[bx]) * cin * cout, off.data(), v,
+                         g, cout);
             dst.dirty[op] = 1;
           }
         }
-        m += ny * nx * cout;
+        m += ny * nx * cout * g;
       }
       macs[b] = m;
     });

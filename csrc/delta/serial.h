@@ -23,6 +23,13 @@ inline void axpy(double* s, const float* w, double d, int64_t n) {
   for (int64_t o = 0; o < n; ++o) s[o] += static_cast<double>(w[o]) * d;
 }
 
+// The deltas of one input position, scattered through one tap: s[o] += double(w[off[k] + o]) * v[k]
+// for k < g (in that order, so each element sees the same sequence of updates as g separate axpys)
+// and o < n. The state row stays in registers across the g channels in the SIMD versions.
+inline void axpy_group(double* s, const float* w, const int64_t* off, const double* v, int64_t g, int64_t n) {
+  for (int64_t k = 0; k < g; ++k) axpy(s, w + off[k], v[k], n);
+}
+
 // Activates the c channels of one position (state s, emitted e, steps q or null) and appends the
 // emitted deltas (flat index base + channel) to out. Returns how many it emitted.
 inline int64_t activate(const double* s, double* e, const double* q, int64_t c, bool relu, double threshold,
