@@ -18,16 +18,16 @@ namespace frugalnn {
 namespace delta {
 namespace serial {
 
-// s[o] += double(w[o]) * d for o < n
-inline void axpy(double* s, const float* w, double d, int64_t n) {
-  for (int64_t o = 0; o < n; ++o) s[o] += static_cast<double>(w[o]) * d;
+// s[o] += w[o] * d for o < n (w: float32 weights widened to double)
+inline void axpy(double* s, const double* w, double d, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) s[o] += w[o] * d;
 }
 
-// The deltas of one input position, scattered through one tap: s[o] += double(w[off[k] + o]) * v[k]
-// for k < g (in that order, so each element sees the same sequence of updates as g separate axpys)
-// and o < n. The state row stays in registers across the g channels in the SIMD versions.
-inline void axpy_group(double* s, const float* w, const int64_t* off, const double* v, int64_t g, int64_t n) {
-  for (int64_t k = 0; k < g; ++k) axpy(s, w + off[k], v[k], n);
+// Every update one output position receives from a conv edge in a frame, gathered: s[o] += w[k][o] * v[k]
+// for k < m (in that order) and o < n; w[k] is the weight row W[ky, kx, c, :] of a (tap, channel) and
+// v[k] the delta there. The SIMD versions keep the state row in registers across all m updates.
+inline void gather(double* s, const double* const* w, const double* v, int64_t m, int64_t n) {
+  for (int64_t k = 0; k < m; ++k) axpy(s, w[k], v[k], n);
 }
 
 // Activates the c channels of one position (state s, emitted e, steps q or null) and appends the
