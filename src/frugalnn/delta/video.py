@@ -49,11 +49,12 @@ class VideoSizes:
     delta_lr: float = 3e-4
     init_step: float = 0.05     # 0..1 pixels at the input; activations are of similar scale
     step_lr_factor: float = 20.0
-    rates: tuple = (0.1, 1.0, 10.0)
+    rates: tuple = (1.0, 10.0, 100.0)
 
 
 QUICK_VIDEO = VideoSizes()
-FULL_VIDEO = VideoSizes(n_train=6000, crop=48, per_clip=6, base_epochs=8, delta_epochs=4, rates=(0.03, 0.1, 0.3, 1.0, 3.0, 10.0))
+FULL_VIDEO = VideoSizes(n_train=6000, crop=48, per_clip=6, base_epochs=8, delta_epochs=4,
+                        rates=(0.3, 1.0, 3.0, 10.0, 30.0, 100.0))
 
 
 @dataclass
@@ -133,7 +134,9 @@ def cache_dir() -> Path:
 
 
 def _key(sizes: VideoSizes, seed: int) -> str:
-    blob = json.dumps({"sizes": asdict(sizes), "seed": seed, "torch": torch.__version__, "v": 1}, sort_keys=True)
+    d = asdict(sizes)
+    d.pop("rates")      # each rate's model is stored under its own name in the file
+    blob = json.dumps({"sizes": d, "seed": seed, "torch": torch.__version__, "v": 1}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
