@@ -1,6 +1,6 @@
-// Delta inference kernels, portable reference: the scatter of one delta into a conv's state and the
-// activation of one position (semantics: layout.h). avx2.h computes the same bits: each update is
-// state += double(w) * d as a multiply then an add (no FMA; CMake passes -ffp-contract=off), and
+// Delta inference kernels, portable reference: the conv updates one output position gathers (each
+// state += w * d, w the float32 weight held as double) and the activation of one position (semantics:
+// layout.h). avx2.h and avx512.h compute the same bits: each update is a multiply then an add (no FMA; CMake passes -ffp-contract=off), and
 // rounding is round-half-even on both.
 //
 // Role: serial (portable reference kernels). Checked against: frugalnn/kernels/delta_ref.py, per
