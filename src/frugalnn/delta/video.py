@@ -48,7 +48,7 @@ class VideoSizes:
     lr: float = 2e-3
     delta_lr: float = 3e-4
     init_step: float = 0.05     # 0..1 pixels at the input; activations are of similar scale
-    step_lr_factor: float = 100.0   # the steps must move far in a 2-epoch fine-tune (20: they barely did)
+    step_lr_factor: float = 20.0    # 100 was tried: the steps then shrank (density 0.52), see docs/delta.md
     rates: tuple = (1.0, 10.0, 100.0)
 
 
