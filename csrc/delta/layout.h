@@ -38,7 +38,9 @@ struct Edge {
   EdgeKind kind = EdgeKind::Conv;
   int src = 0;
   int64_t k = 1, stride = 1, pad = 0, cin = 0, cout = 0;
-  std::vector<float> w;  // [k, k, cin, cout] for Conv
+  // [k, k, cin, cout] for Conv: the float32 weights held widened to double (exact), so the kernels'
+  // inner loops skip a conversion per multiply
+  std::vector<double> w;
 };
 
 struct Deltas {
@@ -61,6 +63,10 @@ struct Layer {
   std::vector<double> state, emitted;
   std::vector<uint8_t> dirty;  // per position
   Deltas out;
+  // driver scratch: per position, where this layer's deltas there start in `out` and how many (a
+  // run: deltas are in raster order), and a mark for the outputs a conv edge into it touches
+  std::vector<int32_t> run_start, run_len;
+  std::vector<uint8_t> mark;
   int64_t macs = 0;            // MACs the edges into this layer did on the last frame
   int64_t size() const { return c * h * w; }
 };

@@ -1,6 +1,6 @@
-// Delta inference kernels, portable reference: the scatter of one delta into a conv's state and the
-// activation of one position (semantics: layout.h). avx2.h computes the same bits: each update is
-// state += double(w) * d as a multiply then an add (no FMA; CMake passes -ffp-contract=off), and
+// Delta inference kernels, portable reference: the conv updates one output position gathers (each
+// state += w * d, w the float32 weight held as double) and the activation of one position (semantics:
+// layout.h). avx2.h and avx512.h compute the same bits: each update is a multiply then an add (no FMA; CMake passes -ffp-contract=off), and
 // rounding is round-half-even on both.
 //
 // Role: serial (portable reference kernels). Checked against: frugalnn/kernels/delta_ref.py, per
@@ -18,9 +18,16 @@ namespace frugalnn {
 namespace delta {
 namespace serial {
 
-// s[o] += double(w[o]) * d for o < n
-inline void axpy(double* s, const float* w, double d, int64_t n) {
-  for (int64_t o = 0; o < n; ++o) s[o] += static_cast<double>(w[o]) * d;
+// s[o] += w[o] * d for o < n (w: float32 weights widened to double)
+inline void axpy(double* s, const double* w, double d, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) s[o] += w[o] * d;
+}
+
+// Every update one output position receives from a conv edge in a frame, gathered: s[o] += w[k][o] * v[k]
+// for k < m (in that order) and o < n; w[k] is the weight row W[ky, kx, c, :] of a (tap, channel) and
+// v[k] the delta there. The SIMD versions keep the state row in registers across all m updates.
+inline void gather(double* s, const double* const* w, const double* v, int64_t m, int64_t n) {
+  for (int64_t k = 0; k < m; ++k) axpy(s, w[k], v[k], n);
 }
 
 // Activates the c channels of one position (state s, emitted e, steps q or null) and appends the

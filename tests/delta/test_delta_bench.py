@@ -21,9 +21,11 @@ def test_a_larger_step_means_fewer_changes():
 
 
 def test_tiny_run():
-    report = bench.bench_delta(BenchArgs(quick=True, threads=[1], repeats=1, options={"steps": [0.8]}))
+    report = bench.bench_delta(BenchArgs(quick=True, threads=[1], repeats=1, options={"steps": [0.8],
+                                                                                     "video_steps": [0.8]}))
     impls = {r.impl for r in report.rows}
     assert impls == {bench.BASELINE, "torch dense per frame, channels-last", "engine", "engine, every element changed"}
     assert all(r.median_ms > 0 and 0 <= r.extra["MAC density"] <= 1 for r in report.rows)
+    assert {r.case for r in report.rows} == {"step 0.8", "video step 0.8"}
     with pytest.raises(ValueError, match="steps"):
         bench.bench_delta(BenchArgs(quick=True, threads=[1], repeats=1, options={"steps": [0.0]}))
