@@ -157,3 +157,33 @@ def test_peer_windows_are_the_perplexity_windows():
     perplexity(lambda x: (seen.append(x[0].tolist()), torch.zeros(1, x.shape[1], 2000))[1], ids, window=512)
     assert race_peer.windows(ids, 512) == seen
     assert race_peer.windows([1, 2, 3], 2) == [[1, 2]]  # a 1-token tail is not scored
+
+
+def test_decode_profile_of_our_side_and_its_table(tmp_path):
+    from tiny_gguf import write_tiny_llama
+
+    from frugalnn import llm as llama
+    from frugalnn.llm import race_profile
+
+    model = llama.load(write_tiny_llama(tmp_path / "t.gguf", qtype="Q4_0", dim=64, ffn=128), bits="4")
+    ops = race_profile.ours(model, reps=2)
+    assert list(ops) == ["qkv", "o", "gate_up", "down", "head"] and all(v > 0 for v in ops.values())
+    text = race_profile.table(ops, "not measured: no peer", sum(ops.values()) + 1.0, None)
+    assert "| other (attention, norms, RoPE, embedding) | 1.0 | - | - |" in text
+    assert "llama.cpp per op: not measured: no peer" in text
+    both = race_profile.table({"qkv": 2.0}, {"qkv": 3.0}, 4.0, 5.0)
+    assert "| qkv | 2.0 | 3.0 | 1.50 |" in both and "| other (attention, norms, RoPE, embedding) | 2.0 | 2.0 | 1.00 |" in both
+
+
+def test_decode_profile_of_the_peer_on_the_files_types(tmp_path):
+    from tiny_gguf import write_tiny_llama
+
+    from frugalnn.bench import ggml_peer
+    from frugalnn.llm import race_profile
+
+    try:
+        ggml_peer.load()
+    except ggml_peer.PeerUnavailable as e:
+        pytest.skip(f"llama.cpp (ggml) not available: {e}")
+    ops = race_profile.peer(write_tiny_llama(tmp_path / "t.gguf", qtype="Q4_0", dim=64, ffn=128), threads=1, reps=2)
+    assert list(ops) == ["qkv", "o", "gate_up", "down", "head"] and all(v > 0 for v in ops.values())

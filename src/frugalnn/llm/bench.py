@@ -80,6 +80,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity of the real (SmolLM2) files")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-RSS comparison (SmolLM2 at contexts of 2048 and 8192, each side in its own process)")
+    p.add_argument("--profile", action="store_true",
+                   help="per-op decode-step time of both sides at the first thread count (frugalnn.llm.race_profile): "
+                        "our linears vs llama.cpp's ggml_mul_mat on the same matrices and types")
     p.add_argument("--n-gen", type=int, default=N_GEN)
     p.add_argument("--n-prompt", type=int, default=N_PROMPT)
     p.add_argument("--torch-path", action="store_true",
@@ -331,7 +334,7 @@ def bench_llm(args: BenchArgs) -> BenchReport:
             continue
         race_one(report, race, label, Path(path), args, n_prompt, n_gen, script, run_peer, peer_missing, torch_path,
                  max(n_prompt + n_gen + 16, WINDOW if race.real and not o.get("no_perplexity") else 0),
-                 perplexity=race.real and not o.get("no_perplexity"))
+                 perplexity=race.real and not o.get("no_perplexity"), profile=bool(o.get("profile")))
     system_info = (report.meta.get("llama_cpp") or {}).get("system_info")
     if system_info:
         report.meta["peer_isa"] = peer_isa(system_info)
@@ -343,7 +346,8 @@ def bench_llm(args: BenchArgs) -> BenchReport:
 
 
 def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_prompt: int, n_gen: int, script,
-             run_peer: bool, peer_missing: str, torch_path: bool, max_positions: int, perplexity: bool) -> None:
+             run_peer: bool, peer_missing: str, torch_path: bool, max_positions: int, perplexity: bool,
+             profile: bool = False) -> None:
     """All rows of one race file: checked, accuracy, perplexity (real files), then timed at each thread count."""
     from frugalnn import llm as llama
     from frugalnn.llm.perplexity import WINDOW
@@ -421,8 +425,31 @@ def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_
                                                            race.target, identical)
             if "llama.cpp" not in timings:
                 report.add_not_measured(case, "llama.cpp", threads, peer_failed or peer_missing)
+            if phase == "decode" and profile and threads == args.threads[0]:
+                step = {impl: t.median_s * 1e3 for impl, t in timings.items()}
+                profile_rows(report, race.key, model, path, threads, step.get("frugalnn"), step.get("llama.cpp"),
+                             run_peer, peer_missing)
         print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
     del model
+
+
+def profile_rows(report, key: str, model, path: Path, threads: int, ours_ms: float, peer_ms: float | None,
+                 run_peer: bool, peer_missing: str) -> None:
+    """Per-op decode-step time of both sides into report.meta["decode_profile"][key] and a note (a table)."""
+    from frugalnn.llm import race_profile
+
+    mine = race_profile.ours(model)
+    if not run_peer:
+        theirs = f"not measured: {peer_missing}"
+    else:
+        try:
+            theirs = race_profile.peer(path, threads)
+        except (RuntimeError, OSError, ValueError) as e:  # PeerUnavailable is a RuntimeError
+            theirs = f"not measured: {e}"
+    report.meta.setdefault("decode_profile", {})[key] = {"frugalnn": mine, "llama.cpp": theirs,
+                                                         "step_ms": {"frugalnn": ours_ms, "llama.cpp": peer_ms}}
+    report.notes.append(f"decode step of {key}, {threads} thread(s), by op:\n\n"
+                        + race_profile.table(mine, theirs, ours_ms, peer_ms))
 
 
 MEMORY_CONTEXTS = (2048, 8192)
