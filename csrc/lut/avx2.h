@@ -357,6 +357,129 @@ FRUGALNN_AVX2 inline void add_special_units(const uint8_t* packed, const float* 
   }
 }
 
+// Two-level (K-quant) weights (layout.h): one unit, NC columns. Per sub-block (sub/8 steps, at
+// most 8 even above 4 bits, see SPLIT) the int16 plane sums fold to int32 rows, take the sub-scale
+// (vpmulld) and the zero term in int32; once per super-block the int32 sums become float, in the
+// order serial.h gemv_kq_units documents.
+template <int BITS, int NC>
+FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, int64_t u) {
+  constexpr int PAIRS = BITS / 2;
+  constexpr bool ODD = BITS % 2;
+  constexpr bool SPLIT = BITS > 4;
+  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes(), nsub = kq.nsub(s);
+  const int64_t sps = kq.sub / 8;
+  const int32_t cz = ((1 << BITS) - 1) - 2 * kq.zero;
+  const __m256i nib = _mm256_set1_epi8(0x0f);
+  constexpr int ODD_SHIFT = SPLIT ? BITS - 5 : BITS - 1;
+  const __m256i w_even = _mm256_set1_epi16(static_cast<int16_t>(1 << ODD_SHIFT));
+  const __m256i w_odd = _mm256_set1_epi16(static_cast<int16_t>((1 << ODD_SHIFT) << 8));
+  __m256 yacc[NC][4];
+  for (int c = 0; c < NC; ++c)
+    for (int a = 0; a < 4; ++a) yacc[c][a] = _mm256_setzero_ps();
+  const uint8_t* unit = b.packed + u * s.unit_bytes();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i S[NC][4], Mn[NC][4];
+    for (int c = 0; c < NC; ++c)
+      for (int a = 0; a < 4; ++a) S[c][a] = Mn[c][a] = _mm256_setzero_si256();
+    for (int64_t sb = 0; sb < nsub; ++sb) {
+      __m256i acc[NC][4], acch[NC][4];
+      int32_t isub[NC];
+      for (int c = 0; c < NC; ++c) {
+        isub[c] = 0;
+        for (int a = 0; a < 4; ++a) acc[c][a] = acch[c][a] = _mm256_setzero_si256();
+      }
+      for (int64_t st = sb * sps; st < (sb + 1) * sps; ++st) {
+        __m256i tv[NC];
+        for (int c = 0; c < NC; ++c) {
+          const int8_t* t = b.tables[c] + (g * spg + st) * kSlabBytes;
+          tv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
+          isub[c] += t[15] + t[31];
+        }
+        const uint8_t* w = unit + g * gbytes + st * (BITS * kSlabBytes);
+        if (b.prefetch) _mm_prefetch(reinterpret_cast<const char*>(w + b.prefetch), _MM_HINT_T0);
+        for (int p = 0; p < PAIRS; ++p) {
+          const bool high = SPLIT && p >= 2;
+          const int e = high ? 2 * p - 4 : 2 * p;
+          const __m256i wp = _mm256_set1_epi16(static_cast<int16_t>((1 << e) | ((1 << (e + 1)) << 8)));
+          for (int half = 0; half < 2; ++half) {
+            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (2 * p + half) * kSlabBytes));
+            __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+            for (int c = 0; c < NC; ++c) {
+              __m256i* dst = high ? acch[c] : acc[c];
+              dst[2 * half] = _mm256_add_epi16(dst[2 * half], _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], lo)));
+              dst[2 * half + 1] =
+                  _mm256_add_epi16(dst[2 * half + 1], _mm256_maddubs_epi16(wp, _mm256_shuffle_epi8(tv[c], hi)));
+            }
+          }
+        }
+        if (ODD) {
+          __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (BITS - 1) * kSlabBytes));
+          __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+          for (int c = 0; c < NC; ++c) {
+            __m256i l = _mm256_shuffle_epi8(tv[c], lo), h = _mm256_shuffle_epi8(tv[c], hi);
+            __m256i* dst = SPLIT ? acch[c] : acc[c];
+            dst[0] = _mm256_add_epi16(dst[0], _mm256_maddubs_epi16(w_even, l));
+            dst[1] = _mm256_add_epi16(dst[1], _mm256_maddubs_epi16(w_odd, l));
+            dst[2] = _mm256_add_epi16(dst[2], _mm256_maddubs_epi16(w_even, h));
+            dst[3] = _mm256_add_epi16(dst[3], _mm256_maddubs_epi16(w_odd, h));
+          }
+        }
+      }
+      const int64_t base = ((u * groups + g) * nsub + sb) * kUnitRows;
+      __m256i scv[4], mnv[4];
+      for (int a = 0; a < 4; ++a) {
+        if (kq.format == kScaleOne) {
+          scv[a] = _mm256_set1_epi32(1);
+          mnv[a] = _mm256_set1_epi32(kq.has_min ? 1 : 0);
+          continue;
+        }
+        const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kq.sc + base + 8 * a));
+        if (kq.format == kScaleI8) {
+          scv[a] = _mm256_cvtepi8_epi32(raw);
+          mnv[a] = _mm256_setzero_si256();
+        } else if (kq.format == kScaleNib) {
+          const __m256i v = _mm256_cvtepu8_epi32(raw);
+          scv[a] = _mm256_and_si256(v, _mm256_set1_epi32(15));
+          mnv[a] = _mm256_srli_epi32(v, 4);
+        } else {
+          scv[a] = _mm256_cvtepu8_epi32(raw);
+          mnv[a] = kq.has_min ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kq.mn + base + 8 * a)))
+                              : _mm256_setzero_si256();
+        }
+      }
+      for (int c = 0; c < NC; ++c) {
+        __m256i rows[4];
+        fold_unit<SPLIT>(acc[c], acch[c], rows);
+        const __m256i zi = _mm256_set1_epi32(cz * isub[c]), iv = _mm256_set1_epi32(isub[c]);
+        for (int a = 0; a < 4; ++a) {
+          S[c][a] = _mm256_add_epi32(S[c][a], _mm256_mullo_epi32(scv[a], _mm256_add_epi32(rows[a], zi)));
+          if (kq.has_min) Mn[c][a] = _mm256_add_epi32(Mn[c][a], _mm256_mullo_epi32(mnv[a], iv));
+        }
+      }
+    }
+    const int64_t dbase = (u * groups + g) * kUnitRows;
+    for (int a = 0; a < 4; ++a) {
+      const __m256 dh = _mm256_mul_ps(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.d + dbase + 8 * a))), _mm256_set1_ps(0.5f));
+      __m256 dm = _mm256_setzero_ps();
+      if (kq.has_min) dm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kq.dmin + dbase + 8 * a)));
+      for (int c = 0; c < NC; ++c) {
+        const __m256 vts = _mm256_set1_ps(b.ts[c][g]);
+        __m256 y = _mm256_add_ps(yacc[c][a], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(S[c][a]), dh), vts));
+        if (kq.has_min) y = _mm256_sub_ps(y, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(Mn[c][a]), dm), vts));
+        yacc[c][a] = y;
+      }
+    }
+  }
+  const int64_t row0 = u * kUnitRows;
+  const int64_t rows = s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows;
+  for (int c = 0; c < NC; ++c) {
+    alignas(32) float out[kUnitRows];
+    for (int a = 0; a < 4; ++a) _mm256_store_ps(out + 8 * a, yacc[c][a]);
+    std::memcpy(b.y[c] + row0, out, static_cast<size_t>(rows) * sizeof(float));
+  }
+}
+
 }  // namespace avx2
 }  // namespace lut
 }  // namespace frugalnn

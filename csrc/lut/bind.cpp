@@ -88,6 +88,59 @@ void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int64_t bits, 
   lut::matmul(xp, n, w, s, op, nthreads, cfg);
 }
 
+// Two-level (K-quant) weights: codes in the layout with group = super-block, sub-block scale bytes
+// sc/mn [units][groups][group/sub][32] uint8 (1-d, unread, for the "one" format), d/dmin fp16 bits [units][groups][32] uint16 (layout.h).
+void matmul_kq(Array x, Array packed, Array sc, Array mn, Array d, Array dmin, int64_t m, int64_t bits, int64_t group,
+               int64_t format, int64_t sub, int64_t zero, bool has_min, OutArray out, int64_t threads, int64_t units,
+               int64_t cols, int64_t col_block, int64_t prefetch) {
+  const float* xp = typed<float>(x, "x", {-1, -1});
+  const int64_t n = x.shape(0);
+  Shape s = make_shape(m, x.shape(1), group, bits);
+  if (format < lut::kScaleU8 || format > lut::kScaleOne)
+    throw nb::value_error(("format: expected 0 (u8), 1 (nibbles), 2 (i8) or 3 (one), got " + std::to_string(format)).c_str());
+  if (sub < 8 || sub > 64 || sub % 8 || group % sub)
+    throw nb::value_error(("sub: expected a multiple of 8 up to 64 dividing group_size " + std::to_string(group) +
+                           ", got " + std::to_string(sub)).c_str());
+  const int64_t top = (int64_t{1} << bits) - 1;
+  if (zero < 0 || zero > top)
+    throw nb::value_error(("zero: expected 0.." + std::to_string(top) + " for " + std::to_string(bits) + " bits, got " +
+                           std::to_string(zero)).c_str());
+  if (has_min && format == lut::kScaleI8) throw nb::value_error("has_min: the i8 scale format has no mins");
+  const int64_t nsub = group / sub;
+  lut::KQuant kq;
+  kq.format = static_cast<int>(format);
+  kq.sub = static_cast<int>(sub);
+  kq.zero = static_cast<int>(zero);
+  kq.has_min = has_min;
+  const uint8_t* pp = typed<uint8_t>(packed, "packed", {s.packed_bytes()});
+  if (format == lut::kScaleOne) {  // no sub-scale bytes: sc and mn are not read
+    typed<uint8_t>(sc, "sc", {-1});
+    typed<uint8_t>(mn, "mn", {-1});
+  } else {
+    kq.sc = typed<uint8_t>(sc, "sc", {s.units(), s.groups(), nsub, lut::kUnitRows});
+    kq.mn = typed<uint8_t>(mn, "mn", {s.units(), s.groups(), nsub, lut::kUnitRows});
+  }
+  kq.d = typed<uint16_t>(d, "d", {s.units(), s.groups(), lut::kUnitRows});
+  kq.dmin = typed<uint16_t>(dmin, "dmin", {s.units(), s.groups(), lut::kUnitRows});
+  float* op = typed<float>(out, "out", {n, m});
+  require_disjoint(x, out, "x", "out");
+  require_disjoint(packed, out, "packed", "out");
+  require_disjoint(sc, out, "sc", "out");
+  require_disjoint(mn, out, "mn", "out");
+  require_disjoint(d, out, "d", "out");
+  require_disjoint(dmin, out, "dmin", "out");
+  if (units < 1 || units > 4) throw nb::value_error(("units: expected 1..4, got " + std::to_string(units)).c_str());
+  if (cols < 1 || cols > 4) throw nb::value_error(("cols: expected 1..4, got " + std::to_string(cols)).c_str());
+  if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
+  if (prefetch < 0 || prefetch > (1 << 20))
+    throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + std::to_string(prefetch)).c_str());
+  const int nthreads = resolve_threads(threads);
+  lut::Config cfg{static_cast<int>(units), static_cast<int>(cols), col_block, prefetch};
+  lut::Weights w{pp, nullptr, nullptr, false, &kq};
+  nb::gil_scoped_release release;
+  lut::matmul(xp, n, w, s, op, nthreads, cfg);
+}
+
 }  // namespace
 }  // namespace frugalnn
 
@@ -108,4 +161,8 @@ void frugalnn_bind_lut(nanobind::module_& m) {
   s.def("matmul", &matmul, nb::arg("x"), nb::arg("packed"), nb::arg("ws"), nb::arg("zt"), nb::arg("m"),
         nb::arg("bits"), nb::arg("group_size"), nb::arg("has_zero"), nb::arg("out"), nb::arg("threads") = -1,
         nb::arg("units") = 1, nb::arg("cols") = 1, nb::arg("col_block") = 32, nb::arg("prefetch") = 0);
+  s.def("matmul_kq", &matmul_kq, nb::arg("x"), nb::arg("packed"), nb::arg("sc"), nb::arg("mn"), nb::arg("d"),
+        nb::arg("dmin"), nb::arg("m"), nb::arg("bits"), nb::arg("group_size"), nb::arg("format"), nb::arg("sub"),
+        nb::arg("zero"), nb::arg("has_min"), nb::arg("out"), nb::arg("threads") = -1, nb::arg("units") = 1,
+        nb::arg("cols") = 1, nb::arg("col_block") = 32, nb::arg("prefetch") = 0);
 }

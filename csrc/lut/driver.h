@@ -52,6 +52,7 @@ struct Weights {
   const uint8_t* packed;
   const float *ws, *zt;
   bool has_zero;
+  const KQuant* kq = nullptr;  // two-level (K-quant) scales instead of ws/zt (layout.h)
 };
 
 struct AlignedFree {
@@ -135,6 +136,32 @@ inline void run_isa(const avx2::Block& blk, const Shape& s, int64_t u0, int r, i
   }
 }
 
+template <int BITS>
+inline void run_kq_bits(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+  switch (nc) {
+    case 1: return avx2::kernel_kq<BITS, 1>(blk, kq, s, u);
+    case 2: return avx2::kernel_kq<BITS, 2>(blk, kq, s, u);
+    case 3: return avx2::kernel_kq<BITS, 3>(blk, kq, s, u);
+    default: return avx2::kernel_kq<BITS, 4>(blk, kq, s, u);
+  }
+}
+
+// K-quant weights: the AVX2 kernel under both x86 backends (no AVX-512 variant yet), one unit at a time.
+inline void run_kq(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u0, int r, int nc) {
+  for (int64_t u = u0; u < u0 + r; ++u) {
+    switch (s.bits) {
+      case 1: run_kq_bits<1>(blk, kq, s, u, nc); break;
+      case 2: run_kq_bits<2>(blk, kq, s, u, nc); break;
+      case 3: run_kq_bits<3>(blk, kq, s, u, nc); break;
+      case 4: run_kq_bits<4>(blk, kq, s, u, nc); break;
+      case 5: run_kq_bits<5>(blk, kq, s, u, nc); break;
+      case 6: run_kq_bits<6>(blk, kq, s, u, nc); break;
+      case 7: run_kq_bits<7>(blk, kq, s, u, nc); break;
+      default: run_kq_bits<8>(blk, kq, s, u, nc); break;
+    }
+  }
+}
+
 inline void run_avx(bool avx512, const avx2::Block& blk, const Shape& s, int64_t u0, int r, int nc) {
   if (avx512) return run_isa<Avx512Kernels>(blk, s, u0, r, nc);
   run_isa<Avx2Kernels>(blk, s, u0, r, nc);
@@ -214,7 +241,9 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
             b.isum[c] = isum.get() + (i + c) * groups;
             b.y[c] = out + (c0 + i + c) * M;
           }
-          if (r == r_units) {
+          if (w.kq) {
+            run_kq(b, *w.kq, s, u0, r, nc);
+          } else if (r == r_units) {
             run_avx(avx512, b, s, u0, r, nc);
           } else {
             for (int u = 0; u < r; ++u) run_avx(avx512, b, s, u0 + u, 1, nc);
@@ -223,7 +252,9 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
         }
 #endif
         for (int c = 0; c < nc; ++c)
-          serial::gemv_units(w.packed, w.ws, w.zt, w.has_zero, s, tables.get() + (i + c) * tb,
+          if (w.kq) serial::gemv_kq_units(w.packed, *w.kq, s, tables.get() + (i + c) * tb, ts.get() + (i + c) * groups,
+                                          u0, u0 + r, out + (c0 + i + c) * M);
+          else serial::gemv_units(w.packed, w.ws, w.zt, w.has_zero, s, tables.get() + (i + c) * tb,
                              ts.get() + (i + c) * groups, isum.get() + (i + c) * groups, u0, u0 + r,
                              out + (c0 + i + c) * M);
       }
@@ -249,6 +280,8 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
       return;
     }
     const std::vector<int64_t>& ks = special[static_cast<size_t>(c)];
+    if (w.kq) return serial::add_special_kq(w.packed, *w.kq, s, x + c * K, ks.data(), static_cast<int64_t>(ks.size()),
+                                            u0, u1, y);
 #if FRUGALNN_X86
     if (avx) return avx2::add_special_units(w.packed, w.ws, w.zt, w.has_zero, s, x + c * K, ks.data(),
                                             static_cast<int64_t>(ks.size()), u0, u1, y);

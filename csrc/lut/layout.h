@@ -50,6 +50,23 @@
 //
 // Table layout (int8) per activation column: tables[group][step][32], lane L = T_{2 step + L}.
 //
+// Two-level (K-quant) weights, llama.cpp's Q2_K..Q6_K kept as stored (frugalnn/tmac/kquants.py):
+//   w[m,k] = (d * sc) * (q - z0) - (dmin * mn)
+// with one fp16 d / dmin per row and 256-element super-block, one small integer sc / mn per row and
+// sub-block of `sub` (16 or 32) elements, and a fixed integer zero z0 (Q3_K 4, Q6_K 32). The codes
+// use the layout above with group = the super-block (one table scale ts per 256 activations, as
+// llama.cpp's Q8_K), so a sub-block is sub/8 consecutive steps. With top = 2^b - 1, acc_s the
+// sub-block's plane sum and isum_s its table sum (sum of entries 15 of its chunks):
+//   2 sum_k (q - z0) a_k = acc_s + (top - 2 z0) isum_s        (up to table rounding)
+//   S[m]  = sum_s sc_s * (acc_s + (top - 2 z0) isum_s)        int32, exact
+//   Mn[m] = sum_s mn_s * isum_s                                int32, exact
+//   y[m] = y[m] + (float(S) * (float(d) * 0.5f)) * ts;  y[m] = y[m] - (float(Mn) * float(dmin)) * ts
+// the float conversion once per super-block and row. int32 suffices for any byte sc/mn: a 32-wide
+// sub-block's |acc + c isum| <= 8 * 127 * (2 top) < 2^16, times 255, times 8 sub-blocks < 2^31
+// (16-wide: 4 * 127 * 2 * 63 * 255 * 16 < 2^31). Sub-scales are stored per (unit, super-block,
+// sub-block, row): sc[units][groups][nsub][32] bytes in one of four formats (KFormat), d and
+// dmin as fp16 bit patterns [units][groups][32].
+//
 // Role: layout (the contract serial.h, avx2.h, driver.h and lut_ref.py share), no kernels. Checked
 // against: lut_ref.py's own slab_position / transform, which must give the same bytes
 // (tests/kernels/test_lut.py, transform round trip).
@@ -58,6 +75,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -126,6 +144,51 @@ inline Shape make_shape(int64_t m, int64_t k, int64_t group, int64_t bits) {
   checked_product({units, k / group, s.steps_per_group(), bits, kSlabBytes}, "packed bytes (units x groups x steps x bits x 32)");
   checked_product({k / group, s.steps_per_group(), kSlabBytes}, "table bytes");
   return s;
+}
+
+// How a K-quant weight stores its sub-block scale bytes (sc[units][groups][nsub][32]).
+enum KFormat : int {
+  kScaleU8 = 0,   // sc one unsigned byte, mn another array of unsigned bytes (Q4_K, Q5_K)
+  kScaleNib = 1,  // one byte: sc = low nibble, mn = high nibble (Q2_K's own byte)
+  kScaleI8 = 2,   // sc a signed byte, no min (Q3_K as sc - 32, Q6_K)
+  kScaleOne = 3,  // no sub-scale bytes: sc = 1 (and mn = 1 with mins): one-level fp16 blocks, Q4_0 as
+                  // d (q - 8), Q4_1 as d q - (-m) 1, with super-block = sub-block = the file's block
+};
+
+struct KQuant {
+  int format = kScaleU8;
+  int sub = 32;  // sub-block elements, a multiple of 8 dividing the group
+  int zero = 0;  // z0
+  bool has_min = false;
+  const uint8_t* sc = nullptr;   // [units][groups][group/sub][32]
+  const uint8_t* mn = nullptr;   // same shape, kScaleU8 with mins only
+  const uint16_t* d = nullptr;   // fp16 bits [units][groups][32]
+  const uint16_t* dmin = nullptr;
+  int64_t nsub(const Shape& s) const { return s.group / sub; }
+  // sub-block scale and min of (unit u, group g, sub-block b, row r)
+  int scale(int64_t idx) const {
+    if (format == kScaleOne) return 1;
+    return format == kScaleI8 ? static_cast<int8_t>(sc[idx]) : format == kScaleNib ? (sc[idx] & 15) : sc[idx];
+  }
+  int min(int64_t idx) const {
+    if (format == kScaleOne) return has_min ? 1 : 0;
+    return format == kScaleNib ? (sc[idx] >> 4) : (has_min ? mn[idx] : 0);
+  }
+};
+
+// IEEE half -> float, exact (every half is a float32 value).
+inline float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const int exp = (h >> 10) & 31;
+  const uint32_t mant = h & 1023;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float32
+    float v = static_cast<float>(mant) * 5.9604645e-8f;
+    return sign ? -v : v;
+  }
+  uint32_t bits = exp == 31 ? (sign | 0x7f800000u | (mant << 13)) : (sign | (static_cast<uint32_t>(exp + 112) << 23) | (mant << 13));
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
 }
 
 inline int accumulator_row(int a, int j) { return 16 * (a / 2) + 8 * (j & 1) + 4 * (a & 1) + j / 2; }

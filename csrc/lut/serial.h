@@ -213,6 +213,95 @@ inline void add_special_units(const uint8_t* packed, const float* ws, const floa
   }
 }
 
+// Two-level (K-quant) weights, layout.h: y[M] for one column, units [u0, u1). Sub-block sums in
+// integers, sub-scales applied in integers, one float conversion per super-block and row.
+inline void gemv_kq_units(const uint8_t* packed, const KQuant& kq, const Shape& s, const int8_t* tables,
+                          const float* ts, int64_t u0, int64_t u1, float* y) {
+  const int64_t groups = s.groups(), spg = s.steps_per_group(), nsub = kq.nsub(s), sps = kq.sub / 8;
+  const int64_t cz = ((int64_t{1} << s.bits) - 1) - 2 * int64_t{kq.zero};
+  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
+  for (int slab = 0; slab < s.bits; ++slab)
+    for (int i = 0; i < 16; ++i)
+      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
+  for (int64_t u = u0; u < u1; ++u) {
+    float acc_y[kUnitRows] = {0};
+    const uint8_t* unit = packed + u * s.unit_bytes();
+    for (int64_t g = 0; g < groups; ++g) {
+      int64_t S[kUnitRows] = {0}, Mn[kUnitRows] = {0};
+      const uint8_t* block = unit + g * s.group_bytes();
+      const int8_t* tg = tables + g * spg * kSlabBytes;
+      for (int64_t b = 0; b < nsub; ++b) {
+        int64_t acc[kUnitRows] = {0};
+        int64_t isub = 0;
+        for (int64_t st = b * sps; st < (b + 1) * sps; ++st) {
+          isub += tg[st * kSlabBytes + 15] + tg[st * kSlabBytes + 16 + 15];
+          for (int slab = 0; slab < s.bits; ++slab) {
+            const uint8_t* sb = block + st * s.step_bytes() + slab * kSlabBytes;
+            for (int lane = 0; lane < 2; ++lane) {
+              const int8_t* t16 = tg + st * kSlabBytes + lane * 16;
+              for (int i = 0; i < 16; ++i) {
+                uint8_t byte = sb[lane * 16 + i];
+                acc[map_row[slab][i][0]] += static_cast<int64_t>(t16[byte & 15]) * (1 << map_plane[slab][i][0]);
+                acc[map_row[slab][i][1]] += static_cast<int64_t>(t16[byte >> 4]) * (1 << map_plane[slab][i][1]);
+              }
+            }
+          }
+        }
+        const int64_t base = ((u * groups + g) * nsub + b) * kUnitRows;
+        for (int r = 0; r < kUnitRows; ++r) {
+          S[r] += static_cast<int64_t>(kq.scale(base + r)) * (acc[r] + cz * isub);
+          Mn[r] += static_cast<int64_t>(kq.min(base + r)) * isub;
+        }
+      }
+      const int64_t dbase = (u * groups + g) * kUnitRows;
+      for (int r = 0; r < kUnitRows; ++r) {  // float steps and their order: layout.h
+        const float dh = half_to_float(kq.d[dbase + r]) * 0.5f;
+        acc_y[r] = acc_y[r] + (static_cast<float>(S[r]) * dh) * ts[g];
+        if (kq.has_min) acc_y[r] = acc_y[r] - (static_cast<float>(Mn[r]) * half_to_float(kq.dmin[dbase + r])) * ts[g];
+      }
+    }
+    int64_t rows = s.m - u * kUnitRows < kUnitRows ? s.m - u * kUnitRows : kUnitRows;
+    std::memcpy(y + u * kUnitRows, acc_y, static_cast<size_t>(rows) * sizeof(float));
+  }
+}
+
+// The dequantized K-quant weight of row r of unit u at column k given its code q, in gguf's order:
+// (d * sc) * (q - z0) - dmin * mn.
+inline float kq_weight(const KQuant& kq, const Shape& s, int64_t u, int64_t k, int r, int q) {
+  const int64_t g = k / s.group, b = (k % s.group) / kq.sub, groups = s.groups();
+  const int64_t idx = ((u * groups + g) * kq.nsub(s) + b) * kUnitRows + r;
+  const int64_t di = (u * groups + g) * kUnitRows + r;
+  const float w = (half_to_float(kq.d[di]) * static_cast<float>(kq.scale(idx))) * static_cast<float>(q - kq.zero);
+  if (!kq.has_min) return w;
+  return w - half_to_float(kq.dmin[di]) * static_cast<float>(kq.min(idx));
+}
+
+// Special activations for K-quant weights: y[m] = y[m] + w[m,k] * x[k], k ascending (as
+// add_special_units; both backends use this one).
+inline void add_special_kq(const uint8_t* packed, const KQuant& kq, const Shape& s, const float* x, const int64_t* ks,
+                           int64_t n_ks, int64_t u0, int64_t u1, float* y) {
+  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
+  for (int slab = 0; slab < s.bits; ++slab)
+    for (int i = 0; i < 16; ++i)
+      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t row0 = u * kUnitRows;
+    const int rows = static_cast<int>(s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows);
+    for (int64_t n = 0; n < n_ks; ++n) {
+      const int64_t k = ks[n], g = k / s.group, c = (k % s.group) / 4;
+      const int t = static_cast<int>(k % 4);
+      const uint8_t* step = packed + u * s.unit_bytes() + g * s.group_bytes() + (c / 2) * s.step_bytes() + (c % 2) * 16;
+      int q[kUnitRows] = {0};
+      for (int slab = 0; slab < s.bits; ++slab)
+        for (int i = 0; i < 16; ++i) {
+          const uint8_t byte = step[slab * kSlabBytes + i];
+          for (int h = 0; h < 2; ++h) q[map_row[slab][i][h]] |= ((byte >> (4 * h + t)) & 1) << map_plane[slab][i][h];
+        }
+      for (int r = 0; r < rows; ++r) y[row0 + r] = y[row0 + r] + kq_weight(kq, s, u, k, r, q[r]) * x[k];
+    }
+  }
+}
+
 }  // namespace serial
 }  // namespace lut
 }  // namespace frugalnn

@@ -82,6 +82,8 @@ def _check_weight(w, ref=None, bound=None):
     assert np.isfinite(d).all(), "a built weight holds inf/NaN"
     assert np.isfinite(w.ws).all() and (w.zt is None or np.isfinite(w.zt).all())
     if ref is not None:  # float32 rounding of the largest intermediate, (2^b - 1) |scale| + |offset|
+        if bound is None and getattr(w, "kq", None) is not None:  # file's fp16 scales (issue 18): gguf's own order
+            bound = np.abs(np.asarray(ref, np.float64))
         if bound is None:  # from the layout: |(2q - (2^b - 1)) ws| <= (2^b - 1) |ws|, plus |zt|
             ws = np.repeat(_row_major(w.ws, m), w.group_size, axis=1).astype(np.float64)
             zt = 0 if w.zt is None else np.repeat(_row_major(w.zt, m), w.group_size, axis=1).astype(np.float64)

@@ -154,8 +154,8 @@ def test_from_gguf_bad_tensors():
         LUTWeight.from_gguf(data.reshape(-1)[:-5], qtype=qt, shape=(8, 64))
     with pytest.raises(ValueError, match="blocks of 32"):
         LUTWeight.from_gguf(data, qtype=qt, shape=(16, 32 + 4))
-    with pytest.raises(ValueError, match="Q2_K is not supported"):
-        LUTWeight.from_gguf(data, qtype=gguf.GGMLQuantizationType.Q2_K, shape=(8, 64))
+    with pytest.raises(ValueError, match="IQ2_XXS is not supported"):
+        LUTWeight.from_gguf(data, qtype=gguf.GGMLQuantizationType.IQ2_XXS, shape=(8, 64))
     corrupt = data.copy().reshape(8, 2, 18)
     corrupt[3, 1, :2] = np.frombuffer(np.float16(np.inf).tobytes(), np.uint8)
     with pytest.raises(ValueError, match="block 1 of row 3"):

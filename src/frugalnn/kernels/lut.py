@@ -89,3 +89,29 @@ def matmul(x: np.ndarray, packed: np.ndarray, ws: np.ndarray, zt: np.ndarray, m:
                        require_int(units, "units", 1, 4), require_int(cols, "cols", 1, 4),
                        require_int(col_block, "col_block", 1), require_int(prefetch, "prefetch", 0, 1 << 20))
     return out
+
+
+KQ_FORMATS = lut_ref.KQ_FORMATS  # scale byte formats of two-level weights: name -> kernel code
+
+
+def matmul_kq(x: np.ndarray, packed: np.ndarray, sc: np.ndarray, mn: np.ndarray, d: np.ndarray, dmin: np.ndarray,
+              m: int, bits: int, group_size: int, fmt: str, sub: int, zero: int, has_min: bool, *,
+              threads: int | None = None, units: int = 1, cols: int = 1, col_block: int = 32, prefetch: int = 0,
+              impl: str = "native") -> np.ndarray:
+    """x [N, K] float32 times a two-level (K-quant) weight [M, K] -> out [N, M] (csrc/lut/layout.h).
+    sc / mn: uint8 [units, groups, group_size/sub, 32] (mn = sc when there are no separate mins; 1-d
+    placeholders for fmt "one", which has no sub-scale bytes);
+    d / dmin: fp16 bit patterns, uint16 [units, groups, 32]."""
+    x = _array(x, "x", np.float32, 2)
+    m, bits, group_size = require_int(m, "m", 0), require_int(bits, "bits", 1, 8), require_int(group_size, "group_size", 1)
+    code = KQ_FORMATS[require_choice(fmt, "fmt", tuple(KQ_FORMATS))]
+    packed = _array(packed, "packed", np.uint8, 1)
+    _require_packed(packed, m, x.shape[1], group_size, bits)
+    out = np.empty((x.shape[0], m), np.float32)
+    nd = 1 if fmt == "one" else 4
+    _impl(impl).matmul_kq(x, packed, _array(sc, "sc", np.uint8, nd), _array(mn, "mn", np.uint8, nd),
+                          _array(d, "d", np.uint16, 3), _array(dmin, "dmin", np.uint16, 3), m, bits, group_size, code,
+                          require_int(sub, "sub", 1), require_int(zero, "zero", 0), bool(has_min), out,
+                          threads_arg(threads), require_int(units, "units", 1, 4), require_int(cols, "cols", 1, 4),
+                          require_int(col_block, "col_block", 1), require_int(prefetch, "prefetch", 0, 1 << 20))
+    return out

@@ -184,3 +184,80 @@ def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, un
         wv = level * w_s[:, g] + w_z[:, g] if has_zero else level * w_s[:, g]
         y[r] = y[r] + wv * x[r, kk]
     out[...] = y
+
+
+# ---- two-level (K-quant) weights: csrc/lut/layout.h, serial.h gemv_kq_units -------------------------------------
+KQ_FORMATS = {"u8": 0, "nib": 1, "i8": 2, "one": 3}
+
+
+def kq_scales(sc, mn, fmt: int, has_min: bool):
+    """Stored sub-scale bytes [..] -> (sc int64, mn int64) as the kernel reads them."""
+    if fmt == 3:
+        return np.ones(sc.shape, np.int64), np.full(sc.shape, int(has_min), np.int64)
+    if fmt == 2:
+        return sc.view(np.int8).astype(np.int64), np.zeros(sc.shape, np.int64)
+    if fmt == 1:
+        return (sc & 15).astype(np.int64), (sc >> 4).astype(np.int64)
+    return sc.astype(np.int64), (mn.astype(np.int64) if has_min else np.zeros(sc.shape, np.int64))
+
+
+def matmul_kq(x, packed, sc, mn, d, dmin, m, bits, group_size, fmt, sub, zero, has_min, out, threads=-1, units=1,
+              cols=1, col_block=32, prefetch=0):
+    n, k = x.shape
+    n_units, groups, _, _ = layout_sizes(m, k, group_size, bits)
+    if fmt not in (0, 1, 2, 3):
+        raise ValueError(f"format: expected 0 (u8), 1 (nibbles), 2 (i8) or 3 (one), got {fmt}")
+    if sub < 8 or sub > 64 or sub % 8 or group_size % sub:
+        raise ValueError(f"sub: expected a multiple of 8 up to 64 dividing group_size {group_size}, got {sub}")
+    if not 0 <= zero <= (1 << bits) - 1:
+        raise ValueError(f"zero: expected 0..{(1 << bits) - 1} for {bits} bits, got {zero}")
+    nsub = group_size // sub
+    sub_shape = (n_units, groups, nsub, UNIT_ROWS)
+    if fmt == 3:  # no sub-scale bytes: 1-d placeholders, never read
+        for name, a in (("sc", sc), ("mn", mn)):
+            if a.ndim != 1:
+                raise ValueError(f"{name}: expected a 1-d placeholder for the 'one' format, got shape {a.shape}")
+        sc = mn = np.zeros(sub_shape, np.uint8)
+    for name, a, shape in (("sc", sc, sub_shape), ("mn", mn, sub_shape),
+                           ("d", d, (n_units, groups, UNIT_ROWS)), ("dmin", dmin, (n_units, groups, UNIT_ROWS))):
+        if a.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if out.shape != (n, m):
+        raise ValueError(f"out: expected shape {(n, m)}, got {out.shape}")
+    if n == 0 or m == 0:
+        return
+    special = ~(np.abs(x) < SPECIAL_MAGNITUDE)
+    clean = np.where(special, _F32(0), x).astype(_F32)
+    qt, ts, _ = quantized_tables(clean, group_size)  # [N, g, cpg, 16]
+    codes = np.empty((m, k), np.uint8)
+    untransform(packed, bits, group_size, codes)
+    cpg, cps = group_size // 4, sub // 4
+    idx = _plane_indices(codes, bits, group_size)[:m, :, :cpg]  # [M, g, cpg, b]
+    scv, mnv = kq_scales(sc, mn, fmt, has_min)
+    scv = scv.transpose(0, 3, 1, 2).reshape(-1, groups, nsub)[:m]  # [M, g, nsub]
+    mnv = mnv.transpose(0, 3, 1, 2).reshape(-1, groups, nsub)[:m]
+    d_f = d.view(np.float16).astype(_F32).transpose(0, 2, 1).reshape(-1, groups)[:m]
+    dm_f = dmin.view(np.float16).astype(_F32).transpose(0, 2, 1).reshape(-1, groups)[:m]
+    weights = (1 << np.arange(bits)).astype(np.int64)
+    cz = (1 << bits) - 1 - 2 * zero
+    y = np.zeros((n, m), _F32)
+    chunk = np.arange(cpg)
+    for g in range(groups):
+        acc = np.zeros((n, m, cpg), np.int64)
+        for p in range(bits):
+            acc += weights[p] * qt[:, g][:, chunk[None, :], idx[:, g, :, p]].astype(np.int64)  # [N, M, cpg]
+        acc_s = acc.reshape(n, m, nsub, cps).sum(axis=3)
+        isub = qt[:, g, :, 15].astype(np.int64).reshape(n, nsub, cps).sum(axis=2)  # [N, nsub]
+        s_int = (scv[None, :, g] * (acc_s + cz * isub[:, None, :])).sum(axis=2)
+        t = ts[:, g, None]
+        y = y + (s_int.astype(_F32) * (d_f[None, :, g] * _F32(0.5))) * t
+        if has_min:
+            mn_int = (mnv[None, :, g] * isub[:, None, :]).sum(axis=2)
+            y = y - (mn_int.astype(_F32) * dm_f[None, :, g]) * t
+    for r, kk in zip(*np.nonzero(special)):
+        g, b = kk // group_size, (kk % group_size) // sub
+        wv = (d_f[:, g] * scv[:, g, b].astype(_F32)) * (codes[:, kk].astype(np.int64) - zero).astype(_F32)
+        if has_min:
+            wv = wv - dm_f[:, g] * mnv[:, g, b].astype(_F32)
+        y[r] = y[r] + wv * x[r, kk]
+    out[...] = y

@@ -35,8 +35,13 @@ BITS = ("fp32", "4", "3", "2", "ternary")
 # (SmolLM2's 576 = 9 x 64; Llama-2-7B's 4096 and 11008 take 128, T-MAC's default).
 GROUP_CHOICES = (128, 64, 32)
 # GGUF types that LUTWeight.from_gguf takes as stored (lossless, no float32 copy), per --bits.
-DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1"), "ternary": ("TQ2_0",)}
-HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+# The K-quants (and Q5_0/Q5_1) are taken as stored in every low-bit integer mode: a Q4_K_M file's Q4_K and Q6_K
+# tensors, a Q2_K file's Q2_K and Q3_K/Q4_K ones, each at its own bit width (issue 18). Their codes are the file's;
+# LUTLinear holds one float32 (scale, offset) per sub-block (from_gguf(scales="f32")), not the two-level scales.
+STORED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1")
+DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1") + STORED_TYPES, "3": STORED_TYPES, "2": STORED_TYPES,
+                     "ternary": ("TQ2_0",)}
+HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0") + STORED_TYPES
 
 
 def parse_bits(bits) -> str:
@@ -122,12 +127,12 @@ def stored_in_row_chunks(tensor, rows_per_chunk: int = ROWS_PER_CHUNK, after_chu
     ~100 MB less at the load's peak)."""
     rows = int(tensor.shape[-1])
     if rows <= rows_per_chunk or tensor.data.ndim != 2:
-        return LUTWeight.from_gguf(tensor)
+        return LUTWeight.from_gguf(tensor, scales="f32")
     k = int(tensor.shape[0])
     parts = []
     for r in range(0, rows, rows_per_chunk):
         parts.append(LUTWeight.from_gguf(np.asarray(tensor.data[r:r + rows_per_chunk]), qtype=tensor.tensor_type,
-                                         shape=(min(rows_per_chunk, rows - r), k)))
+                                         shape=(min(rows_per_chunk, rows - r), k), scales="f32"))
         if after_chunk is not None:
             after_chunk()
     first = parts[0]
@@ -179,14 +184,18 @@ class WeightFactory:
             return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
         tensors = [self.file.tensor(n) for n in names]
         qtypes = {t.tensor_type for t in tensors}
-        if self.gguf_direct and len(qtypes) == 1 and tensors[0].tensor_type.name in DIRECT_GGUF_TYPES.get(bits, ()):
+        direct = DIRECT_GGUF_TYPES.get(bits, ())
+        if self.gguf_direct and all(t.tensor_type.name in direct for t in tensors):
             self.direct += len(names)
             if len(names) == 1:
-                return LUTWeight.from_gguf(tensors[0])
+                return LUTWeight.from_gguf(tensors[0], scales="f32")
+            if len(qtypes) > 1:  # a mixed fused projection (Q4_K_M: q, k in Q4_K, v in Q6_K): one layer per part
+                return [LUTWeight.from_gguf(t, scales="f32") for t in tensors]
             # GGUF blocks run along a row, so stacking whole rows of raw blocks is exact
             raw = np.concatenate([np.asarray(t.data).reshape(int(t.shape[-1]), -1) for t in tensors])
             rows = sum(int(t.shape[-1]) for t in tensors)
-            return LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])))
+            return LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])),
+                                       scales="f32")
         if bits == "ternary":  # one scale per projection, as BitNet trains them: no fusion across tensors
             if len(names) > 1:
                 return [LUTWeight.from_float(self.file.float(n), "ternary") for n in names]

@@ -1,16 +1,24 @@
 """GGUF block formats decoded straight to (codes, scales, offsets), without a float32 weight copy.
 
-Each supported llama.cpp type maps losslessly onto w = q * scale + offset with one (scale, offset)
-per block: Q4_0 (w = (q - 8) d), Q4_1 (w = q d + m), Q8_0 (w = q d, q int8), TQ1_0 and TQ2_0
-(w = (q - 1) d, ternary; TQ1_0 packs 5 trits per byte in base 3). The fp16 block scales widen to float32 exactly.
+Each one-level llama.cpp type maps losslessly onto w = q * scale + offset with one (scale, offset)
+per block: Q4_0 (w = (q - 8) d), Q4_1 (w = q d + m), Q5_0 (w = (q - 16) d), Q5_1 (w = q d + m),
+Q8_0 (w = q d, q int8), TQ1_0 and TQ2_0 (w = (q - 1) d, ternary; TQ1_0 packs 5 trits per byte in
+base 3). The fp16 block scales widen to float32 exactly. The K-quants (Q2_K..Q6_K) keep their
+two-level scales: `decode` returns a kquants.KQuantBlocks for them (see kquants.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from frugalnn.tmac.kquants import KQUANTS, QK, SPECS, decode_blocks
+
 # name -> (block elements, block bytes, bits)
-FORMATS = {"Q4_0": (32, 18, 4), "Q4_1": (32, 20, 4), "Q8_0": (32, 34, 8), "TQ1_0": (256, 54, 2),
-           "TQ2_0": (256, 66, 2)}
+FORMATS = {"Q4_0": (32, 18, 4), "Q4_1": (32, 20, 4), "Q5_0": (32, 22, 5), "Q5_1": (32, 24, 5),
+           "Q8_0": (32, 34, 8), "TQ1_0": (256, 54, 2), "TQ2_0": (256, 66, 2)}
+FORMATS.update({name: (QK, spec[0], spec[1]) for name, spec in KQUANTS.items()})
+# the command that turns a file of a type we do not read into one we do (llama.cpp's quantizer)
+CONVERT_HINT = ("llama-quantize --allow-requantize IN.gguf OUT.gguf Q4_K_M (llama.cpp; or Q4_0 / Q8_0), "
+                "or load it with --bits 4 to re-quantize from float")
 
 
 def _type_name(qtype) -> str:
@@ -62,8 +70,10 @@ def _shape(shape, label: str) -> tuple[int, int]:
     return int(dims[0]), int(dims[1])
 
 
-def decode(tensor, *, qtype=None, shape=None):
-    """-> (codes [M, K] uint8, scales [M, K/B], offsets [M, K/B], bits, block, kind, type name)."""
+def decode(tensor, *, qtype=None, shape=None, fp16: bool = False):
+    """-> (codes [M, K] uint8, scales [M, K/B], offsets [M, K/B], bits, block, kind, type name) for the
+    one-level types, a KQuantBlocks for the K-quants (and, with fp16=True, for every type whose fp16
+    scales the kernel can keep: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)."""
     if qtype is None and hasattr(tensor, "tensor_type"):
         qtype, data = tensor.tensor_type, tensor.data
         ne = [int(v) for v in tensor.shape]  # GGUF order: innermost (K) first
@@ -77,8 +87,9 @@ def decode(tensor, *, qtype=None, shape=None):
         data, label = tensor, "tensor"
     name = _type_name(qtype)
     if name not in FORMATS:
-        raise ValueError(f"{label}: GGUF type {name} is not supported (supported: {', '.join(FORMATS)}); "
-                         f"dequantize it and use LUTWeight.from_float instead")
+        hint = f"; convert it with: {CONVERT_HINT}" if name.startswith("IQ") or name.endswith("_K") else \
+            "; dequantize it and use LUTWeight.from_float instead"
+        raise ValueError(f"{label}: GGUF type {name} is not supported (supported: {', '.join(FORMATS)}){hint}")
     blk, nbytes, bits = FORMATS[name]
     m, k = _shape(shape, label)
     if m < 0 or k <= 0 or k % blk:
@@ -86,9 +97,13 @@ def decode(tensor, *, qtype=None, shape=None):
     data = _raw_bytes(data)
     want = m * (k // blk) * nbytes  # Python ints: no wrap-around for any shape
     if data.size != want:
-        raise ValueError(f"{label}: {name} data holds {data.size} bytes, expected {want} for shape {(m, k)} "
-                         f"(truncated or corrupted)")
+        where = (f"block {data.size // nbytes} (row {data.size // nbytes // (k // blk)}) is cut short"
+                 if data.size < want else f"{data.size - want} bytes past the last block")
+        raise ValueError(f"{label}: {name} data holds {data.size} bytes, expected {want} for shape {(m, k)}: "
+                         f"{where} (truncated or corrupted)")
     blocks = data.reshape(m, k // blk, nbytes)
+    if name in KQUANTS or (fp16 and name in SPECS):
+        return decode_blocks(blocks, name, label)
     codes, scales, offsets = _DECODERS[name](blocks)
     bad = ~(np.isfinite(scales) & np.isfinite(offsets))
     if bad.any():
@@ -109,6 +124,21 @@ def _q4_0(blocks):
 
 def _q4_1(blocks):
     return _q4_nibbles(blocks[..., 4:20]), _f16(blocks, 0), _f16(blocks, 2)
+
+
+def _q5_high(blocks: np.ndarray, start: int) -> np.ndarray:
+    # 4 bytes, little-endian uint32: bit j is bit 4 of element j
+    qh = blocks[..., start:start + 4]
+    return ((qh[..., :, None] >> np.arange(8, dtype=np.uint8)) & 1).reshape(*qh.shape[:-1], 32)
+
+
+def _q5_0(blocks):
+    d = _f16(blocks, 0)
+    return _q4_nibbles(blocks[..., 6:22]) | (_q5_high(blocks, 2) << 4), d, d * np.float32(-16)
+
+
+def _q5_1(blocks):
+    return _q4_nibbles(blocks[..., 8:24]) | (_q5_high(blocks, 4) << 4), _f16(blocks, 0), _f16(blocks, 2)
 
 
 def _q8_0(blocks):
@@ -145,4 +175,4 @@ def _tq1_0(blocks):
     return codes, d, -d
 
 
-_DECODERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0, "TQ1_0": _tq1_0, "TQ2_0": _tq2_0}
+_DECODERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q5_0": _q5_0, "Q5_1": _q5_1, "Q8_0": _q8_0, "TQ1_0": _tq1_0, "TQ2_0": _tq2_0}

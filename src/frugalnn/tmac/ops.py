@@ -37,10 +37,28 @@ def matmul_numpy(x: np.ndarray, w: LUTWeight, threads: int, config: dict | None 
     Calls the compiled kernel directly: it validates dtypes, shapes and contiguity itself.
     """
     m, _ = w.shape
+    if w.kq is not None:
+        return _matmul_kq(x, w, threads)
     cfg = config or tile_config(w, x.shape[0], threads)
     out = np.empty((x.shape[0], m), np.float32)
     _core.lut.matmul(x, w.packed, w.ws, w.ws if w.zt is None else w.zt, m, w.bits, w.group_size, w.zt is not None,
                      out, threads, cfg["units"], cfg["cols"], cfg["col_block"], cfg.get("prefetch", 0))
+    return out
+
+
+def kq_args(w: LUTWeight) -> tuple:
+    """The weight arguments of `_core.lut.matmul_kq` for a two-level weight (csrc/lut/bind.cpp)."""
+    from frugalnn.kernels.lut import KQ_FORMATS
+
+    kq = w.kq
+    return (w.packed, kq.sc, kq.sc if kq.mn is None else kq.mn, kq.d, kq.d if kq.dmin is None else kq.dmin,
+            w.shape[0], w.bits, w.group_size, KQ_FORMATS[kq.fmt], kq.sub, kq.zero, kq.has_min)
+
+
+def _matmul_kq(x: np.ndarray, w: LUTWeight, threads: int) -> np.ndarray:
+    # one unit per block; up to 4 columns share each weight load (no tuner for this path yet)
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    _core.lut.matmul_kq(x, *kq_args(w), out, threads, 1, min(max(x.shape[0], 1), 4), 32, 0)
     return out
 
 
@@ -75,6 +93,9 @@ def gemv_plan(w: LUTWeight, threads: int | None = None) -> GemvPlan:
     """The one-token call of `w` at `threads` (None: all cores), tiles tuned once for this shape."""
     if not isinstance(w, LUTWeight):
         raise TypeError(f"w: expected a LUTWeight, got {type(w).__name__}")
+    if w.kq is not None:
+        raise ValueError("w: a two-level (K-quant) LUTWeight has no f32-scale plan; use w.flat_scales() for layers "
+                         "that need one, or tmac.matmul / w.gemv_fn()")
     t = resolve_threads(threads)
     cfg = tile_config(w, 1, t)
     m, k = w.shape
@@ -86,6 +107,20 @@ def gemv_fn(w: LUTWeight, threads: int | None = None):
     """A lean one-token function for `w`: fn(x) with x float32 C-contiguous [K] or [1, K] (numpy or torch
     CPU) -> [1, M] of the same kind. Threads and tile configuration are resolved once, here; the call
     itself only allocates the output and enters the kernel (which still validates x)."""
+    if isinstance(w, LUTWeight) and w.kq is not None:
+        t = resolve_threads(threads)
+        m, k = w.shape
+        kargs = kq_args(w)
+        kq_kernel = _core.lut.matmul_kq
+
+        def fn_kq(x):
+            tensor = not isinstance(x, np.ndarray)
+            a = x.detach().numpy() if tensor else x
+            out = np.empty((1, m), np.float32)
+            kq_kernel(a.reshape(1, k), *kargs, out, t, 1, 1, 32, 0)
+            return from_numpy(out, True) if tensor else out
+
+        return fn_kq
     plan = gemv_plan(w, threads)
     m, k = plan.m, plan.k
     args, tail = plan.weight_args, plan.tile_args

@@ -14,12 +14,16 @@ that touches the group would be inf or NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from frugalnn._arrays import require_choice, require_floating, require_int, to_numpy
 from frugalnn.kernels import lut as lutk
 from frugalnn.kernels import pack
+
+if TYPE_CHECKING:
+    from frugalnn.tmac.kquants import KScales
 
 TERNARY = "ternary"
 KINDS = ("int", TERNARY)
@@ -43,6 +47,14 @@ class LUTWeight:
     zt: np.ndarray | None  # float32 [units, groups, 32] or None (symmetric)
     kind: str = "int"  # "int" or "ternary"
     source: str = "float"  # where the codes came from: "float" or "gguf:<TYPE>"
+    # Two-level (K-quant) scales instead of ws/zt (which are then empty [units, 0, 32]): integer
+    # sub-block scales/mins and fp16 super-block d/dmin, group_size = the 256-element super-block.
+    kq: "KScales | None" = None
+
+    @property
+    def scales(self) -> str:
+        """Scale format: "f32" (per-group float32 ws/zt) or "kq" (two-level K-quant scales, tmac/kquants.py)."""
+        return "f32" if self.kq is None else "kq"
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -138,15 +150,55 @@ class LUTWeight:
         return cls.from_codes(codes, scales, -scales, 2, k, kind=TERNARY, source="float", threads=threads)
 
     @classmethod
-    def from_gguf(cls, tensor, *, qtype=None, shape=None, threads: int | None = None) -> "LUTWeight":
-        """A GGUF tensor re-packed losslessly: Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0. No float32 copy of the
+    def from_gguf(cls, tensor, *, qtype=None, shape=None, scales: str = "file",
+                  threads: int | None = None) -> "LUTWeight":
+        """A GGUF tensor re-packed losslessly: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, TQ1_0, TQ2_0 with per-block float32
+        scales, and the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K with their two-level scales as stored
+        (`scales == "kq"`; see from_kquant and flat_scales). scales="file" (default) keeps the file's fp16
+        scales wherever it has them: Q4_0 at 4.5 bits per weight, Q4_1 at 5, the K-quants within 5% of
+        theirs; scales="f32" gives one float32 (scale, offset) per block or sub-block instead (what
+        LUTLinear takes). No float32 copy of the
         weight is made. `tensor` is a gguf.ReaderTensor, or raw data -- bytes, bytearray, memoryview or
         a numpy array (read as its bytes) -- with qtype= (a gguf.GGMLQuantizationType, its name or int
         id) and shape=(M, K); the byte count must be exactly what the type and shape need."""
         from frugalnn.tmac.gguf import decode
+        from frugalnn.tmac.kquants import KQuantBlocks
 
-        codes, scales, offsets, bits, group, kind, name = decode(tensor, qtype=qtype, shape=shape)
+        scales = require_choice(scales, "scales", ("file", "f32"))
+        decoded = decode(tensor, qtype=qtype, shape=shape, fp16=scales == "file")
+        if isinstance(decoded, KQuantBlocks):
+            w = cls.from_kquant(decoded, threads=threads)
+            return w if scales == "file" else w.flat_scales(threads)
+        codes, scales, offsets, bits, group, kind, name = decoded
         return cls.from_codes(codes, scales, offsets, bits, group, kind=kind, source=f"gguf:{name}", threads=threads)
+
+    @classmethod
+    def from_kquant(cls, kq, *, threads: int | None = None) -> "LUTWeight":
+        """A decoded K-quant matrix (tmac.kquants.KQuantBlocks) with its two-level scales kept as stored."""
+        from frugalnn.tmac.kquants import kscales
+
+        m, k = kq.codes.shape
+        packed = lutk.transform(np.ascontiguousarray(kq.codes), kq.bits, kq.block, threads=threads)
+        units = lutk.layout_sizes(m, k, kq.block, kq.bits)[0]
+        empty = np.zeros((units, 0, lutk.UNIT_ROWS), np.float32)
+        return cls((m, k), kq.bits, kq.block, packed, empty, None, "int", f"gguf:{kq.name}", kscales(kq, units))
+
+    def flat_scales(self, threads: int | None = None) -> "LUTWeight":
+        """This weight with one float32 (scale, offset) per sub-block instead of two-level scales (same codes):
+        what layers built for the f32 path (LUTLinear, the compiled Llama decoder) take. Costs 64 bits per
+        sub-block; the weights equal the two-level ones to within a float32 rounding."""
+        if self.kq is None:
+            return self
+        from frugalnn.tmac.kquants import blocks_of
+
+        b = blocks_of(self.kq, self.codes(threads))
+        scale = b.d.astype(np.float32)[:, :, None] * b.sc.astype(np.float32)  # d * sc, as gguf forms it
+        offset = -scale * np.float32(b.zero)
+        if b.mn is not None:
+            offset = offset - b.dmin.astype(np.float32)[:, :, None] * b.mn.astype(np.float32)
+        m = self.shape[0]
+        return LUTWeight.from_codes(b.codes, scale.reshape(m, -1), offset.reshape(m, -1), self.bits, b.sub,
+                                    source=self.source, threads=threads)
 
     # ---- inspection ---------------------------------------------------------------------------
     @property
@@ -155,8 +207,10 @@ class LUTWeight:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: packed codes (padded to 32-row units) + float32 scales (+ zero terms)."""
-        return int(self.packed.nbytes + self.ws.nbytes + (0 if self.zt is None else self.zt.nbytes))
+        """Bytes held: packed codes (padded to 32-row units) + float32 scales (+ zero terms), or the two-level
+        scales (sub-block bytes and fp16 d/dmin)."""
+        extra = 0 if self.kq is None else self.kq.nbytes
+        return int(self.packed.nbytes + self.ws.nbytes + (0 if self.zt is None else self.zt.nbytes) + extra)
 
     @property
     def bits_per_weight(self) -> float:
@@ -176,6 +230,10 @@ class LUTWeight:
     def dequantize(self, threads: int | None = None) -> np.ndarray:
         """The float32 weight [M, K] the kernel multiplies by (see the module docstring)."""
         m, k = self.shape
+        if self.kq is not None:  # bit for bit gguf.quants.dequantize (tmac/kquants.py)
+            from frugalnn.tmac.kquants import blocks_of, dequantize
+
+            return dequantize(blocks_of(self.kq, self.codes(threads)))
         q = self.codes(threads).astype(np.float32)
         level = np.float32(2) * q - np.float32((1 << self.bits) - 1)
         ws = np.repeat(_row_major(self.ws, m), self.group_size, axis=1)
@@ -187,6 +245,8 @@ class LUTWeight:
     def __repr__(self) -> str:
         m, k = self.shape
         what = "ternary" if self.kind == TERNARY else f"{self.bits}-bit g{self.group_size}"
+        if self.kq is not None:
+            what += f" two-level (sub {self.kq.sub})"
         zero = "" if self.symmetric else " +zero"
         return f"LUTWeight({m}x{k}, {what}{zero}, {self.nbytes / 2**20:.2f} MiB, from {self.source})"
 
