@@ -74,7 +74,7 @@ def add_arguments(p) -> None:
     p.add_argument("--only", nargs="+", default=None, help=f"race files to run, of: {' '.join(RACE)}")
     p.add_argument("--make-7b", action="store_true",
                    help="write the 7B-shaped random files that are not cached yet with gen_gguf.py "
-                        "(LARGE: 2.5-3.9 GB each, ~16 GB for all five, under $FRUGALNN_CACHE_DIR/race); "
+                        "(LARGE: 1.9-3.8 GB each, ~15 GB for all five, under $FRUGALNN_CACHE_DIR/race); "
                         "naming a 7b-* file in --only also writes it")
     p.add_argument("--no-peer", action="store_true", help="time our side only")
     p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity of the real (SmolLM2) files")

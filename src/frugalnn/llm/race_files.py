@@ -3,7 +3,7 @@
 Two kinds, both cached under $FRUGALNN_CACHE_DIR/race (default ~/.cache/frugalnn/race):
   - Llama-2-7B-shaped files with random weights, written by the peer harness's gen_gguf.py
     (../shared/peers, a benchmark helper that is called, not copied) in Q2_K, Q3_K, Q4_K with a
-    Q6_K head (Q4_K_M-like), Q4_0 and TQ2_0. LARGE: 2.5-3.9 GB each, about 16 GB for the five.
+    Q6_K head (Q4_K_M-like), Q4_0 and TQ2_0. LARGE: 1.9-3.8 GB each, about 15 GB for the five.
     Each file has a sidecar `<file>.json` recording the generator's command and the SHA-256 of
     gen_gguf.py; a file whose sidecar is missing or differs (e.g. written before gen_gguf.py's
     TQ2_0 fix, when blocks held the non-ternary code 3) is written again.
