@@ -179,6 +179,49 @@ void add_lut(PyDecoder& self, int64_t layer, const std::string& slot, Array pack
   self.hold({packed, ws, zt});
 }
 
+// A LUT part with two-level (K-quant) scales (csrc/lut/layout.h; the arguments of _core.lut.matmul_kq).
+void add_lut_kq(PyDecoder& self, int64_t layer, const std::string& slot, Array packed, Array sc, Array mn, Array d,
+                Array dmin, int64_t m, int64_t bits, int64_t group, int64_t format, int64_t sub, int64_t zero,
+                bool has_min, int64_t threads) {
+  self.not_finished();
+  int64_t k = 0;
+  llama::Linear& lin = self.slot(layer, slot, &k);
+  if (bits < 1 || bits > lut::kMaxBits) throw nb::value_error(("bits: expected 1..8, got " + str(bits)).c_str());
+  if (m < 1) throw nb::value_error(("m: expected >= 1, got " + str(m)).c_str());
+  if (group < 8 || k % group)
+    throw nb::value_error(("group_size: expected a multiple of 8 dividing K = " + str(k) + ", got " + str(group)).c_str());
+  if (format < lut::kScaleU8 || format > lut::kScaleOne)
+    throw nb::value_error(("format: expected 0..3, got " + str(format)).c_str());
+  if (sub < 8 || sub > 64 || sub % 8 || group % sub)
+    throw nb::value_error(("sub: expected a multiple of 8 up to 64 dividing group_size, got " + str(sub)).c_str());
+  if (zero < 0 || zero > (int64_t{1} << bits) - 1) throw nb::value_error(("zero: out of range, got " + str(zero)).c_str());
+  if (has_min && format == lut::kScaleI8) throw nb::value_error("has_min: the i8 scale format has no mins");
+  llama::Part p;
+  p.shape = lut::make_shape(m, k, group, bits);
+  p.rows = m;
+  p.k = k;
+  const int64_t nsub = group / sub;
+  p.lut.packed = typed<uint8_t>(packed, "packed", {p.shape.packed_bytes()});
+  p.two_level = true;
+  p.kq.format = static_cast<int>(format);
+  p.kq.sub = static_cast<int>(sub);
+  p.kq.zero = static_cast<int>(zero);
+  p.kq.has_min = has_min;
+  if (format == lut::kScaleOne) {
+    typed<uint8_t>(sc, "sc", {-1});
+    typed<uint8_t>(mn, "mn", {-1});
+  } else {
+    p.kq.sc = typed<uint8_t>(sc, "sc", {p.shape.units(), p.shape.groups(), nsub, lut::kUnitRows});
+    p.kq.mn = typed<uint8_t>(mn, "mn", {p.shape.units(), p.shape.groups(), nsub, lut::kUnitRows});
+  }
+  p.kq.d = typed<uint16_t>(d, "d", {p.shape.units(), p.shape.groups(), lut::kUnitRows});
+  p.kq.dmin = typed<uint16_t>(dmin, "dmin", {p.shape.units(), p.shape.groups(), lut::kUnitRows});
+  p.cfg = lut::Config{1, 1, 32, 0};
+  p.threads = check_threads(threads);
+  lin.parts.push_back(p);
+  self.hold({packed, sc, mn, d, dmin});
+}
+
 void finish(PyDecoder& self) {
   const llama::Dims& d = self.dec.d_;
   auto need = [&](const llama::Linear& lin, const std::string& what, int64_t rows) {
@@ -349,6 +392,9 @@ void frugalnn_bind_llama(nanobind::module_& m) {
       .def("add_lut", &add_lut, nb::arg("layer"), nb::arg("slot"), nb::arg("packed"), nb::arg("ws"), nb::arg("zt"),
            nb::arg("m"), nb::arg("bits"), nb::arg("group_size"), nb::arg("has_zero"), nb::arg("threads") = -1,
            nb::arg("units") = 1, nb::arg("cols") = 1, nb::arg("col_block") = 32, nb::arg("prefetch") = 0)
+      .def("add_lut_kq", &add_lut_kq, nb::arg("layer"), nb::arg("slot"), nb::arg("packed"), nb::arg("sc"),
+           nb::arg("mn"), nb::arg("d"), nb::arg("dmin"), nb::arg("m"), nb::arg("bits"), nb::arg("group_size"),
+           nb::arg("format"), nb::arg("sub"), nb::arg("zero"), nb::arg("has_min"), nb::arg("threads") = -1)
       .def("finish", &finish)
       .def("set_cache", &set_cache, nb::arg("k_cache"), nb::arg("v_cache"))
       .def("step", &step, nb::arg("token"), nb::arg("pos"), nb::arg("logits"),

@@ -100,6 +100,8 @@ struct Part {
   int64_t rows = 0, k = 0;
   const float* dense = nullptr;  // float32 [rows, k], or nullptr for LUT weights
   lut::Weights lut{};
+  lut::KQuant kq{};        // two-level (K-quant) scales; used when two_level (lut.kq is set at call time:
+  bool two_level = false;  // Parts are copied into vectors, so a stored pointer to kq would dangle)
   lut::Shape shape{};
   lut::Config cfg{};
   int threads = 1;
@@ -242,7 +244,9 @@ class Decoder {
       if (p.dense) {
         llama::dense(p, x, out);
       } else {
-        lut::matmul(x, 1, p.lut, p.shape, out, p.threads, p.cfg);
+        lut::Weights w = p.lut;
+        if (p.two_level) w.kq = &p.kq;
+        lut::matmul(x, 1, w, p.shape, out, p.threads, p.cfg);
       }
       row += p.rows;
     }

@@ -92,3 +92,64 @@ def test_kquant_from_gguf_never_crashes():
     outcomes = run_batch(SETUP, draw_cases(gguf_case(), examples(80)), timeout=180)
     assert any(o == "ok" for o in outcomes)
     assert any(o.startswith("ValueError") for o in outcomes)
+
+
+# ---- the compiled Llama decoder's two-level LUT parts (`Decoder.add_lut_kq`) ----------------------------------------
+
+DECODER = r'''
+import numpy as np
+from frugalnn import _core
+from frugalnn.kernels import lut
+
+dim, L, H, Hkv, D, rd, ffn, vocab, maxp = 32, 1, 2, 1, 16, 16, 32, 10, 4
+A = lambda shape, dt="float32": np.full(shape, 0.05, dt)
+
+
+def decoder(slot="o", m=None, bits=4, g=32, fmt=0, sub=16, zero=0, has_min=True, sc_extra=0, d_dtype="uint16",
+            threads=1, packed_extra=0, steps=2):
+    d = _core.llama.Decoder(dim, L, H, Hkv, D, rd, ffn, vocab, maxp, 1e-5, A((vocab, dim)), A((maxp, rd // 2, 2)),
+                            A((dim,)), 1)
+    SH = dict(qkv=((H + 2 * Hkv) * D, dim), o=(dim, H * D), gate_up=(2 * ffn, dim), down=(dim, ffn))
+    d.set_norms(0, A((dim,)), A((dim,)))
+    for s, (rows, kk) in SH.items():
+        if s != slot:
+            d.add_dense(0, s, A((rows, kk)), 1)
+            continue
+        mm = rows if m is None else m
+        ok = 1 <= bits <= 8 and 4 <= g <= 64 and kk % g == 0 and 0 <= mm <= 100
+        bb, gg, m2 = (bits, g, mm) if ok else (4, 32, rows)
+        u, gr, nbytes, _ = lut.layout_sizes(m2, kk, gg, bb)
+        nsub = max(gg // sub, 1) if sub > 0 else 1
+        sc = np.full((u, gr, nsub, 32 + sc_extra), 3, np.uint8) if fmt != 3 else np.zeros(0, np.uint8)
+        dd = np.full((u, gr, 32), 0x2000, d_dtype)
+        packed = np.zeros(nbytes + packed_extra, np.uint8)
+        d.add_lut_kq(0, s, packed, sc, sc, dd, dd, mm, bits, g, fmt, sub, zero, has_min, threads)
+    d.add_dense(-1, "head", A((vocab, dim)), 1)
+    d.finish()
+    k, v = A((L, 1, Hkv, maxp, D)), A((L, 1, Hkv, maxp, D))
+    d.set_cache(k, v)
+    logits = A((vocab,))
+    for pos in range(steps):
+        d.step(0, pos, logits)
+    return logits
+'''
+
+
+@st.composite
+def decoder_case(draw):
+    kw = dict(slot=draw(st.sampled_from(["qkv", "o", "gate_up", "down"])),
+              m=draw(st.sampled_from([None, None, None, 0, 1, 33, -1, 2**40])),
+              bits=draw(st.sampled_from([2, 3, 4, 5, 6, 8, 0, 9])), g=draw(st.sampled_from([32, 32, 16, 8, 12, 0, 64])),
+              fmt=draw(st.sampled_from([0, 1, 2, 3, 4, -1])), sub=draw(st.sampled_from([16, 16, 8, 32, 24, 0, 128])),
+              zero=draw(st.sampled_from([0, 0, 4, 300, -1])), has_min=draw(st.booleans()),
+              sc_extra=draw(st.sampled_from([0, 0, 0, 1])), d_dtype=draw(st.sampled_from(["uint16"] * 4 + ["float16"])),
+              threads=draw(st.sampled_from([1, 1, 2, 0, -2])), packed_extra=draw(st.sampled_from([0, 0, 0, 1, -1])))
+    return f"decoder({', '.join(f'{k}={v!r}' for k, v in kw.items())})"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decoder_add_lut_kq_never_crashes(backend):
+    outcomes = run_batch(DECODER, draw_cases(decoder_case(), examples(80)), timeout=180,
+                         env={"FRUGALNN_KERNELS": backend})
+    assert any(o == "ok" for o in outcomes), "no case reached the decoder: the generator is broken"
+    assert any(o.startswith("ValueError") for o in outcomes)

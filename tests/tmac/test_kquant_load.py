@@ -10,7 +10,7 @@ import torch
 from frugalnn import llm
 from frugalnn.llm.layers import StackedLinear
 from frugalnn.tmac.nn import LUTLinear
-from test_kquant import kquant_blocks
+from test_kquant import FILE_BPW, kquant_blocks
 
 T = gguf.GGMLQuantizationType
 # d (and dmin) per type giving weights of roughly 0.01-0.1, as ../shared/peers/gen_gguf.py picks them
@@ -79,7 +79,12 @@ def test_kquant_files_load_as_stored_and_generate(tmp_path, base, overrides, bit
     f = llm.GGUFModelFile(path)
     head = _lut_layers(model.output)
     assert head and head[0].source == f"gguf:{overrides.get('output', base)}"
-    np.testing.assert_allclose(head[0].lut_weight.dequantize(), f.float("output.weight"), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(head[0].lut_weight.dequantize(), f.float("output.weight"))  # bit for bit
+    for lin in _lut_layers(model.output) + [p for blk in model.layers for m in (blk.attention.wqkv, blk.mlp.down)
+                                            for p in _lut_layers(m)]:
+        qt = lin.source.split(":")[1]
+        if qt in FILE_BPW:  # the two-level scales as stored: bytes within 5% of the file's
+            assert lin.lut_weight.scales == "kq" and lin.bits_per_weight <= FILE_BPW[qt] * 1.05
     qkv = _lut_layers(model.layers[0].attention.wqkv)
     want = [overrides.get(r, base) for r in ("attn_q", "attn_k", "attn_v")]
     got = [lin.source.split(":")[1] for lin in qkv]
@@ -90,3 +95,12 @@ def test_kquant_files_load_as_stored_and_generate(tmp_path, base, overrides, bit
     ids, stats = llm.generate(model, [1, 2, 3], max_new_tokens=4)  # the one-token (compiled) decode path too
     ids_ref, _ = llm.generate(llm.load(path, bits=bits), [1, 2, 3], max_new_tokens=4)
     assert len(ids) == 4 and ids == ids_ref
+    # the compiled one-token decoder runs the two-level layers, and agrees with the torch path
+    model.setup_cache(16)
+    assert model.fast_decode_reason() == ""
+    fast = [model(tokens[:, i:i + 1], start=i) for i in range(5)]
+    model.fast_decode = False
+    model.setup_cache(16)
+    slow = [model(tokens[:, i:i + 1], start=i) for i in range(5)]
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b, atol=1e-5)

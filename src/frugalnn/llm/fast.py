@@ -155,6 +155,10 @@ def _add(dec, layer: int, slot: str, module, where: str) -> None:
         if type(lin) is DenseLinear:
             w = _f32(lin.weight, where, (lin.out_features, lin.in_features))
             dec.add_dense(layer, slot, w, resolve_threads(lin.threads))
+        elif getattr(lin, "kq_meta", None):  # two-level (K-quant) scales as stored (issue 18)
+            from frugalnn.tmac.ops import kq_args
+
+            dec.add_lut_kq(layer, slot, *kq_args(lin.lut_weight), resolve_threads(lin.threads))
         else:
             p = lin.gemv_plan()  # the very call LUTLinear's own one-token path makes
             dec.add_lut(layer, slot, *p.weight_args, *p.tile_args)

@@ -37,11 +37,17 @@ GROUP_CHOICES = (128, 64, 32)
 # GGUF types that LUTWeight.from_gguf takes as stored (lossless, no float32 copy), per --bits.
 # The K-quants (and Q5_0/Q5_1) are taken as stored in every low-bit integer mode: a Q4_K_M file's Q4_K and Q6_K
 # tensors, a Q2_K file's Q2_K and Q3_K/Q4_K ones, each at its own bit width (issue 18). Their codes are the file's;
-# LUTLinear holds one float32 (scale, offset) per sub-block (from_gguf(scales="f32")), not the two-level scales.
+# LUTLinear holds the K-quants' two-level scales as stored (file bytes within 5%); the one-level types keep one
+# float32 (scale, offset) per block (STORED_SCALES).
 STORED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1")
 DIRECT_GGUF_TYPES = {"4": ("Q4_0", "Q4_1") + STORED_TYPES, "3": STORED_TYPES, "2": STORED_TYPES,
                      "ternary": ("TQ2_0",)}
 HEAD_DIRECT_TYPES = ("Q4_0", "Q4_1", "Q8_0") + STORED_TYPES
+KQUANT_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+# A K-quant mix (llama.cpp's Q4_K_M, Q3_K_M, Q2_K, ...) also holds Q8_0 / Q4_0 / Q5_x tensors where a row is not a
+# whole number of 256-element super-blocks (SmolLM2's 576) or where the mix asks for more bits: those are taken as
+# stored too in such a file, at their own width.
+MIX_EXTRA_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
 
 def parse_bits(bits) -> str:
@@ -120,6 +126,11 @@ def _malloc_trim():
 ROWS_PER_CHUNK = 4096  # a multiple of the LUT layout's 32-row unit
 
 
+def stored_scales(qtype) -> str:
+    """from_gguf's `scales` for a tensor type in a model: the K-quants as stored (two-level), the rest float32."""
+    return "file" if getattr(qtype, "name", str(qtype)) in KQUANT_TYPES else "f32"
+
+
 def stored_in_row_chunks(tensor, rows_per_chunk: int = ROWS_PER_CHUNK, after_chunk=None) -> LUTWeight:
     """LUTWeight.from_gguf(tensor), converted a block of rows at a time: the layout keeps 32-row units apart, so
     the blocks' arrays concatenate to exactly the whole conversion, and the transient arrays of the conversion
@@ -127,15 +138,23 @@ def stored_in_row_chunks(tensor, rows_per_chunk: int = ROWS_PER_CHUNK, after_chu
     ~100 MB less at the load's peak)."""
     rows = int(tensor.shape[-1])
     if rows <= rows_per_chunk or tensor.data.ndim != 2:
-        return LUTWeight.from_gguf(tensor, scales="f32")
+        return LUTWeight.from_gguf(tensor, scales=stored_scales(tensor.tensor_type))
     k = int(tensor.shape[0])
     parts = []
     for r in range(0, rows, rows_per_chunk):
         parts.append(LUTWeight.from_gguf(np.asarray(tensor.data[r:r + rows_per_chunk]), qtype=tensor.tensor_type,
-                                         shape=(min(rows_per_chunk, rows - r), k), scales="f32"))
+                                         shape=(min(rows_per_chunk, rows - r), k),
+                                         scales=stored_scales(tensor.tensor_type)))
         if after_chunk is not None:
             after_chunk()
     first = parts[0]
+    if first.kq is not None:  # two-level scales: every array is unit-major, so blocks of whole units concatenate
+        ks = first.kq
+        cat = lambda name: None if getattr(ks, name) is None else np.concatenate([getattr(p.kq, name) for p in parts])  # noqa: E731
+        sc = ks.sc if ks.fmt == "one" else cat("sc")
+        kq = type(ks)(ks.fmt, ks.sub, ks.zero, sc, cat("mn"), cat("d"), cat("dmin"), ks.name)
+        return LUTWeight((rows, k), first.bits, first.group_size, np.concatenate([p.packed for p in parts]),
+                         np.concatenate([p.ws for p in parts]), None, first.kind, first.source, kq)
     if any(p.zt is not None for p in parts):
         zt = np.concatenate([p.zt if p.zt is not None else np.zeros_like(p.ws) for p in parts])
     else:
@@ -150,6 +169,7 @@ class WeightFactory:
     def __init__(self, file: GGUFModelFile, bits: str, group_size: int | None = None, gguf_direct: bool = True):
         self.file, self.bits, self.group_size, self.gguf_direct = file, bits, group_size, gguf_direct
         self.direct = 0  # tensors that went into LUTWeight without a float32 copy
+        self.kquant_mix = any(file.type_name(n) in KQUANT_TYPES for n in file.tensors)
 
     def group_for(self, k: int) -> int:
         if self.group_size is not None:
@@ -185,17 +205,19 @@ class WeightFactory:
         tensors = [self.file.tensor(n) for n in names]
         qtypes = {t.tensor_type for t in tensors}
         direct = DIRECT_GGUF_TYPES.get(bits, ())
+        if self.kquant_mix and bits != "ternary":
+            direct = direct + MIX_EXTRA_TYPES
         if self.gguf_direct and all(t.tensor_type.name in direct for t in tensors):
             self.direct += len(names)
             if len(names) == 1:
-                return LUTWeight.from_gguf(tensors[0], scales="f32")
+                return LUTWeight.from_gguf(tensors[0], scales=stored_scales(tensors[0].tensor_type))
             if len(qtypes) > 1:  # a mixed fused projection (Q4_K_M: q, k in Q4_K, v in Q6_K): one layer per part
-                return [LUTWeight.from_gguf(t, scales="f32") for t in tensors]
+                return [LUTWeight.from_gguf(t, scales=stored_scales(t.tensor_type)) for t in tensors]
             # GGUF blocks run along a row, so stacking whole rows of raw blocks is exact
             raw = np.concatenate([np.asarray(t.data).reshape(int(t.shape[-1]), -1) for t in tensors])
             rows = sum(int(t.shape[-1]) for t in tensors)
             return LUTWeight.from_gguf(raw, qtype=tensors[0].tensor_type, shape=(rows, int(tensors[0].shape[0])),
-                                       scales="f32")
+                                       scales=stored_scales(tensors[0].tensor_type))
         if bits == "ternary":  # one scale per projection, as BitNet trains them: no fusion across tensors
             if len(names) > 1:
                 return [LUTWeight.from_float(self.file.float(n), "ternary") for n in names]

@@ -30,7 +30,7 @@ from frugalnn import _core
 from frugalnn._arrays import threads_arg
 from frugalnn.convert import register_handler, swap_modules
 from frugalnn.threads import resolve_threads
-from frugalnn.tmac.ops import GemvPlan, gemv_plan, matmul_numpy
+from frugalnn.tmac.ops import GemvPlan, gemv_fn, gemv_plan, matmul_numpy
 from frugalnn.tmac.weight import TERNARY, LUTWeight
 from frugalnn.watch import Watched, torch_overrides_active
 
@@ -64,6 +64,22 @@ def _lut_matmul_flops(x_shape, packed_shape, ws_shape, zt_shape, m, k, *args, ou
     return 2 * math.prod(x_shape[:-1]) * m * k
 
 
+_KQ_BUFFERS = ("kq_sc", "kq_mn", "kq_d", "kq_dmin")  # two-level (K-quant) scales, tmac/kquants.py KScales
+
+
+def _kq_view(layer: "LUTLinear") -> LUTWeight:
+    """A two-level LUTWeight over the layer's buffers (no copy; fp16 d/dmin are held as int16 bit patterns)."""
+    from frugalnn.tmac.kquants import KScales
+
+    fmt, sub, zero, name = layer.kq_meta
+    b = {n: getattr(layer, n) for n in _KQ_BUFFERS}
+    opt = lambda t: None if t.numel() == 0 else t.numpy()  # noqa: E731
+    ks = KScales(fmt, sub, zero, b["kq_sc"].numpy(), opt(b["kq_mn"]), b["kq_d"].numpy().view(np.uint16),
+                 None if b["kq_dmin"].numel() == 0 else b["kq_dmin"].numpy().view(np.uint16), name)
+    return LUTWeight((layer.out_features, layer.in_features), layer.bits, layer.group_size, layer.packed.numpy(),
+                     layer.ws.numpy(), None, layer.kind, layer.source, ks)
+
+
 class _Resolved:
     """What LUTLinear derives from its buffers and `threads` once (dropped on any change):
     the LUTWeight view (which remembers its tuned tiles) and, on first use, the one-token call."""
@@ -71,13 +87,17 @@ class _Resolved:
     __slots__ = ("view", "threads", "plan", "one_token")
 
     def __init__(self, layer: "LUTLinear"):
-        self.view = weight_view(layer.packed, layer.ws, layer.zt, layer.out_features, layer.in_features,
-                                layer.bits, layer.group_size, layer.has_zero)
+        self.view = _kq_view(layer) if layer.kq_meta else \
+            weight_view(layer.packed, layer.ws, layer.zt, layer.out_features, layer.in_features, layer.bits,
+                        layer.group_size, layer.has_zero)
         self.threads = resolve_threads(layer.threads)
         self.plan: GemvPlan | None = None
         self.one_token = None
 
     def gemv(self):
+        if self.one_token is None and self.view.kq is not None:  # two-level: no f32 plan, its own lean call
+            fn, m = gemv_fn(self.view, self.threads), self.view.shape[0]
+            self.one_token = lambda x: fn(x).view(*x.shape[:-1], m)
         if self.one_token is None:
             self.plan = gemv_plan(self.view, self.threads)
             self.one_token = _one_token_call(self.plan)
@@ -116,6 +136,15 @@ class LUTLinear(Watched):
         self.register_buffer("ws", torch.from_numpy(weight.ws))
         self.has_zero = weight.zt is not None
         self.register_buffer("zt", torch.from_numpy(weight.zt) if self.has_zero else torch.empty(0))
+        # two-level (K-quant) scales as stored (issue 18): integer sub-block bytes, fp16 d/dmin as int16 bits
+        kq = weight.kq
+        self.kq_meta = None if kq is None else (kq.fmt, kq.sub, kq.zero, kq.name)
+        empty = torch.empty(0, dtype=torch.uint8)
+        self.register_buffer("kq_sc", empty if kq is None else torch.from_numpy(kq.sc))
+        self.register_buffer("kq_mn", empty if kq is None or kq.mn is None else torch.from_numpy(kq.mn))
+        self.register_buffer("kq_d", empty if kq is None else torch.from_numpy(kq.d.view(np.int16)))
+        self.register_buffer("kq_dmin", empty if kq is None or kq.dmin is None else
+                             torch.from_numpy(kq.dmin.view(np.int16)))
         if bias is not None:
             bias = torch.as_tensor(bias).detach().to(torch.float32).reshape(self.out_features).clone()
             self.bias = nn.Parameter(bias, requires_grad=False)
@@ -166,7 +195,8 @@ class LUTLinear(Watched):
         self.threads = _threads(threads)
 
     def gemv_plan(self) -> GemvPlan:
-        """The one-token kernel call this layer runs (what the Llama's compiled decoder runs for it)."""
+        """The one-token kernel call this layer runs (what the Llama's compiled decoder runs for it); a
+        two-level (K-quant) layer has none: ValueError (see ops.kq_args for its call)."""
         r = self._resolved_state()
         r.gemv()
         return r.plan
@@ -186,7 +216,9 @@ class LUTLinear(Watched):
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch_overrides_active():  # a trace, a mode or global hooks must see the operator
+        if self.kq_meta and torch_overrides_active():  # two-level: no custom op yet; the kernel directly
+            y = self._batched(x)
+        elif torch_overrides_active():  # a trace, a mode or global hooks must see the operator
             zt = self.zt if self.has_zero else self.ws
             y = torch.ops.frugalnn.lut_matmul(x, self.packed, self.ws, zt, self.out_features, self.in_features,
                                               self.bits, self.group_size, self.has_zero, self.threads)
