@@ -6,7 +6,7 @@ from frugalnn.bench.accuracy import CheckFailed
 from frugalnn.bench.harness import BenchArgs
 from frugalnn.llm import bench as llm_bench
 
-OPTIONS = {"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"], "no_memory": True}
+OPTIONS = {"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"], "no_memory": True, "no_perplexity": True}
 
 
 def run(**options):
@@ -14,8 +14,8 @@ def run(**options):
 
 
 def test_bench_llm_quick_our_side_checked_and_with_accuracy():
-    report = run(torch_path=True)
-    label = "smollm2 (Q4_1; ours 4-bit)"
+    report = run(torch_path=True, no_perplexity=False)
+    label = "smollm2 (Q4_1 as shipped; ours 4-bit)"
     cases = [(r.case, r.impl) for r in report.rows]
     assert cases == [(f"{label} decode", "frugalnn"), (f"{label} decode", "frugalnn torch path"),
                      (f"{label} decode", "llama.cpp"), (f"{label} prefill", "frugalnn"),
@@ -26,6 +26,12 @@ def test_bench_llm_quick_our_side_checked_and_with_accuracy():
     assert 4.5 < decode.extra["bits/weight"] < 8  # Q4_1 codes + float32 scale and zero per 32, Q8_0 head
     assert 0 < decode.extra["logits nmse vs fp32"] < 0.05 and 0 < torch_path.extra["logits nmse vs fp32"] < 0.05
     assert peer.median_ms is None and "--no-peer" in peer.extra["not measured"]  # absent, and visible
+    # Q4_1 blocks and the Q8_0 head as stored: identical bytes once the scales are fp16 as in the file
+    assert decode.extra["stored"].startswith(("identical bytes", "codes as stored (211/211)"))
+    assert decode.extra["verdict"] == "not measured (target >= 1.4x)"
+    assert 10 < decode.extra["perplexity"] < 40  # SmolLM2-135M on the llm text (1024 tokens with --quick)
+    assert decode.extra["perplexity"] == torch_path.extra["perplexity"]
+    assert peer.extra["not measured"].startswith("not run")
     assert not any("took the torch path" in n for n in report.notes)  # decode ran on the compiled decoder
 
 

