@@ -215,6 +215,8 @@ def _add_arguments(p):
     p.add_argument("--bits", nargs="+", default=None, help="bit widths among 1 2 3 4 ternary")
     p.add_argument("--gemm-n", type=int, nargs="+", default=None, help="GEMM batch sizes (default 32 256)")
     p.add_argument("--no-peer", action="store_true", help="skip llama.cpp even when installed")
+    p.add_argument("--nmse", choices=("on", "off", "only"), default="on",
+                   help="the quantizer NMSE table (ours vs llama.cpp's quantizer): with the races, skipped, or alone")
 
 
 def _bits_arg(values):
@@ -277,6 +279,11 @@ def bench_tmac(args: BenchArgs) -> BenchReport:
     bits_list = _bits_arg(args.options.get("bits"))
     peer, peer_missing = load_peer("skipped (--no-peer)" if args.options.get("no_peer") else "")
     _provenance(report, peer, peer_missing)
+    nmse_mode = args.options.get("nmse", "on")
+    if nmse_mode != "off":
+        _add_nmse_rows(report, peer, peer_missing, args.quick)
+    if nmse_mode == "only":
+        return report
     rng = np.random.default_rng(0)
     if args.quick:
         gemv_shapes, gemm_ns, gemm_shape = ((1024, 1024),), (8,), (1024, 1024)
@@ -312,3 +319,24 @@ def bench_tmac(args: BenchArgs) -> BenchReport:
         "ours (a baseline that dequantizes on every call). Medians of interleaved repeats; '(min)' = the same "
         "ratio of best-of-repeats times.")
     return report
+
+
+def _add_nmse_rows(report: BenchReport, peer, peer_missing: str, quick: bool) -> None:
+    """Issue 18's quantizer table (frugalnn.tmac.quantizers.table): rows 'quantizer NMSE: <weights>', with
+    the quantization time as the row's time and the verdict in its extra columns."""
+    from frugalnn.tmac.quantizers.table import table
+
+    for e in table(peer, peer_missing, quick):
+        case = f"quantizer NMSE: {e.weights}"
+        if e.nmse is None:
+            report.add_not_measured(case, e.impl, 1, e.extra.get("not measured") or e.extra.get("rule", ""))
+            continue
+        extra = {"bits/weight": e.bits_per_weight, "nmse vs fp32": e.nmse,
+                 **{k: v for k, v in e.extra.items() if v is not None}}
+        report.rows.append(BenchRow(case, e.impl, 1, e.quantize_ms, None, extra))
+    report.notes.append(
+        "Quantizer NMSE rows: output error |x Wq^T - x W^T|^2 / |x W^T|^2 (float64) of each side's weights decoded "
+        "from its GGUF bytes by gguf's reference decoder, same x; 'median (ms)' there = time to quantize the "
+        "matrix (ours: fit + round + encode, 1 thread; llama.cpp: ggml_quantize_chunk, no imatrix). 'verdict': "
+        "ours <= llama.cpp at the same bytes; 'issue: ...' = the figures in issue 18. lut rows: 'minmax' = "
+        "LUTWeight.from_float as held today (fp32 scale + zero); 'mse fp16' = fit_groups with fp16 scale + zero.")

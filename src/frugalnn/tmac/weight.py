@@ -83,7 +83,7 @@ class LUTWeight:
 
     @classmethod
     def from_float(cls, w, bits: int | str, group_size: int = 128, symmetric: bool = True, *,
-                   threads: int | None = None) -> "LUTWeight":
+                   threads: int | None = None, search: str = "minmax") -> "LUTWeight":
         """Quantize a float weight [M, K] group-wise to `bits` (1..4, or up to 8) or to "ternary".
 
         bits="ternary": BitNet b1.58 absmean quantization, {-1, 0, +1} times one scale per tensor
@@ -91,7 +91,11 @@ class LUTWeight:
         Otherwise codes are round-to-nearest on a per-group grid (frugalnn.kernels.pack): symmetric
         uses mid-rise levels (+-scale/2, +-3 scale/2, ...), asymmetric min/max with a zero point;
         symmetric 1-bit is sign(w) * mean|w| per group.
+        search="mse": each group's scale (and offset) by the least-squares search of
+        frugalnn.tmac.quantizers.fit_groups instead of min/max (ternary and symmetric 1-bit, already
+        L2-optimal levels, are unchanged).
         """
+        search = require_choice(search, "search", ("minmax", "mse"))
         a, _ = to_numpy(w, "w")
         require_floating(a, "w")
         if a.ndim != 2:
@@ -107,6 +111,12 @@ class LUTWeight:
         _check_group(k, group_size)
         if bits == 1 and symmetric:
             return cls._binary(a, group_size, threads)
+        if search == "mse":
+            from frugalnn.tmac.quantizers import fit_groups
+
+            codes, scales, offsets = fit_groups(a, bits, group_size, bool(symmetric))
+            return cls.from_codes(codes, scales, offsets, bits, group_size, symmetric=bool(symmetric),
+                                  source="float", threads=threads)
         packed, scales, offsets = pack.quantize_pack(a, bits, group_size, bool(symmetric), threads=threads)
         codes = pack.unpack_codes(packed, bits, k, threads=threads)
         return cls.from_codes(codes, scales, offsets, bits, group_size, symmetric=bool(symmetric), source="float",
