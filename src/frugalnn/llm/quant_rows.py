@@ -9,7 +9,7 @@ only way until the K-quant kernels load them as stored). Targets (issue 18): 4-b
 fp32, 3-bit g64 GPTQ within +25%; 2-bit and the K-quants: reported.
 
 Groups: g128 applies where in_features allows it (SmolLM2's ffn_down, 1536 wide); its 576-wide layers take g64
-(576 = 4.5 x 128). K-quants need 256-blocks: the 576-wide layers fall back to Q4_0 (Q2_K, Q3_K) or Q4_1
+(576 = 4.5 x 128). K-quants need 256-blocks: the 576-wide layers fall back to Q4_0 (Q2_K, Q3_K) or Q5_0
 (Q4_K) -- llama.cpp falls back too (IQ4_NL / Q5_0), so on this model only ffn_down is really 2/3-bit K-quant.
 
 Quick mode (report --quick): 1024 perplexity tokens, 8 x 256 calibration tokens, the two targeted LUT rows

@@ -15,7 +15,7 @@ Calibration text: CPython's pydoc_data topics CALIB_TOPICS, disjoint from the pe
 perplexity: "execmodel" + "types"; the test checks no 48-character window of one appears in the other).
 
 Types (`qtype`): "g{G}b{B}a" = the project's LUT layouts (group G, B bits, asymmetric; no GGUF type stores them),
-or GGUF types: Q4_0, Q4_1 (frugalnn.tmac.grids), the K-quants (frugalnn.tmac.quantizers). A K-quant needs
+or GGUF types (frugalnn.tmac.quantizers: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K). A K-quant needs
 in_features % 256 == 0; a tensor that is not (SmolLM2's 576-wide layers) falls back as llama.cpp's quantizer
 does it, to a 32-block type (FALLBACK).
 """
@@ -38,9 +38,10 @@ CALIB_TOPICS = ("specialnames", "compound", "formatstrings", "debugger", "typesm
                 "import")
 CALIB_SEQUENCES, CALIB_LENGTH = 32, 512  # 16,384 tokens
 DEFAULT_KQUANT = {2: "Q2_K", 3: "Q3_K", 4: "Q4_K", 5: "Q5_K", 6: "Q6_K", 8: "Q8_0"}
-# llama.cpp (llama_tensor_get_type) gives a tensor whose rows are not whole 256-blocks IQ4_NL (for Q2_K/Q3_K) or
-# Q5_0 (Q4_K); we have neither grid, so such tensors take the 32-block type of the same or more bits we have.
-FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q4_1", "Q5_K": "Q4_1", "Q6_K": "Q4_1"}
+# A tensor whose rows are not whole 256-blocks: llama.cpp (llama_tensor_get_type) gives it IQ4_NL for Q2_K/Q3_K,
+# Q5_0 for Q4_K, Q5_1 for Q5_K, Q8_0 for Q6_K. The same here, except IQ4_NL (a non-uniform grid, not in
+# frugalnn.tmac.quantizers): Q4_0, the same 4.5 bits/weight.
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 METHODS = ("rtn", "gptq")
 # Tensors of one block in the order the block's forward pass uses them, grouped by the fused layer that runs them.
 FUSED = (("wqkv", ("attn_q", "attn_k", "attn_v")), ("wo", ("attn_output",)), ("gate_up", ("ffn_gate", "ffn_up")),
