@@ -13,7 +13,9 @@ Groups: g128 applies where in_features allows it (SmolLM2's ffn_down, 1536 wide)
 (Q4_K) -- llama.cpp falls back too (IQ4_NL / Q5_0), so on this model only ffn_down is really 2/3-bit K-quant.
 
 Quick mode (report --quick): 1024 perplexity tokens, 8 x 256 calibration tokens, the two targeted LUT rows
-only; the other rows say "not measured in quick mode".
+only; the other rows say "not measured in quick mode". Quantized weights (codes, scales, offsets per tensor) are
+cached under $FRUGALNN_CACHE_DIR/quantized/ (default ~/.cache/frugalnn), keyed by the file, the configuration, the
+calibration ids and CACHE_VERSION: a GPTQ pass over SmolLM2 takes minutes of CPU, the perplexity seconds.
 """
 from __future__ import annotations
 
@@ -34,16 +36,64 @@ CONFIGS = (("4-bit g128", dict(bits=4, group_size=128), 3.0),
            ("Q3_K", dict(bits=3, qtype="Q3_K"), None),
            ("Q2_K", dict(bits=2, qtype="Q2_K"), None))
 QUICK_CONFIGS = ("4-bit g128", "3-bit g64")
+CACHE_VERSION = 1  # bump when gptq.py / grids.py / the quantizers change what a configuration produces
 PEER_FTYPES = {"Q3_K": 11, "Q2_K": 10}  # llama_ftype MOSTLY_Q3_K_S, MOSTLY_Q2_K
 CALIB_FULL, CALIB_QUICK = (32, 512), (8, 256)
 
 
-def _kquants_available() -> bool:
+def cache_dir() -> Path:
+    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frugalnn")
+    return Path(root) / "quantized"
+
+
+def _cache_key(path: Path, kw: dict, method: str, calib) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    st = Path(path).stat()
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    h.update(f"{st.st_size}|{sorted(kw.items())}|{method}|{tuple(calib.shape)}|{CACHE_VERSION}".encode())
+    h.update(calib.numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def quantized_model(path, kw: dict, method: str, calib, threads: int):
+    """(model with the quantized weights dequantized into fp32 layers, whether it came from the cache)."""
+    import numpy as np
+
+    from frugalnn import llm as llama
+    from frugalnn.tmac import quantize
+    from frugalnn.tmac.grids import Family, Grid
+    from frugalnn.tmac.quantize import install
+
+    file = cache_dir() / f"{_cache_key(path, kw, method, calib)}.npz"
+    if file.exists():
+        try:
+            z = np.load(file)
+            names = sorted({k.rsplit("|", 1)[0] for k in z.files})
+            tensors = {}
+            for n in names:
+                bits, block = (int(v) for v in z[n + "|meta"])
+                grid = Grid("cached", bits, block, z[n + "|scale"], z[n + "|offset"])
+                tensors[n] = (Family("cached", block, None, None, None, None, False), grid, z[n + "|codes"])
+            return install(llama.load(path, bits="fp32", threads=threads), tensors, dense=True), True
+        except (OSError, ValueError, KeyError):
+            pass  # a corrupt or partial entry: quantize again and overwrite it
+    model = quantize(path, method=method, calib=calib, dense=True, threads=threads, **kw)
+    arrays = {}
+    for n, (_, g, c) in model.quantization.tensors.items():
+        arrays.update({n + "|codes": c, n + "|scale": np.asarray(g.scale, np.float32),
+                       n + "|offset": np.asarray(g.offset, np.float32), n + "|meta": np.array([g.bits, g.block])})
     try:
-        from frugalnn.tmac import quantizers  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".part.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, file)
+    except OSError:
+        pass  # no cache: the figures stand, the next run recomputes
+    return model, False
 
 
 def write_fp32_gguf(src: Path, out: Path) -> Path:
@@ -81,10 +131,7 @@ def peer_quantize(fp32: Path, out: Path, qtype: str, threads: int) -> Path:
 
 def quant_rows(ctx, path, tok, ids, ref_fp32: float, threads: int):
     """-> (rows, table rows) for the calibrated-quantization part of the llm experiment."""
-    import torch
-
     from frugalnn import llm as llama
-    from frugalnn.tmac import quantize
     from frugalnn.tmac.quantize import calibration_tokens
 
     seqs, length = CALIB_QUICK if ctx.quick else CALIB_FULL
@@ -92,26 +139,22 @@ def quant_rows(ctx, path, tok, ids, ref_fp32: float, threads: int):
     rows, table, results = [], [], {}
     configs = [c for c in CONFIGS if not ctx.quick or c[0] in QUICK_CONFIGS]
     for n, (label, kw, target) in enumerate(configs):
-        if kw.get("qtype") and not _kquants_available():
-            continue
         for method in ("rtn", "gptq"):
             ctx.step(0.5 + 0.45 * n / len(configs), f"{label} {method}: quantize + perplexity")
             t0 = time.perf_counter()
-            model = quantize(path, method=method, calib=calib, dense=True, threads=threads, **kw)
+            model, cached = quantized_model(path, kw, method, calib, threads)
             secs = time.perf_counter() - t0
             ppl = llama.perplexity(lambda x: model(x), ids).perplexity
-            q = model.quantization
+            q = getattr(model, "quantization", None)
             results[(label, method)] = ppl
-            table.append([f"{label} {method.upper()} (ours)", ppl, 100 * (ppl / ref_fp32 - 1), round(secs, 1),
-                          round(q.peak_rss_mib or 0), ", ".join(sorted({r.qtype for r in q.layers}))])
+            types = ", ".join(sorted({r.qtype for r in q.layers})) if q is not None else "(cached)"
+            table.append([f"{label} {method.upper()} (ours)", ppl, 100 * (ppl / ref_fp32 - 1),
+                          "cached" if cached else round(secs, 1),
+                          "-" if q is None else round(q.peak_rss_mib or 0), types])
             del model
     notes_calib = (f"calibration: {seqs} x {length} tokens of pydoc_data topics disjoint from the text "
                    "(frugalnn.tmac.quantize.CALIB_TOPICS); weights dequantized into the fp32 model")
     for label, kw, target in configs:
-        if (label, "gptq") not in results:
-            rows.append(Row(TECHNIQUE, "llm", f"perplexity, {label} GPTQ vs fp32", None, None, "%",
-                            **not_measured("frugalnn.tmac.quantizers (the K-quant grids) is not in this build")))
-            continue
         gap = 100 * (results[(label, "gptq")] / ref_fp32 - 1)
         gap_rtn = 100 * (results[(label, "rtn")] / ref_fp32 - 1)
         note = (f"GPTQ {results[(label, 'gptq')]:.3f}, RTN {results[(label, 'rtn')]:.3f} (+{gap_rtn:.1f}%), "

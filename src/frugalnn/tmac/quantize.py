@@ -249,6 +249,25 @@ def _lut_linear(tensors: dict, names: list[str], threads):
     return LUTLinear(w, threads=threads)
 
 
+def install(model, tensors: dict, dense: bool = False, threads: int | None = None):
+    """Put quantized tensors (GGUF name -> (family, grid, codes), as Quantization.tensors) into an fp32 Llama."""
+    from frugalnn.llm.layers import DenseLinear
+
+    for i, layer in enumerate(model.layers):
+        p = f"blk.{i}."
+        slots = _slots(layer)
+        for slot, names in FUSED:
+            full = [p + n + ".weight" for n in names]
+            owner, attr = slots[slot]
+            lut = None if dense else _lut_linear(tensors, full, threads)
+            if lut is None:
+                w = np.concatenate([f.dequantize(g, c) for f, g, c in (tensors[n] for n in full)])
+                setattr(owner, attr, DenseLinear(torch.from_numpy(w.astype(np.float32)), threads))
+            else:
+                setattr(owner, attr, lut)
+    return model
+
+
 def quantize(model_or_path="smollm2", bits=4, group_size: int | None = None, method: str = "rtn", calib=None,
              qtype: str | None = None, *, act_order: bool = False, percdamp: float = G.PERCDAMP,
              dense: bool = False, threads: int | None = None, progress: bool = False):
@@ -264,7 +283,6 @@ def quantize(model_or_path="smollm2", bits=4, group_size: int | None = None, met
     """
     from frugalnn import llm as llama
     from frugalnn.llm.gguf_file import GGUFModelFile
-    from frugalnn.llm.layers import DenseLinear
 
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
@@ -281,19 +299,7 @@ def quantize(model_or_path="smollm2", bits=4, group_size: int | None = None, met
         raise ValueError(f"calib: expected token ids [sequences, length], got shape {tuple(calib.shape)}")
     tensor_family(qtype, file.config.dim)  # an unavailable type fails before any work
     q = quantize_blocks(file, method, qtype, calib, act_order=act_order, percdamp=percdamp, progress=progress)
-    model = llama.load(path, bits="fp32", threads=threads)
-    for i, layer in enumerate(model.layers):
-        p = f"blk.{i}."
-        slots = _slots(layer)
-        for slot, names in FUSED:
-            full = [p + n + ".weight" for n in names]
-            owner, attr = slots[slot]
-            lut = None if dense else _lut_linear(q.tensors, full, threads)
-            if lut is None:
-                w = np.concatenate([f.dequantize(g, c) for f, g, c in (q.tensors[n] for n in full)])
-                setattr(owner, attr, DenseLinear(torch.from_numpy(w.astype(np.float32)), threads))
-            else:
-                setattr(owner, attr, lut)
+    model = install(llama.load(path, bits="fp32", threads=threads), q.tensors, dense, threads)
     model.quantization = q
     return model
 
