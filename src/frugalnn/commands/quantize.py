@@ -7,7 +7,7 @@ import sys
 
 TYPES_HELP = ("GGUF type of the linear tensors (default by --bits: 4 -> Q4_K, 3 -> Q3_K, 2 -> Q2_K); Q4_0 and "
               "Q4_1, Q5_0, Q5_1, Q8_0, Q5_K, Q6_K also. A tensor whose width is not whole 256-blocks takes Q4_0 "
-              "(Q2_K/Q3_K; llama.cpp: IQ4_NL) or Q5_0 (Q4_K), as llama.cpp's quantizer does")
+              "(Q2_K/Q3_K) or Q5_0 (Q4_K), as llama.cpp's quantizer does")
 
 
 def register(sub) -> None:

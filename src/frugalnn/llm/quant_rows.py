@@ -10,7 +10,8 @@ fp32, 3-bit g64 GPTQ within +25%; 2-bit and the K-quants: reported.
 
 Groups: g128 applies where in_features allows it (SmolLM2's ffn_down, 1536 wide); its 576-wide layers take g64
 (576 = 4.5 x 128). K-quants need 256-blocks: the 576-wide layers fall back to Q4_0 (Q2_K, Q3_K) or Q5_0
-(Q4_K) -- llama.cpp falls back too (IQ4_NL / Q5_0), so on this model only ffn_down is really 2/3-bit K-quant.
+(Q4_K) -- llama.cpp falls back the same way (its log: "falling back to q4_0"), so on this model only ffn_down is
+really a 2/3-bit K-quant.
 
 Quick mode (report --quick): 1024 perplexity tokens, 8 x 256 calibration tokens, the two targeted LUT rows
 only; the other rows say "not measured in quick mode". Quantized weights (codes, scales, offsets per tensor) are

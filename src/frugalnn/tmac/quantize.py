@@ -38,9 +38,9 @@ CALIB_TOPICS = ("specialnames", "compound", "formatstrings", "debugger", "typesm
                 "import")
 CALIB_SEQUENCES, CALIB_LENGTH = 32, 512  # 16,384 tokens
 DEFAULT_KQUANT = {2: "Q2_K", 3: "Q3_K", 4: "Q4_K", 5: "Q5_K", 6: "Q6_K", 8: "Q8_0"}
-# A tensor whose rows are not whole 256-blocks: llama.cpp (llama_tensor_get_type) gives it IQ4_NL for Q2_K/Q3_K,
-# Q5_0 for Q4_K, Q5_1 for Q5_K, Q8_0 for Q6_K. The same here, except IQ4_NL (a non-uniform grid, not in
-# frugalnn.tmac.quantizers): Q4_0, the same 4.5 bits/weight.
+# A tensor whose rows are not whole 256-blocks gets a 32-block type, as in llama.cpp's quantizer: the build in
+# llama-cpp-python 0.3.36 logs "ncols 576 not divisible by 256 (required for type q3_K) -> falling back to q4_0"
+# for SmolLM2's Q3_K; Q5_0 / Q5_1 / Q8_0 for Q4_K / Q5_K / Q6_K follow llama_tensor_get_type's table.
 FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 METHODS = ("rtn", "gptq")
 # Tensors of one block in the order the block's forward pass uses them, grouped by the fused layer that runs them.
