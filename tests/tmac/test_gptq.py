@@ -218,5 +218,9 @@ def test_quantize_bad_input(tiny, tmp_path):
         quantize(tiny, bits=1, group_size=32)
     with pytest.raises(ValueError, match="calib"):
         quantize(tiny, bits=4, group_size=32, method="gptq", calib=torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="token ids must be in"):
+        quantize(tiny, bits=4, group_size=32, method="gptq", calib=torch.full((2, 4), 500))
+    rtn = quantize(tiny, bits=4, group_size=32)  # RTN: no calibration, no tokenizer needed
+    assert rtn.quantization.method == "rtn"
     with pytest.raises(TypeError, match="GGUF path"):
         quantize(llama.load(tiny, bits="fp32"), bits=4, group_size=32)

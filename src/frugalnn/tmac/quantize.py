@@ -292,11 +292,14 @@ def quantize(model_or_path="smollm2", bits=4, group_size: int | None = None, met
                         "reads each block's float weights from the file, one block at a time")
     path = llama.resolve_model_path(model_or_path)
     file = GGUFModelFile(path)
-    if calib is None:
-        calib = calibration_tokens(llama.load_tokenizer(path))
+    if calib is None:  # RTN needs none: no tokenizer is loaded for it
+        calib = calibration_tokens(llama.load_tokenizer(path)) if method == "gptq" else torch.zeros(1, 1)
     calib = torch.as_tensor(calib, dtype=torch.long)
     if calib.ndim != 2 or calib.numel() == 0:
         raise ValueError(f"calib: expected token ids [sequences, length], got shape {tuple(calib.shape)}")
+    if int(calib.min()) < 0 or int(calib.max()) >= file.config.vocab_size:
+        raise ValueError(f"calib: token ids must be in 0..{file.config.vocab_size - 1}, got {int(calib.min())}.."
+                         f"{int(calib.max())}")
     tensor_family(qtype, file.config.dim)  # an unavailable type fails before any work
     q = quantize_blocks(file, method, qtype, calib, act_order=act_order, percdamp=percdamp, progress=progress)
     model = install(llama.load(path, bits="fp32", threads=threads), q.tensors, dense, threads)
