@@ -136,6 +136,18 @@ def test_round_column_matches_round_codes():
             assert np.array_equal(s, g.scale[:, k // g.block]) and np.array_equal(o, g.offset[:, k // g.block])
 
 
+def test_threads_and_chunks_do_not_change_the_fit(monkeypatch):
+    from frugalnn._arrays import max_threads
+
+    w = RNG.standard_normal((9, 512)).astype(np.float32)
+    one = Q.quantize(w, "Q3_K", threads=1)
+    assert np.array_equal(Q.quantize(w, "Q3_K", threads=min(2, max_threads())), one)
+    monkeypatch.setattr(Q, "CHUNK_ELEMENTS", 1024)  # 2 rows per chunk
+    assert np.array_equal(Q.quantize(w, "Q3_K", threads=1), one)
+    with pytest.raises(ValueError, match="threads"):
+        Q.fit(w, "Q3_K", threads=0)
+
+
 def test_bits_per_weight_are_llama_cpps():
     from frugalnn.bench.ggml_peer import bits_per_weight
 
@@ -191,11 +203,23 @@ def test_importance_checks():
 
 
 def test_to_lut_holds_the_encoded_weights():
-    w = RNG.standard_normal((40, 128)).astype(np.float32)
-    for qt in ("Q4_0", "Q4_1", "Q8_0"):
+    """Every type LUTWeight.from_gguf imports (Q4_0/Q4_1/Q8_0 today; the K-quants once kquant's import is
+    merged): the LUT weight holds the fitted grid, and the kernel multiplies by it."""
+    from frugalnn.tmac import matmul
+    from frugalnn.tmac.bench import TABLE_NMSE_BOUND
+    from frugalnn.tmac.gguf import FORMATS
+
+    w = RNG.standard_normal((40, 512)).astype(np.float32)
+    x = RNG.standard_normal((3, 512)).astype(np.float32)
+    types = [qt for qt in Q.QTYPES if qt in FORMATS]
+    assert {"Q4_0", "Q4_1", "Q8_0"} <= set(types)
+    for qt in types:
         g = Q.fit(w, qt)
+        ours = g.dequantize(Q.round_codes(w, g))
         lw = Q.to_lut(w, qt)
-        np.testing.assert_allclose(lw.dequantize(), g.dequantize(Q.round_codes(w, g)), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(lw.dequantize(), ours, rtol=1e-6, atol=1e-6 * np.abs(ours).max())
+        ref = x @ ours.T
+        assert ((matmul(x, lw) - ref) ** 2).sum() / (ref**2).sum() < TABLE_NMSE_BOUND, qt
 
 
 def test_to_lut_names_the_missing_import():

@@ -79,7 +79,8 @@ def test_bench_tmac_nmse_only_without_peer(tmp_path):
         # the issue's llama.cpp figures (Q2_K 0.085 / 0.088 ...) are beaten even with the peer absent
         for qt in ("Q2_K", "Q3_K", "Q4_K"):
             ours = by[(case, f"ours {qt}")]["extra"]
-            assert ours["nmse vs fp32"] < ours["issue: llama.cpp"] and ours["bits/weight"] == Q.SPECS[qt].bits_per_weight
+            assert ours["nmse vs fp32"] < ours["issue: llama.cpp"]
+            assert ours["bits/weight"] == Q.SPECS[qt].bits_per_weight
 
 
 def test_ours_beats_llama_cpp_quantizer():
@@ -96,3 +97,34 @@ def test_ours_beats_llama_cpp_quantizer():
         theirs, _ = table.llama_quantize(peer, w, qt)
         err = lambda b: float(((table._decode(b, qt, w.shape) - w) ** 2).sum())  # noqa: E731
         assert err(Q.quantize(w, qt)) <= err(theirs), qt
+
+
+def test_llama_cpp_multiplies_by_our_bytes():
+    """Our GGUF blocks, written into a ggml tensor, give llama.cpp's own mul_mat the weights we fitted
+    (up to its 8-bit activation rounding): the bytes are read the same by ggml as by gguf's decoder."""
+    import ctypes
+
+    from frugalnn.bench.accuracy import nmse
+    from frugalnn.tmac.bench import PEER_NMSE_BOUND
+
+    try:
+        peer = ggml_peer.load()
+    except ggml_peer.PeerUnavailable as e:
+        pytest.skip(f"optional llama.cpp peer: {e}")
+    w = RNG.standard_normal((40, 512)).astype(np.float32)
+    x = RNG.standard_normal((3, 512)).astype(np.float32)
+    for qt in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q4_1", "Q8_0"):
+        g = Q.fit(w, qt)
+        codes = Q.round_codes(w, g)
+        blocks = np.ascontiguousarray(Q.encode(g, codes))
+        mm = ggml_peer.MulMat(peer, qt, 40, 512, 3, 1, weight=w, x=x)
+        try:
+            assert mm.weight_bytes == blocks.nbytes
+            ctypes.memmove(peer.base.ggml_get_data(mm.w), blocks.ctypes.data, blocks.nbytes)
+            mm.run()
+            ours = g.dequantize(codes)
+            assert nmse(mm.result(), x @ ours.T) < PEER_NMSE_BOUND, qt
+            # the tensor holds our bytes (not llama.cpp's own quantization of w)
+            np.testing.assert_allclose(mm.dequantize(), ours, rtol=1e-6, atol=1e-6 * np.abs(ours).max())
+        finally:
+            mm.close()

@@ -54,7 +54,8 @@ class _Moments:
         return _rowsum(wl), _dot(wl, lv), _dot(wl, self.x)
 
     def err(self, s, o, sl, sl2, sxl):
-        return np.maximum(self.sxx - 2 * s * sxl - 2 * o * self.sx + s * s * sl2 + 2 * s * o * sl + o * o * self.sw, 0.0)
+        e = self.sxx - 2 * s * sxl - 2 * o * self.sx + s * s * sl2 + 2 * s * o * sl + o * o * self.sw
+        return np.maximum(e, 0.0)
 
 
 def fit_affine(x: np.ndarray, w: np.ndarray | None, nmax: int, *, nonpos_offset: bool = False,
