@@ -17,6 +17,7 @@ import os
 import time
 from contextlib import contextmanager
 
+from frugalnn.llm import quant_rows
 from frugalnn.report import Context, ExperimentResult, Row, Table, experiment
 from frugalnn.report.verdicts import at_most, measured
 
@@ -137,9 +138,14 @@ def llm(ctx: Context) -> ExperimentResult:
                "no claim: round-to-nearest re-quantization to a width SmolLM2 was not trained for")
         rows.append(Row(TECHNIQUE, "llm", f"perplexity, {LABELS[bits]}", None, results[bits].perplexity, "",
                         notes=f"oracle (shipped Q4_1) {ref.perplexity:.3f}", **measured(why)))
+    ctx.step(0.5, "calibrated quantization (RTN vs GPTQ)")
+    with torch_threads(threads):
+        q_rows, q_table = quant_rows.quant_rows(ctx, path, tok, ids, results["fp32"].perplexity, threads)
+    rows += q_rows
     note = (f"{ref.scored_tokens} scored tokens of pydoc_data/topics.py (execmodel + types), windows of "
             f"{ref.window}; Python {ref.python}, text sha256 {ref.text_sha256}; decode tok/s on "
             f"{info.machine_line(threads)}: this machine, not a race (see `frugalnn bench llm`)")
     return ExperimentResult(rows=rows, tables=[Table("SmolLM2-135M-Instruct perplexity per weight format",
                                            ["model", "bits", "perplexity", "vs oracle (%)", "weights MB",
-                                            "decode tok/s"], table, note)])
+                                            "decode tok/s"], table, note),
+                                      quant_rows.table(q_table, quant_rows.__doc__.split("\n\n")[1].replace("\n", " "))])

@@ -16,6 +16,10 @@ _TORCH = {"LUTLinear", "LUTConfig"}  # need torch: loaded on first use, so `impo
 
 
 def __getattr__(name):
+    if name == "quantize":  # the model-level quantizer (RTN / GPTQ); the module is callable, see quantize.py
+        import importlib
+
+        return importlib.import_module("frugalnn.tmac.quantize")
     if name in _TORCH:
         from frugalnn.tmac import nn
 
@@ -23,4 +27,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'frugalnn.tmac' has no attribute {name!r}")
 
 
-__all__ = ["LUTConfig", "LUTLinear", "LUTWeight", "TERNARY", "matmul"]
+__all__ = ["LUTConfig", "LUTLinear", "LUTWeight", "TERNARY", "matmul", "quantize"]
