@@ -133,6 +133,18 @@ def train_baseline(data: ClipData, sizes: Sizes, seed: int = 0, progress: bool =
     return cnn.eval(), result
 
 
+def finetune_optimizer(cnn, sizes, n_train: int):
+    """Adam over a delta model's weights and its quantization steps, with a cosine schedule over the
+    fine-tune. The steps move on a log scale and must travel far in a short fine-tune: their own, larger
+    lr (sizes.step_lr_factor times delta_lr)."""
+    steps = [m.log_step for m in delta_layers(cnn)]
+    rest = [p for p in cnn.parameters() if all(p is not s for s in steps)]
+    opt = torch.optim.Adam([{"params": rest}, {"params": steps, "lr": sizes.delta_lr * sizes.step_lr_factor}],
+                           lr=sizes.delta_lr)
+    total = sizes.delta_epochs * (n_train // sizes.batch)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1))
+
+
 def finetune_delta(baseline, data: ClipData, rate: float, sizes: Sizes, seed: int = 0,
                    progress: bool = False) -> tuple:
     """A copy of `baseline` with delta layers (DeltaConfig(rate)), fine-tuned on 2-frame clips with
@@ -141,13 +153,7 @@ def finetune_delta(baseline, data: ClipData, rate: float, sizes: Sizes, seed: in
     frugalnn.convert_(cnn, DeltaConfig(rate=rate, init_step=sizes.init_step, frame_shape=FRAME_SHAPE))
     attach_fan_outs(cnn, FRAME_SHAPE)
     model = Clips(cnn)
-    # the steps move on a log scale and must travel far in a short fine-tune: their own, larger lr
-    steps = [m.log_step for m in delta_layers(cnn)]
-    rest = [p for p in cnn.parameters() if all(p is not s for s in steps)]
-    opt = torch.optim.Adam([{"params": rest}, {"params": steps, "lr": sizes.delta_lr * sizes.step_lr_factor}],
-                           lr=sizes.delta_lr)
-    total = sizes.delta_epochs * (len(data.train_y) // sizes.batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1))
+    opt, sched = finetune_optimizer(cnn, sizes, len(data.train_y))
 
     def loss_fn(out, y):
         return clip_loss(out, y) + sparsity_loss(model)

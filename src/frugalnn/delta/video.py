@@ -25,9 +25,9 @@ import torch
 
 import frugalnn
 from frugalnn.data.video import denoising_pairs, load_video, psnr, split_by_time, test_clips, video_names
-from frugalnn.delta.nn import Clips, DeltaConfig, delta_layers
+from frugalnn.delta.nn import Clips, DeltaConfig
 from frugalnn.delta.sparsity import attach_fan_outs, sparsity_loss
-from frugalnn.delta.train import delta_density, spatial_density
+from frugalnn.delta.train import delta_density, finetune_optimizer, spatial_density
 from frugalnn.models.frame_denoiser import frame_denoiser
 from frugalnn.train import fit
 
@@ -111,12 +111,7 @@ def finetune_delta(baseline, data: VideoData, rate: float, sizes: VideoSizes, se
     cnn = convert(baseline, sizes, rate)
     attach_fan_outs(cnn, (1, sizes.crop, sizes.crop))
     model = Clips(cnn)
-    steps = [m.log_step for m in delta_layers(cnn)]
-    rest = [p for p in cnn.parameters() if all(p is not s for s in steps)]
-    opt = torch.optim.Adam([{"params": rest}, {"params": steps, "lr": sizes.delta_lr * sizes.step_lr_factor}],
-                           lr=sizes.delta_lr)
-    total = sizes.delta_epochs * (len(data.train_y) // sizes.batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1))
+    opt, sched = finetune_optimizer(cnn, sizes, len(data.train_y))
 
     def loss_fn(out, y):
         return task_loss(out, y) + sparsity_loss(model)
