@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-BITS_HELP = "weights: fp32, 4 (Q4_0/Q4_1 tensors as stored), 3, 2, ternary (default 4)"
+BITS_HELP = ("weights: fp32, 4 (Q4_0/Q4_1 tensors as stored), 3, 2, ternary (default 4); at 4, 3 and 2 the K-quant "
+             "tensors (Q2_K..Q6_K, Q5_0/Q5_1) are held as stored, with their two-level scales")
 
 
 def add_model_arguments(p) -> None:
