@@ -16,7 +16,7 @@ from frugalnn.kernels import attention, available_backends, lmul, lut, op_backen
 
 HAS_AVX512 = "avx512" in available_backends()
 needs_avx512 = pytest.mark.skipif(not HAS_AVX512, reason="CPU lacks AVX-512 (AVX512F/BW/VL/DQ)")
-AVX512_OPS = {"attention", "dfp", "llama", "lmul", "lut", "mixpe"}
+AVX512_OPS = {"attention", "delta", "dfp", "llama", "lmul", "lut", "mixpe"}
 
 
 def _import_backend(env_value):
