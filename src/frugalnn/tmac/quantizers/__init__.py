@@ -209,14 +209,9 @@ def quantize(w, qtype: str, importance=None, *, threads: int | None = None) -> n
 
 def to_lut(w, qtype: str, importance=None, threads: int | None = None):
     """A LUTWeight holding exactly quantize(w, qtype), through LUTWeight.from_gguf."""
-    from frugalnn.tmac.gguf import FORMATS
     from frugalnn.tmac.weight import LUTWeight
 
-    sp = spec(qtype)
-    if sp.name not in FORMATS:
-        raise NotImplementedError(
-            f"to_lut: LUTWeight.from_gguf cannot import {sp.name} yet (it reads {', '.join(FORMATS)}); the K-quant "
-            f"import into the LUT layout (frugalnn.tmac.gguf, issue 18) is missing. Use quantize() for the bytes.")
+    sp = spec(qtype)  # every type here is one from_gguf imports as stored (tests/tmac/test_quantizers.py)
     a, _ = to_numpy(w, "w")
     blocks = quantize(a, sp.name, importance, threads=threads)
     return LUTWeight.from_gguf(blocks, qtype=sp.name, shape=tuple(a.shape), threads=threads)
