@@ -1,5 +1,5 @@
 """GPTQ (frugalnn.tmac.gptq) on one layer, the grids it quantizes on (frugalnn.tmac.grids), the model-level
-sweep (frugalnn.tmac.quantize) and its invariant: on every layer GPTQ's output error on the calibration inputs
+sweep (frugalnn.tmac.calibrated) and its invariant: on every layer GPTQ's output error on the calibration inputs
 is at most round-to-nearest's on the same grid family."""
 import sys
 from pathlib import Path
@@ -142,7 +142,7 @@ def test_bad_arguments():
 
 def test_calibration_text_is_disjoint_from_the_perplexity_text():
     from frugalnn.llm.perplexity import TOPICS, reference_text
-    from frugalnn.tmac.quantize import CALIB_TOPICS, calibration_text
+    from frugalnn.tmac.calibrated import CALIB_TOPICS, calibration_text
 
     assert not set(CALIB_TOPICS) & set(TOPICS)
     ref, cal = reference_text(), calibration_text()
@@ -152,7 +152,7 @@ def test_calibration_text_is_disjoint_from_the_perplexity_text():
 
 
 def test_resolve_qtype():
-    from frugalnn.tmac.quantize import resolve_qtype
+    from frugalnn.tmac.calibrated import resolve_qtype
 
     assert resolve_qtype(3, 64) == "g64b3a"
     assert resolve_qtype(4) == "Q4_K"
@@ -176,7 +176,7 @@ def tiny(tmp_path_factory):
 def test_every_layer_gptq_error_at_most_rtn(tiny, qtype):
     """The invariant, on a tiny random Llama (SmolLM2's run is in test_smollm2_every_layer)."""
     from frugalnn.llm.gguf_file import GGUFModelFile
-    from frugalnn.tmac.quantize import quantize_blocks
+    from frugalnn.tmac.calibrated import quantize_blocks
 
     calib = torch.randint(0, 128, (6, 32), generator=torch.Generator().manual_seed(0))
     q = quantize_blocks(GGUFModelFile(tiny), "gptq", qtype, calib)

@@ -23,7 +23,7 @@ def run_rows(monkeypatch, ppl_of):
         return SimpleNamespace(label=label, method=method), False
 
     monkeypatch.setattr(quant_rows, "quantized_model", fake_model)
-    monkeypatch.setattr("frugalnn.tmac.quantize.calibration_tokens", lambda tok, s, n: torch.zeros(s, n))
+    monkeypatch.setattr("frugalnn.tmac.calibrated.calibration_tokens", lambda tok, s, n: torch.zeros(s, n))
     monkeypatch.setattr("frugalnn.llm.perplexity", lambda fn, ids: SimpleNamespace(
         perplexity=ppl_of(*calls[-1])))
     ctx = SimpleNamespace(quick=True, step=lambda *a: None)

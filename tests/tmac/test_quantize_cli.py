@@ -25,7 +25,7 @@ def tiny(tmp_path_factory):
 
 def fake_calibration(monkeypatch):
     """The tiny file has no tokenizer: calibration ids come from a stand-in (the real path is the SmolLM2 test)."""
-    from frugalnn.tmac import quantize as Q
+    from frugalnn.tmac import calibrated as Q
 
     monkeypatch.setattr("frugalnn.llm.load_tokenizer", lambda path: None)
     monkeypatch.setattr(Q, "calibration_tokens", lambda tok, s, n: torch.randint(
@@ -66,7 +66,7 @@ def test_written_weights_are_the_quantized_ones(tiny, tmp_path, monkeypatch):
     """What the file holds is exactly what quantize_blocks computed (the encoding loses nothing)."""
     from frugalnn.llm.gguf_file import GGUFModelFile
     from frugalnn.tmac import gguf_write
-    from frugalnn.tmac.quantize import quantize_blocks
+    from frugalnn.tmac.calibrated import quantize_blocks
 
     calib = torch.randint(0, 128, (4, 32), generator=torch.Generator().manual_seed(0))
     q = quantize_blocks(GGUFModelFile(tiny), "gptq", "Q4_1", calib)
@@ -143,7 +143,7 @@ def test_smollm2_written_file_reads_in_llama_cpp(smollm2_path, tmp_path):
     from frugalnn import llm as llama
     from frugalnn.llm.gguf_file import GGUFModelFile
     from frugalnn.tmac import gguf_write
-    from frugalnn.tmac.quantize import FUSED
+    from frugalnn.tmac.calibrated import FUSED
 
     file = GGUFModelFile(smollm2_path)
     q4 = gguf.GGMLQuantizationType.Q4_0

@@ -1,5 +1,5 @@
 """`frugalnn quantize MODEL.gguf --bits 3 --method gptq -o OUT.gguf`: re-quantize a Llama GGUF's linear layers
-(round-to-nearest or GPTQ on calibration text, frugalnn.tmac.quantize) into a standard GGUF type that llama.cpp
+(round-to-nearest or GPTQ on calibration text, frugalnn.tmac.calibrated) into a standard GGUF type that llama.cpp
 and frugalnn.llm both read; metadata, tokenizer, embedding, head and norms are copied as stored."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def run(args) -> int:
     from frugalnn import llm as llama
     from frugalnn.llm.gguf_file import GGUFModelFile
     from frugalnn.tmac import gguf_write
-    from frugalnn.tmac import quantize as Q
+    from frugalnn.tmac import calibrated as Q
     from frugalnn.tmac.grids import gformat
 
     if not 2 <= args.bits <= 8:

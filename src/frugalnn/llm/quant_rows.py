@@ -67,7 +67,7 @@ def quantized_model(path, kw: dict, method: str, calib, threads: int):
     from frugalnn import llm as llama
     from frugalnn.tmac import quantize
     from frugalnn.tmac.grids import Family, Grid
-    from frugalnn.tmac.quantize import install
+    from frugalnn.tmac.calibrated import install
 
     file = cache_dir() / f"{_cache_key(path, kw, method, calib)}.npz"
     if file.exists():
@@ -103,7 +103,7 @@ def write_fp32_gguf(src: Path, out: Path) -> Path:
 
     from frugalnn.llm.gguf_file import GGUFModelFile
     from frugalnn.tmac import gguf_write
-    from frugalnn.tmac.quantize import FUSED
+    from frugalnn.tmac.calibrated import FUSED
 
     file = GGUFModelFile(src)
     blocks = {}
@@ -133,7 +133,7 @@ def peer_quantize(fp32: Path, out: Path, qtype: str, threads: int) -> Path:
 def quant_rows(ctx, path, tok, ids, ref_fp32: float, threads: int):
     """-> (rows, table rows) for the calibrated-quantization part of the llm experiment."""
     from frugalnn import llm as llama
-    from frugalnn.tmac.quantize import calibration_tokens
+    from frugalnn.tmac.calibrated import calibration_tokens
 
     seqs, length = CALIB_QUICK if ctx.quick else CALIB_FULL
     calib = calibration_tokens(tok, seqs, length)
@@ -154,7 +154,7 @@ def quant_rows(ctx, path, tok, ids, ref_fp32: float, threads: int):
                           "-" if q is None else round(q.peak_rss_mib or 0), types])
             del model
     notes_calib = (f"calibration: {seqs} x {length} tokens of pydoc_data topics disjoint from the text "
-                   "(frugalnn.tmac.quantize.CALIB_TOPICS); weights dequantized into the fp32 model")
+                   "(frugalnn.tmac.calibrated.CALIB_TOPICS); weights dequantized into the fp32 model")
     for label, kw, target in configs:
         gap = 100 * (results[(label, "gptq")] / ref_fp32 - 1)
         gap_rtn = 100 * (results[(label, "rtn")] / ref_fp32 - 1)

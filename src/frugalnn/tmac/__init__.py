@@ -16,10 +16,10 @@ _TORCH = {"LUTLinear", "LUTConfig"}  # need torch: loaded on first use, so `impo
 
 
 def __getattr__(name):
-    if name == "quantize":  # the model-level quantizer (RTN / GPTQ); the module is callable, see quantize.py
-        import importlib
+    if name == "quantize":  # the model-level quantizer (RTN / GPTQ) of frugalnn.tmac.calibrated: needs torch
+        from frugalnn.tmac.calibrated import quantize
 
-        return importlib.import_module("frugalnn.tmac.quantize")
+        return quantize
     if name in _TORCH:
         from frugalnn.tmac import nn
 

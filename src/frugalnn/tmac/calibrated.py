@@ -21,9 +21,7 @@ does it, to a 32-block type (FALLBACK).
 """
 from __future__ import annotations
 
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,7 +277,7 @@ def quantize(model_or_path="smollm2", bits=4, group_size: int | None = None, met
     The linear layers are LUTLinear (the codes and per-block scales, lossless) unless dense=True, which keeps
     the dequantized weights in float32 DenseLinear (the arithmetic of the fp32 reference: isolates the weights'
     error from the kernel's). Embedding and output head stay as the file stores them. The result carries
-    `.quantization` (frugalnn.tmac.quantize.Quantization).
+    `.quantization` (frugalnn.tmac.calibrated.Quantization).
     """
     from frugalnn import llm as llama
     from frugalnn.llm.gguf_file import GGUFModelFile
@@ -305,14 +303,3 @@ def quantize(model_or_path="smollm2", bits=4, group_size: int | None = None, met
     model = install(llama.load(path, bits="fp32", threads=threads), q.tensors, dense, threads)
     model.quantization = q
     return model
-
-
-class _CallableModule(types.ModuleType):
-    """`frugalnn.tmac.quantize(...)` is the function while `frugalnn.tmac.quantize` is also this module: once the
-    submodule is imported, Python binds the package attribute to the module, so the module itself calls quantize."""
-
-    def __call__(self, *args, **kwargs):
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
