@@ -120,3 +120,14 @@ def test_bad_scale_format_is_named():
     with pytest.raises(ValueError, match="fmt"):
         torch.ops.frugalnn.lut_matmul_kq(torch.zeros(1, K), layer.packed, layer.kq_sc, layer.kq_mn, layer.kq_d,
                                          layer.kq_dmin, M, K, layer.bits, layer.group_size, "q4k", 32, 0, 1)
+
+
+def test_wrong_sizes_and_dtypes_are_named_before_any_allocation():
+    layer = kq_layer("Q4_K")
+    args = [layer.packed, layer.kq_sc, layer.kq_mn, layer.kq_d, layer.kq_dmin]
+    meta = (layer.bits, layer.group_size, *layer.kq_meta[:3], 1)
+    with pytest.raises(ValueError, match="packed: expected"):  # M = 2^40 would be a 4 TiB output otherwise
+        torch.ops.frugalnn.lut_matmul_kq(torch.zeros(1, K), *args, 2**40, K, *meta)
+    with pytest.raises(TypeError, match="d: expected fp16 bit patterns"):
+        torch.ops.frugalnn.lut_matmul_kq(torch.zeros(1, K), *args[:3], layer.kq_d.to(torch.int32), args[4], M, K,
+                                         *meta)

@@ -48,11 +48,23 @@ def _check_x(x: torch.Tensor, k: int) -> None:
         raise ValueError(f"x: expected shape [..., {k}], got {tuple(x.shape)}")
 
 
+def _check_packed(packed: torch.Tensor, m: int, k: int, bits: int, group_size: int) -> None:
+    """The codes fit (m, k, bits, group_size), checked before the [N, m] output is allocated: a wrong m
+    must not become a huge allocation ahead of the kernel's own checks."""
+    from frugalnn.kernels import lut as lutk
+
+    nbytes = lutk.layout_sizes(m, k, group_size, bits)[2]
+    if tuple(packed.shape) != (nbytes,):
+        raise ValueError(f"packed: expected {nbytes} bytes for M={m}, K={k}, group_size={group_size}, bits={bits}, "
+                         f"got shape {tuple(packed.shape)}")
+
+
 @torch.library.custom_op("frugalnn::lut_matmul", mutates_args=())
 def lut_matmul(x: torch.Tensor, packed: torch.Tensor, ws: torch.Tensor, zt: torch.Tensor, m: int, k: int,
                bits: int, group_size: int, has_zero: bool, threads: int | None) -> torch.Tensor:
     """x [..., K] (float32, CPU) @ W.T -> [..., M] float32; W in the LUT layout (frugalnn.tmac)."""
     _check_x(x, k)
+    _check_packed(packed, m, k, bits, group_size)
     w = weight_view(packed, ws, zt, m, k, bits, group_size, has_zero)
     a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
     y = matmul_numpy(a, w, resolve_threads(threads))
@@ -82,6 +94,9 @@ def kq_weight_view(packed: torch.Tensor, sc: torch.Tensor, mn: torch.Tensor, d: 
     from frugalnn.tmac.kquants import KScales
 
     require_choice(fmt, "fmt", tuple(KQ_FORMATS))
+    for name, t in (("d", d), ("dmin", dmin)):
+        if t.numel() and t.element_size() != 2:
+            raise TypeError(f"{name}: expected fp16 bit patterns (int16 or float16), got {t.dtype}")
     opt = lambda t: None if t.numel() == 0 else t.numpy()  # noqa: E731
     ks = KScales(fmt, sub, zero, sc.numpy(), opt(mn), d.numpy().view(np.uint16),
                  None if dmin.numel() == 0 else dmin.numpy().view(np.uint16), name)
@@ -103,6 +118,7 @@ def lut_matmul_kq(x: torch.Tensor, packed: torch.Tensor, sc: torch.Tensor, mn: t
     """x [..., K] (float32, CPU) @ W.T -> [..., M] float32; W in the LUT layout with two-level (K-quant) scales:
     LUTLinear's buffers packed, kq_sc, kq_mn, kq_d, kq_dmin and its kq_meta (fmt, sub, zero)."""
     _check_x(x, k)
+    _check_packed(packed, m, k, bits, group_size)
     w = kq_weight_view(packed, sc, mn, d, dmin, m, k, bits, group_size, fmt, sub, zero)
     a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
     y = matmul_numpy(a, w, resolve_threads(threads))
