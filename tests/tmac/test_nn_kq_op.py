@@ -26,7 +26,10 @@ def kq_layer(name: str, bias: bool = True) -> LUTLinear:
     w = LUTWeight.from_gguf(data, qtype=T[name], shape=(M, K))
     assert w.scales == "kq"
     b = torch.from_numpy(RNG.standard_normal(M).astype(np.float32)) if bias else None
-    return LUTLinear(w, b, threads=1)
+    layer = LUTLinear(w, b, threads=1)
+    view = layer.lut_weight  # the layer's own view of its buffers: the weight it was given
+    assert view.kq.name == w.kq.name and view.source == w.source and view.nbytes == w.nbytes
+    return layer
 
 
 def model_of(layer: LUTLinear) -> nn.Module:

@@ -94,9 +94,9 @@ def kq_weight_view(packed: torch.Tensor, sc: torch.Tensor, mn: torch.Tensor, d: 
     from frugalnn.tmac.kquants import KScales
 
     require_choice(fmt, "fmt", tuple(KQ_FORMATS))
-    for name, t in (("d", d), ("dmin", dmin)):
+    for arg, t in (("d", d), ("dmin", dmin)):
         if t.numel() and t.element_size() != 2:
-            raise TypeError(f"{name}: expected fp16 bit patterns (int16 or float16), got {t.dtype}")
+            raise TypeError(f"{arg}: expected fp16 bit patterns (int16 or float16), got {t.dtype}")
     opt = lambda t: None if t.numel() == 0 else t.numpy()  # noqa: E731
     ks = KScales(fmt, sub, zero, sc.numpy(), opt(mn), d.numpy().view(np.uint16),
                  None if dmin.numel() == 0 else dmin.numpy().view(np.uint16), name)
