@@ -54,6 +54,15 @@ FRUGALNN_AVX512 inline __m512i unpack_quad(const uint8_t* p, __m512i shifts, __m
   return _mm512_and_si512(_mm512_maskz_srlv_epi32(0xFFFF, both, shifts), mask);
 }
 
+// Full-mask maskz forms of unmasked conversions and shifts: the same instructions (GCC drops a constant
+// all-ones mask), but the unmasked intrinsics pass _mm512_undefined_* through, which GCC 12 reports as
+// -Wmaybe-uninitialized once inlined here.
+FRUGALNN_AVX512 inline __m512i widen_u8(const uint8_t* p) {
+  return _mm512_maskz_cvtepu8_epi32(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+FRUGALNN_AVX512 inline __m512 to_float(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xFFFF, v); }
+
 FRUGALNN_AVX512 inline __m512i nibble_shifts() {
   return _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
 }
@@ -81,10 +90,10 @@ template <int MR>
 FRUGALNN_AVX512 inline void group_step(const float* sp, const uint8_t* zp, const int32_t* const* asum, int64_t g,
                                        const __m512i* acc32, float* tile) {
   const __m512 s = _mm512_loadu_ps(sp + g * kRows);
-  const __m512i z = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zp + g * kRows)));
+  const __m512i z = widen_u8(zp + g * kRows);
   for (int i = 0; i < MR; ++i) {
     const __m512i d = _mm512_sub_epi32(acc32[i], _mm512_mullo_epi32(z, _mm512_set1_epi32(asum[i][g])));
-    _mm512_storeu_ps(tile + i * kRows, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(d), _mm512_loadu_ps(tile + i * kRows)));
+    _mm512_storeu_ps(tile + i * kRows, _mm512_fmadd_ps(s, to_float(d), _mm512_loadu_ps(tile + i * kRows)));
   }
 }
 
@@ -185,13 +194,12 @@ FRUGALNN_AVX512 void w4a16_strip(const uint8_t* wp, const float* sp, const uint8
   for (int64_t g = 0; g < S.groups; ++g) {
     __m512 dot = _mm512_setzero_ps();
     const __m512 sv = _mm512_loadu_ps(sp + g * kRows);
-    const __m512 zv =
-        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zp + g * kRows))));
+    const __m512 zv = to_float(widen_u8(zp + g * kRows));
     for (int64_t q = g * quads_per_group; q < (g + 1) * quads_per_group; ++q) {
       const __m512i w = unpack_quad(wp + q * kQuadBytes, shifts, mask);
       for (int j = 0; j < 4; ++j) {
         const __m512 x = _mm512_set1_ps(a[q * kQuad + j]);
-        __m512 wf = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(w, 8 * j), byte));
+        __m512 wf = to_float(_mm512_and_si512(_mm512_maskz_srli_epi32(0xFFFF, w, 8 * j), byte));
         if (kEach) {
           wf = _mm512_mul_ps(_mm512_sub_ps(wf, zv), sv);
           facc = _mm512_fmadd_ps(wf, x, facc);

@@ -178,7 +178,8 @@ class Net {
 
   int unary(Kind kind, int64_t x, Shape out, Geom g = Geom()) {
     return visit([&](auto& e) {
-      Node nd{kind};
+      Node nd;
+      nd.kind = kind;
       nd.in0 = static_cast<int>(x);
       nd.g = g;
       nd.out = e.add_value(out);

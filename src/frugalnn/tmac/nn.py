@@ -14,6 +14,8 @@ FakeTensor/meta propagation; a flop formula (2 * MACs) so torch.utils.flop_count
 project's cost profiler) counts converted models. In eager mode with nothing intercepting torch
 (frugalnn.watch.torch_overrides_active), LUTLinear calls the same kernel directly: the operator's
 dispatch costs as much as the kernel on a one-token call at SmolLM2's 576-wide layers.
+Layers with two-level (K-quant) scales have their own operator, `torch.ops.frugalnn.lut_matmul_kq`
+(the same fake and flop formula), over the same kernel call as eager mode (ops.kq_args).
 Inference only: there is no backward.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
 from frugalnn import _core
-from frugalnn._arrays import threads_arg
+from frugalnn._arrays import require_choice, threads_arg
 from frugalnn.convert import register_handler, swap_modules
 from frugalnn.threads import resolve_threads
 from frugalnn.tmac.ops import GemvPlan, gemv_fn, gemv_plan, matmul_numpy
@@ -41,12 +43,28 @@ def weight_view(packed: torch.Tensor, ws: torch.Tensor, zt: torch.Tensor, m: int
     return LUTWeight((m, k), bits, group_size, packed.numpy(), ws.numpy(), zt.numpy() if has_zero else None)
 
 
+def _check_x(x: torch.Tensor, k: int) -> None:
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"x: expected shape [..., {k}], got {tuple(x.shape)}")
+
+
+def _check_packed(packed: torch.Tensor, m: int, k: int, bits: int, group_size: int) -> None:
+    """The codes fit (m, k, bits, group_size), checked before the [N, m] output is allocated: a wrong m
+    must not become a huge allocation ahead of the kernel's own checks."""
+    from frugalnn.kernels import lut as lutk
+
+    nbytes = lutk.layout_sizes(m, k, group_size, bits)[2]
+    if tuple(packed.shape) != (nbytes,):
+        raise ValueError(f"packed: expected {nbytes} bytes for M={m}, K={k}, group_size={group_size}, bits={bits}, "
+                         f"got shape {tuple(packed.shape)}")
+
+
 @torch.library.custom_op("frugalnn::lut_matmul", mutates_args=())
 def lut_matmul(x: torch.Tensor, packed: torch.Tensor, ws: torch.Tensor, zt: torch.Tensor, m: int, k: int,
                bits: int, group_size: int, has_zero: bool, threads: int | None) -> torch.Tensor:
     """x [..., K] (float32, CPU) @ W.T -> [..., M] float32; W in the LUT layout (frugalnn.tmac)."""
-    if x.shape[-1] != k:
-        raise ValueError(f"x: expected shape [..., {k}], got {tuple(x.shape)}")
+    _check_x(x, k)
+    _check_packed(packed, m, k, bits, group_size)
     w = weight_view(packed, ws, zt, m, k, bits, group_size, has_zero)
     a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
     y = matmul_numpy(a, w, resolve_threads(threads))
@@ -67,17 +85,57 @@ def _lut_matmul_flops(x_shape, packed_shape, ws_shape, zt_shape, m, k, *args, ou
 _KQ_BUFFERS = ("kq_sc", "kq_mn", "kq_d", "kq_dmin")  # two-level (K-quant) scales, tmac/kquants.py KScales
 
 
-def _kq_view(layer: "LUTLinear") -> LUTWeight:
-    """A two-level LUTWeight over the layer's buffers (no copy; fp16 d/dmin are held as int16 bit patterns)."""
+def kq_weight_view(packed: torch.Tensor, sc: torch.Tensor, mn: torch.Tensor, d: torch.Tensor, dmin: torch.Tensor,
+                   m: int, k: int, bits: int, group_size: int, fmt: str, sub: int, zero: int, *,
+                   ws: torch.Tensor | None = None, kind: str = "int", source: str = "float", name: str = "") -> LUTWeight:
+    """A two-level LUTWeight over LUTLinear's buffers (no copy): an empty mn / dmin is "none", fp16 d/dmin are
+    held as int16 bit patterns. ws: the layer's empty one-level scales (None: an empty array of that shape)."""
+    from frugalnn.kernels.lut import KQ_FORMATS
     from frugalnn.tmac.kquants import KScales
 
-    fmt, sub, zero, name = layer.kq_meta
-    b = {n: getattr(layer, n) for n in _KQ_BUFFERS}
+    require_choice(fmt, "fmt", tuple(KQ_FORMATS))
+    for arg, t in (("d", d), ("dmin", dmin)):
+        if t.numel() and t.element_size() != 2:
+            raise TypeError(f"{arg}: expected fp16 bit patterns (int16 or float16), got {t.dtype}")
     opt = lambda t: None if t.numel() == 0 else t.numpy()  # noqa: E731
-    ks = KScales(fmt, sub, zero, b["kq_sc"].numpy(), opt(b["kq_mn"]), b["kq_d"].numpy().view(np.uint16),
-                 None if b["kq_dmin"].numel() == 0 else b["kq_dmin"].numpy().view(np.uint16), name)
-    return LUTWeight((layer.out_features, layer.in_features), layer.bits, layer.group_size, layer.packed.numpy(),
-                     layer.ws.numpy(), None, layer.kind, layer.source, ks)
+    ks = KScales(fmt, sub, zero, sc.numpy(), opt(mn), d.numpy().view(np.uint16),
+                 None if dmin.numel() == 0 else dmin.numpy().view(np.uint16), name)
+    ws_np = np.empty((0, 0, 32), np.float32) if ws is None else ws.numpy()
+    return LUTWeight((m, k), bits, group_size, packed.numpy(), ws_np, None, kind, source, ks)
+
+
+def _kq_view(layer: "LUTLinear") -> LUTWeight:
+    fmt, sub, zero, name = layer.kq_meta
+    return kq_weight_view(layer.packed, *(getattr(layer, n) for n in _KQ_BUFFERS), layer.out_features,
+                          layer.in_features, layer.bits, layer.group_size, fmt, sub, zero, ws=layer.ws,
+                          kind=layer.kind, source=layer.source, name=name)
+
+
+@torch.library.custom_op("frugalnn::lut_matmul_kq", mutates_args=())
+def lut_matmul_kq(x: torch.Tensor, packed: torch.Tensor, sc: torch.Tensor, mn: torch.Tensor, d: torch.Tensor,
+                  dmin: torch.Tensor, m: int, k: int, bits: int, group_size: int, fmt: str, sub: int, zero: int,
+                  threads: int | None) -> torch.Tensor:
+    """x [..., K] (float32, CPU) @ W.T -> [..., M] float32; W in the LUT layout with two-level (K-quant) scales:
+    LUTLinear's buffers packed, kq_sc, kq_mn, kq_d, kq_dmin and its kq_meta (fmt, sub, zero)."""
+    _check_x(x, k)
+    _check_packed(packed, m, k, bits, group_size)
+    w = kq_weight_view(packed, sc, mn, d, dmin, m, k, bits, group_size, fmt, sub, zero)
+    a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
+    y = matmul_numpy(a, w, resolve_threads(threads))
+    return torch.from_numpy(y).reshape(*x.shape[:-1], m)
+
+
+@lut_matmul_kq.register_fake
+def _lut_matmul_kq_fake(x, packed, sc, mn, d, dmin, m, k, bits, group_size, fmt, sub, zero, threads):
+    _check_x(x, k)  # a wrong width fails while tracing, with the eager message
+    return x.new_empty((*x.shape[:-1], m), dtype=torch.float32)
+
+
+@register_flop_formula(torch.ops.frugalnn.lut_matmul_kq)
+def _lut_matmul_kq_flops(x_shape, packed_shape, sc_shape, mn_shape, d_shape, dmin_shape, m, k, *args,
+                         out_shape=None, **kwargs) -> int:
+    """As lut_matmul: 2 * tokens * M * K."""
+    return 2 * math.prod(x_shape[:-1]) * m * k
 
 
 class _Resolved:
@@ -123,7 +181,8 @@ class LUTLinear(Watched):
     threads: for the kernel (None: all cores), resolved once; `set_threads` changes it. One-token
     calls (x with a single row of K float32 values, as in decode) take a lean path whose threads and
     tile configuration are resolved on first use; batched calls tune their tiles once per batch kind.
-    Both call the kernel directly unless something intercepts torch (then `torch.ops.frugalnn.lut_matmul`).
+    Both call the kernel directly unless something intercepts torch or fx.symbolic_trace runs (then the
+    operator: `torch.ops.frugalnn.lut_matmul`, or `lut_matmul_kq` for two-level scales).
     """
 
     def __init__(self, weight: LUTWeight, bias: torch.Tensor | None = None, threads: int | None = None):
@@ -217,24 +276,30 @@ class LUTLinear(Watched):
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kq_meta and torch_overrides_active():  # two-level: no custom op yet; the kernel directly
-            y = self._batched(x)
-        elif torch_overrides_active():  # a trace, a mode or global hooks must see the operator
-            zt = self.zt if self.has_zero else self.ws
-            y = torch.ops.frugalnn.lut_matmul(x, self.packed, self.ws, zt, self.out_features, self.in_features,
-                                              self.bits, self.group_size, self.has_zero, self.threads)
+        if torch_overrides_active() or isinstance(x, torch.fx.Proxy):  # a trace, a mode or hooks: the operator
+            y = self._operator(x)
         elif x.dtype == torch.float32 and x.shape[-1] == self.in_features == x.numel() and x.is_contiguous():
             y = self._resolved_state().gemv()(x)
         else:
             y = self._batched(x)
         if self.bias is not None:
             y = y + self.bias
-        return y if x.dtype == torch.float32 or not x.dtype.is_floating_point else y.to(x.dtype)
+        return _in_input_dtype(y, x)
+
+    def _operator(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel as the torch operator that traces, fake tensors and flop counters see."""
+        if self.kq_meta:
+            fmt, sub, zero, _ = self.kq_meta
+            return torch.ops.frugalnn.lut_matmul_kq(x, self.packed, self.kq_sc, self.kq_mn, self.kq_d, self.kq_dmin,
+                                                    self.out_features, self.in_features, self.bits, self.group_size,
+                                                    fmt, sub, zero, self.threads)
+        zt = self.zt if self.has_zero else self.ws
+        return torch.ops.frugalnn.lut_matmul(x, self.packed, self.ws, zt, self.out_features, self.in_features,
+                                             self.bits, self.group_size, self.has_zero, self.threads)
 
     def _batched(self, x: torch.Tensor) -> torch.Tensor:
         k = self.in_features
-        if x.dim() < 1 or x.shape[-1] != k:
-            raise ValueError(f"x: expected shape [..., {k}], got {tuple(x.shape)}")
+        _check_x(x, k)
         r = self._resolved_state()
         a = np.ascontiguousarray(x.detach().reshape(-1, k).to(torch.float32).numpy())
         return torch.from_numpy(matmul_numpy(a, r.view, r.threads)).reshape(*x.shape[:-1], self.out_features)
@@ -243,6 +308,14 @@ class LUTLinear(Watched):
         what = "ternary" if self.kind == TERNARY else f"bits={self.bits}, group_size={self.group_size}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, {what}, "
                 f"bias={self.bias is not None}, source={self.source}")
+
+
+def _in_input_dtype(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y (float32) in x's floating dtype; as is for float32 or integer x."""
+    return y if x.dtype == torch.float32 or not x.dtype.is_floating_point else y.to(x.dtype)
+
+
+torch.fx.wrap("_in_input_dtype")  # fx.symbolic_trace records it as a call (x's dtype is unknown while tracing)
 
 
 def _threads(threads) -> int | None:
