@@ -107,14 +107,18 @@ inline constexpr PackLut kPack = make_pack_lut();
 // blended, the deltas left-packed and stored as 4 lanes at out.n (the lanes past the count are
 // scratch: out.n + 4 <= f + 4 <= the buffer's size), out.n advanced by the count.
 FRUGALNN_AVX2 inline void block4(const double* s, double* e, int64_t f, bool quant, __m256d qv, __m256d rqv, bool relu,
-                                 int32_t ch0, bool one_channel, Emit& out) {
+                                 double threshold, bool dense, int32_t ch0, bool one_channel, Emit& out) {
   const __m256d zero = _mm256_setzero_pd();
   __m256d a = _mm256_loadu_pd(s + f);
   if (relu) a = _mm256_max_pd(a, zero);  // max(a, 0): a when a > 0, else 0 (NaN -> 0 as in serial's a > 0)
   if (quant) a = quantize4(a, qv, rqv);
   const __m256d old = _mm256_loadu_pd(e + f);
   const __m256d d = _mm256_sub_pd(a, old);
-  const __m256d changed = _mm256_cmp_pd(d, zero, _CMP_NEQ_UQ);
+  // serial::activate1's rule: every lane (dense), |d| > threshold (threshold mode; NaN: no), d != 0
+  const __m256d changed =
+      dense ? _mm256_castsi256_pd(_mm256_set1_epi64x(-1))
+            : threshold > 0.0 ? _mm256_cmp_pd(_mm256_andnot_pd(_mm256_set1_pd(-0.0), d), _mm256_set1_pd(threshold), _CMP_GT_OQ)
+                              : _mm256_cmp_pd(d, zero, _CMP_NEQ_UQ);
   const int mask = _mm256_movemask_pd(changed);
   _mm256_storeu_pd(e + f, _mm256_blendv_pd(old, a, changed));
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 0, 0, 0, 0);
@@ -143,13 +147,12 @@ FRUGALNN_AVX2 inline void block4(const double* s, double* e, int64_t f, bool qua
   out.n += count;
 }
 
-// serial::activate_rows' bits (exact mode; dense and threshold modes run the serial kernel). One
+// serial::activate_rows' bits (every mode: exact, threshold, dense). One
 // channel (the input layer): 4 positions per vector where all 4 are dirty; else a position's
 // channels 4 per vector. Emission: a movemask of d != 0 picks the lanes.
 FRUGALNN_AVX2 inline void activate_rows(const double* s, double* e, uint8_t* dirty, const double* q, const double* rq,
                                         int64_t c, bool relu, double threshold, bool dense, int64_t lo, int64_t hi,
                                         Emit& out) {
-  if (dense || threshold > 0.0) return serial::activate_rows(s, e, dirty, q, rq, c, relu, threshold, dense, lo, hi, out);
   const __m256d zero = _mm256_setzero_pd();
   if (c == 1) {
     const __m256d qv = _mm256_set1_pd(q ? q[0] : 1.0), rqv = _mm256_set1_pd(q ? rq[0] : 1.0);
@@ -159,7 +162,7 @@ FRUGALNN_AVX2 inline void activate_rows(const double* s, double* e, uint8_t* dir
       std::memcpy(&d4, dirty + p, 4);
       if (d4 == 0x01010101u) {
         std::memset(dirty + p, 0, 4);
-        block4(s, e, p, q != nullptr, qv, rqv, relu, 0, true, out);
+        block4(s, e, p, q != nullptr, qv, rqv, relu, threshold, dense, 0, true, out);
       } else {
         serial::activate_rows(s, e, dirty, q, rq, c, relu, threshold, dense, p, p + 4, out);
       }
@@ -173,7 +176,7 @@ FRUGALNN_AVX2 inline void activate_rows(const double* s, double* e, uint8_t* dir
     int64_t ch = 0;
     for (; ch + 4 <= c; ch += 4)
       block4(s, e, base + ch, q != nullptr, q ? _mm256_loadu_pd(q + ch) : zero, q ? _mm256_loadu_pd(rq + ch) : zero, relu,
-             static_cast<int32_t>(ch), false, out);
+             threshold, dense, static_cast<int32_t>(ch), false, out);
     for (; ch < c; ++ch) {
       double d;
       if (serial::activate1(s[base + ch], e + base + ch, q ? q + ch : nullptr, relu, threshold, dense, &d))

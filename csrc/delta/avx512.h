@@ -82,13 +82,15 @@ FRUGALNN_AVX512 inline __m512d quantize8(__m512d a, __m512d qv, __m512d rqv) {
 // avx2::block4 on 8 lanes: the changed lanes are compressed in registers (vcompresspd to memory is
 // slow on Zen 4) and stored as 8 lanes at out.n (lanes past the count are scratch: out.n <= f).
 FRUGALNN_AVX512 inline void block8(const double* s, double* e, int64_t f, bool quant, __m512d qv, __m512d rqv, bool relu,
-                                   int32_t ch0, bool one_channel, Emit& out) {
+                                   double threshold, bool dense, int32_t ch0, bool one_channel, Emit& out) {
   const __m512d zero = _mm512_setzero_pd();
   __m512d a = _mm512_loadu_pd(s + f);
   if (relu) a = _mm512_maskz_max_pd(0xFF, a, zero);  // as avx2: max(a, 0), NaN -> 0 (maskz: GCC 12 warns on the unmasked form)
   if (quant) a = quantize8(a, qv, rqv);
   const __m512d d = _mm512_sub_pd(a, _mm512_loadu_pd(e + f));
-  const __mmask8 m = _mm512_cmp_pd_mask(d, zero, _CMP_NEQ_UQ);
+  const __mmask8 m = dense ? __mmask8(0xFF)
+                           : threshold > 0.0 ? _mm512_cmp_pd_mask(_mm512_abs_pd(d), _mm512_set1_pd(threshold), _CMP_GT_OQ)
+                                             : _mm512_cmp_pd_mask(d, zero, _CMP_NEQ_UQ);  // serial::activate1's rule
   _mm512_mask_storeu_pd(e + f, m, a);
   _mm512_storeu_pd(out.val + out.n, _mm512_maskz_compress_pd(m, d));
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -116,7 +118,6 @@ FRUGALNN_AVX512 inline void block8(const double* s, double* e, int64_t f, bool q
 FRUGALNN_AVX512 inline void activate_rows(const double* s, double* e, uint8_t* dirty, const double* q, const double* rq,
                                           int64_t c, bool relu, double threshold, bool dense, int64_t lo, int64_t hi,
                                           Emit& out) {
-  if (dense || threshold > 0.0) return serial::activate_rows(s, e, dirty, q, rq, c, relu, threshold, dense, lo, hi, out);
   if (c == 1) {
     const __m512d qv = _mm512_set1_pd(q ? q[0] : 1.0), rqv = _mm512_set1_pd(q ? rq[0] : 1.0);
     int64_t p = lo;
@@ -125,7 +126,7 @@ FRUGALNN_AVX512 inline void activate_rows(const double* s, double* e, uint8_t* d
       std::memcpy(&d8, dirty + p, 8);
       if (d8 == 0x0101010101010101ull) {
         std::memset(dirty + p, 0, 8);
-        block8(s, e, p, q != nullptr, qv, rqv, relu, 0, true, out);
+        block8(s, e, p, q != nullptr, qv, rqv, relu, threshold, dense, 0, true, out);
       } else {
         serial::activate_rows(s, e, dirty, q, rq, c, relu, threshold, dense, p, p + 8, out);
       }
@@ -141,10 +142,10 @@ FRUGALNN_AVX512 inline void activate_rows(const double* s, double* e, uint8_t* d
     int64_t ch = 0;
     for (; ch + 8 <= c; ch += 8)
       block8(s, e, base + ch, q != nullptr, q ? _mm512_loadu_pd(q + ch) : zero, q ? _mm512_loadu_pd(rq + ch) : zero,
-             relu, static_cast<int32_t>(ch), false, out);
+             relu, threshold, dense, static_cast<int32_t>(ch), false, out);
     for (; ch + 4 <= c; ch += 4)
       avx2::block4(s, e, base + ch, q != nullptr, q ? _mm256_loadu_pd(q + ch) : zero4,
-                   q ? _mm256_loadu_pd(rq + ch) : zero4, relu, static_cast<int32_t>(ch), false, out);
+                   q ? _mm256_loadu_pd(rq + ch) : zero4, relu, threshold, dense, static_cast<int32_t>(ch), false, out);
     for (; ch < c; ++ch) {
       double d;
       if (serial::activate1(s[base + ch], e + base + ch, q ? q + ch : nullptr, relu, threshold, dense, &d))
