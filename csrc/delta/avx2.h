@@ -63,6 +63,12 @@ FRUGALNN_AVX2 inline void gather(double* s, const double* const* w, const int32_
   }
 }
 
+// serial::scatter_run's bits: this file's gather, one tap per output row.
+FRUGALNN_AVX2 inline void scatter_run(double* const* rows, const double* const* w, int64_t nr, const int32_t* ch,
+                                 const double* v, int32_t len, int64_t n) {
+  for (int64_t i = 0; i < nr; ++i) gather(rows[i], w + i, &ch, &v, &len, 1, n);
+}
+
 // q * nearbyint(a / q) for 4 lanes, the division's bits without a division where that is provable.
 // Fast path: t = a * rq with rq = fl(1 / q). Bound: rq = (1 / q)(1 + e1), t = a rq (1 + e2) with
 // |e1|, |e2| <= u = 2^-53, so |t - a/q| <= (2u + u^2)|a/q|; the division fl(a / q) is within u|a/q|

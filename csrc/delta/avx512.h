@@ -68,6 +68,12 @@ FRUGALNN_AVX512 inline void gather(double* s, const double* const* w, const int3
   }
 }
 
+// serial::scatter_run's bits: this file's gather, one tap per output row.
+FRUGALNN_AVX512 inline void scatter_run(double* const* rows, const double* const* w, int64_t nr, const int32_t* ch,
+                                 const double* v, int32_t len, int64_t n) {
+  for (int64_t i = 0; i < nr; ++i) gather(rows[i], w + i, &ch, &v, &len, 1, n);
+}
+
 // avx2::quantize4 on 8 lanes, the same bound and fallback (vrndscalepd with scale 0 and round to
 // nearest even rounds as vroundpd does; the maskz forms only avoid a GCC 12 false warning).
 FRUGALNN_AVX512 inline __m512d quantize8(__m512d a, __m512d qv, __m512d rqv) {

@@ -43,14 +43,15 @@ struct Kernels {
                  int64_t);
   void (*activate_rows)(const double*, double*, uint8_t*, const double*, const double*, int64_t, bool, double, bool,
                         int64_t, int64_t, Emit&);
+  void (*scatter_run)(double* const*, const double* const*, int64_t, const int32_t*, const double*, int32_t, int64_t);
 };
 
 inline Kernels pick_kernels() {
 #if FRUGALNN_X86
-  if (use_avx512()) return Kernels{&avx512::gather, &avx512::activate_rows};
-  if (use_avx2()) return Kernels{&avx2::gather, &avx2::activate_rows};
+  if (use_avx512()) return Kernels{&avx512::gather, &avx512::activate_rows, &avx512::scatter_run};
+  if (use_avx2()) return Kernels{&avx2::gather, &avx2::activate_rows, &avx2::scatter_run};
 #endif
-  return Kernels{&serial::gather, &serial::activate_rows};
+  return Kernels{&serial::gather, &serial::activate_rows, &serial::scatter_run};
 }
 
 class Engine {
@@ -141,8 +142,10 @@ class Engine {
     // the weight block, and the run's channels and values) in one kernel call, its state row held in
     // registers: one load and one store of the row per position per frame. The reached positions come
     // from marking the runs' taps when the runs are few, else from scanning every output position of
-    // the band (a position no run reaches gathers nothing). Each element's updates come in a fixed
-    // order (taps in raster order, then channels), independent of the path, thread count and backend.
+    // the band (a position no run reaches gathers nothing). When the deltas are very few per output,
+    // each run is pushed into the outputs it reaches instead (scatter_run: the same per-element order).
+    // Each element's updates come in a fixed order (taps in raster order, then channels), independent
+    // of the path, thread count and backend.
     const int bands = bands_for(dst.h, threads);
     std::vector<int64_t> macs(bands, 0);
     parallel_for(bands, bands, [&](int64_t b) {
@@ -194,7 +197,32 @@ class Engine {
         mm += m * cout;
       };
       const int64_t reach = (k + stride - 1) / stride;  // output rows (and columns) one input position feeds
-      if (d.nruns * reach * reach < (hi - lo) * dst.w) {
+      const int64_t outputs = (hi - lo) * dst.w;
+      if (d.n * reach * reach < 2 * outputs) {
+        // under ~2 (delta, tap) pairs per output: push each run into the outputs it reaches (one kernel
+        // call per run instead of one per output; measured: 11% faster at MAC density 0.035, neutral
+        // at 0.15 where gather's per-output call is shared by more deltas)
+        int64_t kys[64], oys[64], kxs[64], oxs[64];  // k <= 64 (checked by the binding)
+        std::vector<double*> rows(kk);
+        std::vector<const double*> wr(kk);
+        for (int64_t r = 0; r < d.nruns; ++r) {
+          const int64_t p = d.run_pos[r], y = p / sw, x = p - y * sw;
+          const int64_t ny = taps(y, e, lo, hi, kys, oys);
+          if (!ny) continue;
+          const int64_t nx = taps(x, e, 0, dw, kxs, oxs);
+          int64_t nr = 0;
+          for (int64_t a = 0; a < ny; ++a)
+            for (int64_t bx = 0; bx < nx; ++bx) {
+              const int64_t op = oys[a] * dw + oxs[bx];
+              dirty[op] = 1;
+              rows[nr] = state + op * cout;
+              wr[nr++] = w0 + (kys[a] * k + kxs[bx]) * tap_size;
+            }
+          const int32_t len = run_len[p];
+          K.scatter_run(rows.data(), wr.data(), nr, dch + run_start[p], dval + run_start[p], len, cout);
+          mm += nr * len * cout;
+        }
+      } else if (d.nruns * reach * reach < outputs) {
         int64_t kys[64], oys[64], kxs[64], oxs[64];  // k <= 64 (checked by the binding)
         std::vector<int32_t> ops;
         for (int64_t r = 0; r < d.nruns; ++r) {

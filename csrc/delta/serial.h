@@ -34,6 +34,15 @@ inline void gather(double* s, const double* const* w, const int32_t* const* ch, 
     for (int32_t j = 0; j < len[t]; ++j) axpy(s, w[t] + static_cast<int64_t>(ch[t][j]) * n, v[t][j], n);
 }
 
+// The same updates pushed from one source run (channels ch, values v, len deltas) into the state rows
+// of the nr outputs it reaches (rows[i], through the tap weight blocks w[i]): one call per run where
+// gather makes one per output. Per element the order is gather's (a given output meets its source
+// positions in tap raster order, which is the source's raster order), so the bits are the same.
+inline void scatter_run(double* const* rows, const double* const* w, int64_t nr, const int32_t* ch, const double* v,
+                        int32_t len, int64_t n) {
+  for (int64_t i = 0; i < nr; ++i) gather(rows[i], w + i, &ch, &v, &len, 1, n);
+}
+
 // One element's activation (layout.h): returns whether it emits, and then the delta in *d (e updated).
 inline bool activate1(double a, double* e, const double* q, bool relu, double threshold, bool dense, double* d) {
   if (relu) a = a > 0.0 ? a : 0.0;
