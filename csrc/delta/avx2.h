@@ -1,7 +1,7 @@
 // Delta inference kernels, AVX2: the gathered conv update (4 doubles a step; the float32 weights are
 // held widened to double, layout.h) and the activation of a band of positions (relu, quantize with
-// vroundpd to nearest even via a checked reciprocal, compare, movemask to find what to emit). Same bits as serial.h: a multiply then an add, no FMA,
-// and the same division and rounding.
+// vroundpd to nearest even via a checked reciprocal, compare, movemask to find what to emit). Same
+// bits as serial.h: a multiply then an add, no FMA, and the division's rounding.
 //
 // Role: avx2 (function-level target kernels). Checked against: frugalnn/kernels/delta_ref.py, as
 // serial.h is (tests/kernels/test_delta.py under the avx2 backend, equal to the serial backend bit

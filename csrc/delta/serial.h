@@ -1,7 +1,8 @@
 // Delta inference kernels, portable reference: the conv updates one output position gathers (each
 // state += w * d, w the float32 weight held as double) and the activation of a band of positions,
-// fused with the delta emission and the run index (semantics: layout.h). avx2.h and avx512.h compute the same bits: each update is a multiply then an add (no FMA; CMake passes -ffp-contract=off), and
-// rounding is round-half-even on both.
+// fused with the delta emission and the run index (semantics: layout.h). avx2.h and avx512.h compute
+// the same bits: each update is a multiply then an add (no FMA; CMake passes -ffp-contract=off), and
+// rounding is round-half-even on all (their reciprocal fast path is checked against the division).
 //
 // Role: serial (portable reference kernels). Checked against: frugalnn/kernels/delta_ref.py, per
 // frame outputs and counters (tests/kernels/test_delta.py under the serial backend).
