@@ -133,7 +133,7 @@ class PyEngine {
   }
   std::vector<int64_t> nonzeros() const {
     std::vector<int64_t> r;
-    for (const auto& L : engine_.layers) r.push_back(static_cast<int64_t>(L.out.idx.size()));
+    for (const auto& L : engine_.layers) r.push_back(L.out.n);
     return r;
   }
   int64_t n_layers() const { return static_cast<int64_t>(engine_.layers.size()); }

@@ -17,7 +17,8 @@
 //
 // Storage: channels last (index (y * W + x) * C + c), state and emitted in float64 so that the
 // sum of deltas tracks a dense evaluation to ~1e-16 and the rounding decisions agree with it.
-// Deltas: parallel arrays of flat indices (int32) and values (float64), in raster order.
+// Deltas: parallel arrays of flat indices (int32), channels (int32) and values (float64), in raster
+// order, with a run index per position (struct Deltas).
 //
 // Role: layout (the program, its storage and the semantics every implementation follows; no kernels).
 // Checked against: frugalnn/kernels/delta_ref.py (dense evaluation and the same delta algorithm),
@@ -43,19 +44,41 @@ struct Edge {
   std::vector<double> w;
 };
 
+// A layer's emitted deltas of one frame, in raster order, in buffers sized to the layer at reset (at
+// most one delta per element, so the kernels write through raw pointers without a capacity check):
+// flat index, channel (idx % c, kept so consumers need no division) and value. The run index: for
+// each position with at least one delta (run_pos, raster order) where its deltas start and how many
+// (run_start, run_len, per position; consecutive, as a position's channels are emitted together).
 struct Deltas {
-  std::vector<int32_t> idx;
+  std::vector<int32_t> idx, ch;
   std::vector<double> val;
-  void clear() {
-    idx.clear();
-    val.clear();
+  std::vector<int32_t> run_pos;
+  int64_t n = 0, nruns = 0;
+  void allocate(int64_t size, int64_t positions) {
+    // + 8: the SIMD kernels store whole vectors at the write position (lanes past the count are
+    // scratch; they stay inside the layer's size anyway, the slack is a margin)
+    idx.assign(size + 8, 0);
+    ch.assign(size + 8, 0);
+    val.assign(size + 8, 0.0);
+    run_pos.assign(positions + 8, 0);
+    n = nruns = 0;
   }
+};
+
+// Where an activation kernel writes: the deltas (at out.n on), and the run index.
+struct Emit {
+  int32_t *idx, *ch;
+  double* val;
+  int32_t* run_pos;
+  int32_t *run_start, *run_len;  // indexed by position
+  int64_t n, nruns;              // written so far (n: run_start's offset)
 };
 
 struct Layer {
   int64_t c = 0, h = 0, w = 0;
   bool relu = false;
   std::vector<double> step;  // per channel, empty: no quantization
+  std::vector<double> rstep;  // 1 / step (rounded): the kernels' fast path, checked against the division
   double threshold = 0.0;
   std::vector<double> bias;  // per channel
   std::vector<Edge> in;
@@ -64,9 +87,11 @@ struct Layer {
   std::vector<uint8_t> dirty;  // per position
   Deltas out;
   // driver scratch: per position, where this layer's deltas there start in `out` and how many (a
-  // run: deltas are in raster order), and a mark for the outputs a conv edge into it touches
+  // run: deltas are in raster order), and a mark for the outputs a conv edge into it touches;
+  // per-band delta buffers when the activation runs on more than one thread
   std::vector<int32_t> run_start, run_len;
   std::vector<uint8_t> mark;
+  std::vector<Deltas> parts;
   int64_t macs = 0;            // MACs the edges into this layer did on the last frame
   int64_t size() const { return c * h * w; }
 };

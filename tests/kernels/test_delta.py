@@ -145,3 +145,26 @@ def test_bad_input_raises_clear_errors():
         p = Program()
         p.layer(1, 2, 2, step=np.array([0.0]))
         kdelta.build_engine(p)
+
+
+@pytest.mark.parametrize("c", [1, 3, 12, 21])
+def test_quantization_rounds_like_the_division_at_ties(backend, c):
+    """The SIMD activation rounds a * (1 / step) and falls back to a / step near a half-integer. States
+    exactly on a half step ((x + 0.5) * step: integer input x through a 1x1 conv whose weight is the
+    step, bias step / 2; where a * (1 / step) can miss the tie) and an ulp beside it (first frames)
+    must round as the division does (half to even): one channel (positions 8 / 4 to a vector) and 8 / 4 / 1-lane
+    channel blocks."""
+    rng = np.random.default_rng(c)
+    steps = np.array([0.1, 0.3, 0.7, 0.05, 0.15, 1 / 3, 0.2, 0.9, 0.11, 0.013] * 3, np.float32)[:c].astype(np.float64)
+    h, w = 4, 6
+    outs, want = [], []
+    for nudge in (0.0, -np.inf, np.inf):
+        p = Program()
+        i = p.layer(c, h, w)
+        o = p.layer(c, h, w, False, steps, 0.0, np.nextafter(steps / 2, nudge) if nudge else steps / 2)
+        p.conv(o, i, np.diag(steps).astype(np.float32)[None, None], 1, 0)
+        frames = rng.integers(-60, 60, (5, c, h, w)).astype(np.float32)
+        s = kdelta.NativeStream(p)   # each frame after a reset: a delta sum would round the nudge away
+        outs.append([run(s, f[None])[0][0] for f in frames])
+        want.append(np.array([dense(p, f) for f in frames]).astype(np.float32))
+    assert np.array_equal(np.array(outs), np.array(want))
