@@ -42,6 +42,7 @@ class Sizes:
     rates: tuple = (1.0, 10.0, 100.0)
     estimate: str = "l1"          # the sparsity loss's estimate (delta.sparsity): the paper's L1 here
     step_scale: float | None = None   # None: every step starts at init_step; else calibrate_steps(scale)
+    fan_out: str = "macs"         # the sparsity loss's per-layer weight (delta.sparsity)
 
 
 QUICK = Sizes()
@@ -169,7 +170,7 @@ def finetune(baseline, train_x: torch.Tensor, train_y: torch.Tensor, task_loss, 
     opt, sched = finetune_optimizer(cnn, sizes, len(train_y))
 
     def loss_fn(out, y):
-        return task_loss(out, y) + sparsity_loss(model, estimate=sizes.estimate)
+        return task_loss(out, y) + sparsity_loss(model, fan_out=sizes.fan_out, estimate=sizes.estimate)
 
     result = fit(model, opt, (train_x, train_y), loss_fn, batch_size=sizes.batch, epochs=sizes.delta_epochs,
                  seed=seed, scheduler=sched, progress=progress, log_every=log_every)
