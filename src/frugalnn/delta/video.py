@@ -57,7 +57,7 @@ class VideoSizes:
     # against 72-144 elsewhere; its step shrank to 0.01-0.03 while the others grew to 0.07-0.12)
     fan_out: str = "ones"
     step_scale: float | None = 1.0  # per-channel init step = 1 x the typical temporal change (calibrate_steps)
-    rates: tuple = (1.0, 3.0, 10.0, 20.0, 30.0)
+    rates: tuple = (1.0, 3.0, 10.0, 15.0, 20.0, 30.0)
     val_fraction: float = 0.7   # the training part splits again by time: first 70% fit, the rest validation
     #                             (0.8 leaves carphone 10 validation frames, fewer than a 16-frame clip)
 
