@@ -108,6 +108,7 @@ def test_training_runs_and_the_weight_cache_is_used(monkeypatch, tmp_path):
                          base_epochs=1, delta_epochs=1, batch=8, rates=(1.0,))
     data = T.make_data(sizes, 0)
     assert data.train_x.shape == (16, 2, 1, 16, 16) and len(data.tests) == 3 and "held out by time" in data.what.lower()
+    assert len(data.vals) == 3 and "validation" in data.what    # the rate is chosen on these, never on the tests
     m1 = T.trained_models(data, sizes, 0)
     assert not m1["cached"] and list(tmp_path.glob("delta_video/*.pt"))
     m2 = T.trained_models(data, sizes, 0)
@@ -138,4 +139,6 @@ def test_the_video_experiment_end_to_end_on_a_tiny_run(monkeypatch, tmp_path):
     assert len(exact) == 1 and exact[0].verdict == "reproduced"
     head = [row for row in r.rows if row.headline]
     assert len(head) == 1 and head[0].verdict in ("reproduced", "partly reproduced", "not reproduced")
+    assert "validation" in head[0].rule and "test" in head[0].rule
+    assert any(m.startswith("real video: threshold-only baseline (no training): density reduction") for m in by)
     assert len(r.tables) == 2 and len(r.figures) == 1

@@ -27,11 +27,11 @@ from frugalnn.delta import video_experiment  # noqa: F401  (registers delta_vide
 from frugalnn.delta.engine import compile as compile_stream
 from frugalnn.delta.nn import Clips
 from frugalnn.delta.sparsity import estimated_macs
+from frugalnn.delta.sweep import density_verdict, matched, pareto, pick
 from frugalnn.delta.train import FULL, QUICK, accuracy, clip_logits, delta_density, finetune_delta, make_data, \
     spatial_density, train_baseline
 from frugalnn.kernels.delta_ref import dense as dense_eval
-from frugalnn.report import ExperimentResult, Figure, Row, Table, experiment
-from frugalnn.report.figures import figure
+from frugalnn.report import ExperimentResult, Row, Table, experiment
 from frugalnn.report.verdicts import at_least, holds, measured, not_measured, within
 from frugalnn.threads import torch_threads
 
@@ -77,25 +77,6 @@ def _activation_layers(stream) -> list[int]:
     return [i for i, L in enumerate(stream.program.layers) if i == 0 or L.relu]
 
 
-def _pareto(base, deltas, thr, provenance) -> Figure:
-    fig, ax = figure(7, 4.5)
-    ax.scatter([base["density"]], [base["clip_accuracy"]], marker="s", color="k", label="dense baseline (spatial)")
-    d = sorted(deltas, key=lambda r: r["density"])
-    ax.plot([r["density"] for r in d], [r["clip_accuracy"] for r in d], "o-", color="tab:red",
-            label="delta model, trained (temporal)")
-    for r in d:
-        ax.annotate(f"rate {r['rate']:g}", (r["density"], r["clip_accuracy"]), fontsize=7)
-    t = sorted(thr, key=lambda r: r["density"])
-    ax.plot([r["density"] for r in t], [r["clip_accuracy"] for r in t], "^--", color="tab:blue",
-            label="threshold only, no training (temporal)")
-    ax.set_xscale("log")
-    ax.set_xlabel("activation density (nonzero fraction; log)")
-    ax.set_ylabel("clip accuracy (%)")
-    ax.legend(fontsize=7)
-    ax.set_title(f"Accuracy vs density on moving-image clips\n{provenance}", fontsize=8)
-    return Figure.from_matplotlib(fig, "delta_pareto", "Accuracy against activation density (Pareto)")
-
-
 @experiment("delta_sparsity", title="Delta Activation Layer: temporal sparsity, delta-inference MACs and speed")
 def delta_sparsity(ctx) -> ExperimentResult:
     sizes = QUICK if ctx.quick else FULL
@@ -117,9 +98,7 @@ def delta_sparsity(ctx) -> ExperimentResult:
             deltas.append({"rate": rate, **accuracy(clip_logits(cnn, data.test_x), data.test_y),
                            "density": dens["all"], "per_layer": dens, "seconds": fit.seconds})
             models[rate] = cnn
-    within_loss = [r for r in deltas if base["clip_accuracy"] - r["clip_accuracy"] <= LOSS_PP]
-    chosen = min(within_loss, key=lambda r: r["density"]) if within_loss else \
-        max(deltas, key=lambda r: r["clip_accuracy"])
+    chosen, within_loss = pick(deltas, base["clip_accuracy"], "clip_accuracy", LOSS_PP)
     cnn = models[chosen["rate"]]
     ratio = base["density"] / max(chosen["density"], 1e-12)
     loss_pp = base["clip_accuracy"] - chosen["clip_accuracy"]
@@ -146,10 +125,8 @@ def delta_sparsity(ctx) -> ExperimentResult:
                            f"({noise:.1f} pp over {n_test} clips) exceeds {LOSS_PP} pp. Density ratio of the "
                            f"lowest-density model within {LOSS_PP} pp (measured loss {loss_pp:.2f} pp): would be "
                            f"{'REPRODUCED' if within_loss and ratio >= 3 else 'NOT REPRODUCED'} at >= 3x")
-    elif within_loss:
-        verdict = at_least(ratio, 3.0, full=1.0, partly=0.5)
     else:
-        verdict = holds(False, f"no rate kept the accuracy loss <= {LOSS_PP} pp")
+        verdict = density_verdict(ratio, within_loss, f"no rate kept the accuracy loss <= {LOSS_PP} pp")
     verdict["rule"] += (f"; among rates {list(rates)} the lowest density within {LOSS_PP} pp of the baseline; "
                         f"test-set binomial std {noise:.1f} pp")
     rows.append(Row(TECHNIQUE, "delta_sparsity", "density reduction (spatial / temporal) at <= 2 pp accuracy loss",
@@ -178,7 +155,7 @@ def delta_sparsity(ctx) -> ExperimentResult:
         s = compile_stream(base_cnn, FRAME, threshold=t)
         r = engine_eval(s, clips, labels, _activation_layers(s))
         thr.append({"threshold": t, **{k: v for k, v in r.items() if k != "logits"}})
-    match = min(thr, key=lambda r: abs(np.log(max(r["density"], 1e-9)) - np.log(max(d_eng["density"], 1e-9))))
+    match = matched(thr, d_eng["density"])
     rows.append(Row(TECHNIQUE, "delta_sparsity", "threshold-only baseline (no training) at matched density: clip "
                     "accuracy", None, round(match["clip_accuracy"], 2), "%",
                     **measured(f"threshold {match['threshold']} gives density {match['density']:.4f}; the trained "
@@ -257,5 +234,7 @@ def delta_sparsity(ctx) -> ExperimentResult:
                                                                             "MAC density"],
                         [[k, v.median_s * 1e3, t_torch / v.median_s, None] for k, v in tm.items()], note)
     ctx.step(0.98, "figure")
-    fig = _pareto({**base, "density": base["density"]}, deltas, thr, provenance)
+    fig = pareto(base, deltas, thr, "clip_accuracy", "clip accuracy (%)",
+                 f"Accuracy vs density on moving-image clips\n{provenance}", "delta_pareto",
+                 "Accuracy against activation density (Pareto)", "dense baseline (spatial)")
     return ExperimentResult(rows=rows, tables=[sweep, layer_table, thr_table, speed_table], figures=[fig])

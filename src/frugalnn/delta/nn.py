@@ -6,7 +6,7 @@
 
 Rounding has a straight-through gradient (identity); the step gets the LSQ-style gradient through
 both q * and / q. The step is stored as log q so it stays positive. While recording (the default; probe
-runs switch it off with `not_recording`) each layer keeps its last output, so
+runs switch it off with `not_recording`) each layer keeps its last input and output, so
 frugalnn.delta.sparsity_loss can take the temporal deltas Q(a_t) - Q(a_{t-1}) of the clip that just ran.
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ class DeltaActivation(nn.Module):
         self.log_step = nn.Parameter(torch.full((channels,), math.log(init_step)))
         self.recording = True
         self.last: torch.Tensor | None = None   # the last output, for sparsity_loss
+        self.last_in: torch.Tensor | None = None    # the last input (before rounding), for estimate="count"
         self.frames = 1                         # frames per clip in the batch of the last forward
         self.fan_out: float | None = None       # MACs one nonzero output element costs downstream
 
@@ -55,7 +56,7 @@ class DeltaActivation(nn.Module):
         q = self.step.view(1, -1, *([1] * (x.dim() - 2)))
         y = q * round_ste(x / q)
         if self.recording:
-            self.last = y
+            self.last, self.last_in = y, x
         return y
 
     def extra_repr(self) -> str:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import frugalnn
 from frugalnn.data.moving import moving_clips
 from frugalnn.delta.nn import Clips, DeltaConfig, clip_loss, delta_layers
-from frugalnn.delta.sparsity import attach_fan_outs, sparsity_loss, temporal_density
+from frugalnn.delta.sparsity import attach_fan_outs, calibrate_steps, sparsity_loss, temporal_density
 from frugalnn.models.frame_cnn import frame_cnn
 from frugalnn.train import FitResult, fit
 
@@ -40,6 +40,9 @@ class Sizes:
     init_step: float = 0.25       # in the units of BN-normalised activations (and 0..1 pixels at the input)
     step_lr_factor: float = 20.0
     rates: tuple = (1.0, 10.0, 100.0)
+    estimate: str = "l1"          # the sparsity loss's estimate (delta.sparsity): the paper's L1 here
+    step_scale: float | None = None   # None: every step starts at init_step; else calibrate_steps(scale)
+    fan_out: str = "macs"         # the sparsity loss's per-layer weight (delta.sparsity)
 
 
 QUICK = Sizes()
@@ -145,22 +148,39 @@ def finetune_optimizer(cnn, sizes, n_train: int):
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1))
 
 
-def finetune_delta(baseline, data: ClipData, rate: float, sizes: Sizes, seed: int = 0,
-                   progress: bool = False) -> tuple:
-    """A copy of `baseline` with delta layers (DeltaConfig(rate)), fine-tuned on 2-frame clips with
-    clip_loss + sparsity_loss."""
+def to_delta(baseline, rate: float, init_step: float, frame_shape: tuple):
+    """A copy of `baseline` with Delta Activation Layers (input + every ReLU)."""
     cnn = copy.deepcopy(baseline)
-    frugalnn.convert_(cnn, DeltaConfig(rate=rate, init_step=sizes.init_step, frame_shape=FRAME_SHAPE))
-    attach_fan_outs(cnn, FRAME_SHAPE)
+    frugalnn.convert_(cnn, DeltaConfig(rate=rate, init_step=init_step, frame_shape=tuple(frame_shape)))
+    return cnn
+
+
+def finetune(baseline, train_x: torch.Tensor, train_y: torch.Tensor, task_loss, rate: float, sizes, seed: int = 0,
+             progress: bool = False, log_every: int = 20) -> tuple:
+    """The fine-tune both tasks share: a copy of `baseline` with delta layers (DeltaConfig(rate)), steps
+    at sizes.init_step or calibrated on the first training clips (sizes.step_scale), trained on the clips
+    train_x [N, T, C, H, W] with task_loss(out, train_y) + sparsity_loss(estimate=sizes.estimate).
+    Returns (cnn in eval mode, FitResult)."""
+    frame_shape = tuple(train_x.shape[2:])
+    cnn = to_delta(baseline, rate, sizes.init_step, frame_shape)
+    attach_fan_outs(cnn, frame_shape)
+    if sizes.step_scale is not None:
+        calibrate_steps(cnn, train_x[:64], sizes.step_scale)
     model = Clips(cnn)
-    opt, sched = finetune_optimizer(cnn, sizes, len(data.train_y))
+    opt, sched = finetune_optimizer(cnn, sizes, len(train_y))
 
     def loss_fn(out, y):
-        return clip_loss(out, y) + sparsity_loss(model)
+        return task_loss(out, y) + sparsity_loss(model, fan_out=sizes.fan_out, estimate=sizes.estimate)
 
-    result = fit(model, opt, (data.train_x, data.train_y), loss_fn, batch_size=sizes.batch, epochs=sizes.delta_epochs,
-                 seed=seed, scheduler=sched, progress=progress, log_every=20)
+    result = fit(model, opt, (train_x, train_y), loss_fn, batch_size=sizes.batch, epochs=sizes.delta_epochs,
+                 seed=seed, scheduler=sched, progress=progress, log_every=log_every)
     return cnn.eval(), result
+
+
+def finetune_delta(baseline, data: ClipData, rate: float, sizes: Sizes, seed: int = 0,
+                   progress: bool = False) -> tuple:
+    """The classification fine-tune: 2-frame clips, clip_loss + sparsity_loss."""
+    return finetune(baseline, data.train_x, data.train_y, clip_loss, rate, sizes, seed, progress)
 
 
 def main(argv=None) -> int:
