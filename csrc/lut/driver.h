@@ -152,8 +152,33 @@ inline void run_kq_bits(const avx2::Block& blk, const KQuant& kq, const Shape& s
   run_kq_cols<BITS, false>(blk, kq, s, u, nc);
 }
 
-// K-quant weights: the AVX2 kernel under both x86 backends (no AVX-512 variant yet), one unit at a time.
-inline void run_kq(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u0, int r, int nc) {
+template <int BITS>
+inline void run_kq512(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+  switch (nc) {
+    case 1: return avx512::kernel_kq<BITS, 1>(blk, kq, s, u);
+    case 2: return avx512::kernel_kq<BITS, 2>(blk, kq, s, u);
+    case 3: return avx512::kernel_kq<BITS, 3>(blk, kq, s, u);
+    default: return avx512::kernel_kq<BITS, 4>(blk, kq, s, u);
+  }
+}
+
+// K-quant weights, one unit at a time: avx512::kernel_kq under the avx512 backend where its int16
+// ranges hold (avx512::kq_fits; all of llama.cpp's K-quants and one-level types up to 6 bits), else
+// the AVX2 kernel.
+inline void run_kq(bool avx512, const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u0, int r, int nc) {
+  if (avx512 && s.bits <= 6 && avx512::kq_fits(s.bits, kq)) {
+    for (int64_t u = u0; u < u0 + r; ++u) {
+      switch (s.bits) {
+        case 1: run_kq512<1>(blk, kq, s, u, nc); break;
+        case 2: run_kq512<2>(blk, kq, s, u, nc); break;
+        case 3: run_kq512<3>(blk, kq, s, u, nc); break;
+        case 4: run_kq512<4>(blk, kq, s, u, nc); break;
+        case 5: run_kq512<5>(blk, kq, s, u, nc); break;
+        default: run_kq512<6>(blk, kq, s, u, nc); break;
+      }
+    }
+    return;
+  }
   for (int64_t u = u0; u < u0 + r; ++u) {
     switch (s.bits) {
       case 1: run_kq_bits<1>(blk, kq, s, u, nc); break;
@@ -248,7 +273,7 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
             b.y[c] = out + (c0 + i + c) * M;
           }
           if (w.kq) {
-            run_kq(b, *w.kq, s, u0, r, nc);
+            run_kq(avx512, b, *w.kq, s, u0, r, nc);
           } else if (r == r_units) {
             run_avx(avx512, b, s, u0, r, nc);
           } else {
