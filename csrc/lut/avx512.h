@@ -219,8 +219,9 @@ template <int BITS, int NC>
 FRUGALNN_AVX512 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, int64_t u) {
   constexpr int PAIRS = BITS / 2;
   constexpr bool ODD = BITS % 2;
-  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes(), nsub = kq.nsub(s);
-  const int64_t sps = kq.sub / 8;
+  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes();
+  const int64_t merge = avx2::kq_merge(BITS, kq, s);
+  const int64_t nsub = kq.nsub(s) / merge, sps = kq.sub / 8 * merge;
   const int16_t cz = static_cast<int16_t>(((1 << BITS) - 1) - 2 * kq.zero);
   const __m512i nib = _mm512_set1_epi8(0x0f);
   const __m512i w_even = _mm512_set1_epi16(static_cast<int16_t>(1 << (BITS - 1)));
@@ -297,7 +298,7 @@ FRUGALNN_AVX512 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s,
         }
       }
       for (int c = 0; c < NC; ++c) {
-        const __m512i iv = _mm512_set1_epi16(static_cast<int16_t>(isub[c]));  // |isub| <= 16 * 127
+        const __m512i iv = _mm512_set1_epi16(static_cast<int16_t>(isub[c]));  // |isub| <= 2 * sps * 127 < 2^15
         const __m512i sum = _mm512_add_epi16(_mm512_permutex2var_epi64(acc[c][0], first, acc[c][1]),
                                              _mm512_permutex2var_epi64(acc[c][0], second, acc[c][1]));
         const __m512i pe = _mm512_mask_blend_epi16(odd_lanes, sum, iv);
