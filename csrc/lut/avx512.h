@@ -14,7 +14,8 @@
 // adjacent bytes, and adjacent bytes of a slab belong to different rows.
 //
 // Tables (build_tables) and special activations (add_special_units) are O(K) per column and reuse
-// the AVX2 code (avx2.h); register blocks (R units, NC columns) are those of the tuner.
+// the AVX2 code (avx2.h); register blocks (R units, NC columns) are those of the tuner. Two-level
+// (K-quant) weights have their own kernel, kernel_kq below (one unit, up to 4 columns).
 //
 // Role: avx512 (function-level target kernels, FRUGALNN_AVX512). Checked against:
 // frugalnn/kernels/lut_ref.py bit for bit, as serial.h and avx2.h are (tests/kernels/test_lut.py

@@ -1,6 +1,7 @@
 // T-MAC matmul driver: special activations, table building, tiling over units and columns,
 // threads. Backend-independent; the per-block kernels come from serial.h / avx2.h / avx512.h (the
-// avx512 backend builds its tables and adds special activations with the AVX2 code).
+// avx512 backend builds its tables and adds special activations with the AVX2 code; two-level weights
+// run avx512::kernel_kq where avx512::kq_fits, else the AVX2 two-level kernel).
 //
 //   for each block of `col_block` columns (their tables stay in L2):
 //     parallel over blocks of R units (each thread streams its own weight rows):
