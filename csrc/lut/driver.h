@@ -148,12 +148,6 @@ inline void run_kq_cols(const avx2::Block& blk, const KQuant& kq, const Shape& s
 }
 
 template <int BITS>
-inline void run_kq_bits(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
-  if (BITS > 4 && avx2::kq_needs_split(BITS, kq.sub / 8)) return run_kq_cols<BITS, true>(blk, kq, s, u, nc);
-  run_kq_cols<BITS, false>(blk, kq, s, u, nc);
-}
-
-template <int BITS>
 inline void run_kq512(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
   switch (nc) {
     case 1: return avx512::kernel_kq<BITS, 1>(blk, kq, s, u);
@@ -163,33 +157,31 @@ inline void run_kq512(const avx2::Block& blk, const KQuant& kq, const Shape& s, 
   }
 }
 
+// One unit: the avx512 kernel (up to 6 bits, where the caller found its ranges hold), else the AVX2 one.
+template <int BITS>
+inline void run_kq_unit(bool avx512, const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+  if constexpr (BITS <= 6) {
+    if (avx512) return run_kq512<BITS>(blk, kq, s, u, nc);
+  }
+  if (BITS > 4 && avx2::kq_needs_split(BITS, kq.sub / 8)) return run_kq_cols<BITS, true>(blk, kq, s, u, nc);
+  run_kq_cols<BITS, false>(blk, kq, s, u, nc);
+}
+
 // K-quant weights, one unit at a time: avx512::kernel_kq under the avx512 backend where its int16
 // ranges hold (avx512::kq_fits; all of llama.cpp's K-quants and one-level types up to 6 bits), else
 // the AVX2 kernel.
 inline void run_kq(bool avx512, const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u0, int r, int nc) {
-  if (avx512 && s.bits <= 6 && avx512::kq_fits(s.bits, kq)) {
-    for (int64_t u = u0; u < u0 + r; ++u) {
-      switch (s.bits) {
-        case 1: run_kq512<1>(blk, kq, s, u, nc); break;
-        case 2: run_kq512<2>(blk, kq, s, u, nc); break;
-        case 3: run_kq512<3>(blk, kq, s, u, nc); break;
-        case 4: run_kq512<4>(blk, kq, s, u, nc); break;
-        case 5: run_kq512<5>(blk, kq, s, u, nc); break;
-        default: run_kq512<6>(blk, kq, s, u, nc); break;
-      }
-    }
-    return;
-  }
+  const bool wide = avx512 && s.bits <= 6 && avx512::kq_fits(s.bits, kq);
   for (int64_t u = u0; u < u0 + r; ++u) {
     switch (s.bits) {
-      case 1: run_kq_bits<1>(blk, kq, s, u, nc); break;
-      case 2: run_kq_bits<2>(blk, kq, s, u, nc); break;
-      case 3: run_kq_bits<3>(blk, kq, s, u, nc); break;
-      case 4: run_kq_bits<4>(blk, kq, s, u, nc); break;
-      case 5: run_kq_bits<5>(blk, kq, s, u, nc); break;
-      case 6: run_kq_bits<6>(blk, kq, s, u, nc); break;
-      case 7: run_kq_bits<7>(blk, kq, s, u, nc); break;
-      default: run_kq_bits<8>(blk, kq, s, u, nc); break;
+      case 1: run_kq_unit<1>(wide, blk, kq, s, u, nc); break;
+      case 2: run_kq_unit<2>(wide, blk, kq, s, u, nc); break;
+      case 3: run_kq_unit<3>(wide, blk, kq, s, u, nc); break;
+      case 4: run_kq_unit<4>(wide, blk, kq, s, u, nc); break;
+      case 5: run_kq_unit<5>(wide, blk, kq, s, u, nc); break;
+      case 6: run_kq_unit<6>(wide, blk, kq, s, u, nc); break;
+      case 7: run_kq_unit<7>(wide, blk, kq, s, u, nc); break;
+      default: run_kq_unit<8>(wide, blk, kq, s, u, nc); break;
     }
   }
 }
