@@ -371,6 +371,18 @@ FRUGALNN_AVX2 inline void kq_multipliers(__m128i bytes, bool is_signed, __m256i*
 // 2 (2^b - 1) 127 to an int16 lane (both chunk lanes, as the fold sums them).
 inline bool kq_needs_split(int bits, int64_t steps) { return 2 * steps * ((int64_t{1} << bits) - 1) * 127 > 32767; }
 
+// Sub-blocks folded at once: one, except without sub-scales (kScaleOne: TQ2_0's 256 as 4 x 64), where a run of
+// sub-blocks is one sub-block of sc = 1 as long as its int16 sums still fit (kq_needs_split; isub, 2 * steps * 127,
+// an int16 too). Fewer folds; the same integers.
+inline int64_t kq_merge(int bits, const KQuant& kq, const Shape& s) {
+  int64_t merge = 1;
+  if (kq.format == kScaleOne)
+    while (kq.nsub(s) % (2 * merge) == 0 && !kq_needs_split(bits, kq.sub / 8 * 2 * merge) &&
+           2 * (kq.sub / 8 * 2 * merge) * 127 <= 32767)
+      merge *= 2;
+  return merge;
+}
+
 // Two-level (K-quant) weights (layout.h): one unit, NC columns. Per sub-block (sub/8 steps, at
 // most 8 even above 4 bits, see SPLIT) the int16 plane sums fold to int32 rows, take the sub-scale
 // (vpmulld) and the zero term in int32; once per super-block the int32 sums become float, in the
@@ -381,8 +393,8 @@ FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, i
   constexpr bool ODD = BITS % 2;
   // SPLIT (planes 4.. in a second int16 set) only where one sub-block could overflow int16 otherwise:
   // kq_needs_split. Q5_K (4 steps) and Q6_K (2 steps) fit: 2 * steps * (2^b - 1) * 127 <= 32767.
-  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes(), nsub = kq.nsub(s);
-  const int64_t sps = kq.sub / 8;
+  const int64_t groups = s.groups(), spg = s.steps_per_group(), gbytes = s.group_bytes();
+  const int64_t merge = kq_merge(BITS, kq, s), nsub = kq.nsub(s) / merge, sps = kq.sub / 8 * merge;
   const int32_t cz = ((1 << BITS) - 1) - 2 * kq.zero;
   const __m256i nib = _mm256_set1_epi8(0x0f);
   constexpr int ODD_SHIFT = SPLIT ? BITS - 5 : BITS - 1;
@@ -465,7 +477,7 @@ FRUGALNN_AVX2 void kernel_kq(const Block& b, const KQuant& kq, const Shape& s, i
         kq_multipliers(mnb, false, &mlo[q], &mhi[q]);
       }
       for (int c = 0; c < NC; ++c) {
-        const __m256i iv = _mm256_set1_epi16(static_cast<int16_t>(isub[c]));  // |isub| <= 127 * 16
+        const __m256i iv = _mm256_set1_epi16(static_cast<int16_t>(isub[c]));  // |isub| <= 2 * sps * 127 < 2^15
         for (int q = 0; q < 2; ++q) {
           const __m256i* lo = acc[c] + 2 * q;
           __m256i sum = _mm256_add_epi16(_mm256_permute2x128_si256(lo[0], lo[1], 0x20),

@@ -63,6 +63,16 @@ void build_tables(Array x, int64_t group, OutArray tables, OutArray ts, OutArray
   lut::build_tables(xp, s, tp, sp, ip);
 }
 
+// The register-block and tiling arguments both GEMMs take, checked.
+lut::Config tile_config(int64_t units, int64_t cols, int64_t col_block, int64_t prefetch) {
+  if (units < 1 || units > 4) throw nb::value_error(("units: expected 1..4, got " + std::to_string(units)).c_str());
+  if (cols < 1 || cols > 4) throw nb::value_error(("cols: expected 1..4, got " + std::to_string(cols)).c_str());
+  if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
+  if (prefetch < 0 || prefetch > (1 << 20))
+    throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + std::to_string(prefetch)).c_str());
+  return lut::Config{static_cast<int>(units), static_cast<int>(cols), col_block, prefetch};
+}
+
 void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int64_t bits, int64_t group, bool has_zero,
             OutArray out, int64_t threads, int64_t units, int64_t cols, int64_t col_block, int64_t prefetch) {
   const float* xp = typed<float>(x, "x", {-1, -1});
@@ -76,13 +86,8 @@ void matmul(Array x, Array packed, Array ws, Array zt, int64_t m, int64_t bits, 
   require_disjoint(packed, out, "packed", "out");
   require_disjoint(ws, out, "ws", "out");
   require_disjoint(zt, out, "zt", "out");
-  if (units < 1 || units > 4) throw nb::value_error(("units: expected 1..4, got " + std::to_string(units)).c_str());
-  if (cols < 1 || cols > 4) throw nb::value_error(("cols: expected 1..4, got " + std::to_string(cols)).c_str());
-  if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
-  if (prefetch < 0 || prefetch > (1 << 20))
-    throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + std::to_string(prefetch)).c_str());
+  const lut::Config cfg = tile_config(units, cols, col_block, prefetch);
   const int nthreads = resolve_threads(threads);
-  lut::Config cfg{static_cast<int>(units), static_cast<int>(cols), col_block, prefetch};
   lut::Weights w{pp, wp, zp, has_zero};
   nb::gil_scoped_release release;
   lut::matmul(xp, n, w, s, op, nthreads, cfg);
@@ -129,13 +134,8 @@ void matmul_kq(Array x, Array packed, Array sc, Array mn, Array d, Array dmin, i
   require_disjoint(mn, out, "mn", "out");
   require_disjoint(d, out, "d", "out");
   require_disjoint(dmin, out, "dmin", "out");
-  if (units < 1 || units > 4) throw nb::value_error(("units: expected 1..4, got " + std::to_string(units)).c_str());
-  if (cols < 1 || cols > 4) throw nb::value_error(("cols: expected 1..4, got " + std::to_string(cols)).c_str());
-  if (col_block < 1) throw nb::value_error(("col_block: expected >= 1, got " + std::to_string(col_block)).c_str());
-  if (prefetch < 0 || prefetch > (1 << 20))
-    throw nb::value_error(("prefetch: expected 0..1048576 bytes, got " + std::to_string(prefetch)).c_str());
+  const lut::Config cfg = tile_config(units, cols, col_block, prefetch);
   const int nthreads = resolve_threads(threads);
-  lut::Config cfg{static_cast<int>(units), static_cast<int>(cols), col_block, prefetch};
   lut::Weights w{pp, nullptr, nullptr, false, &kq};
   nb::gil_scoped_release release;
   lut::matmul(xp, n, w, s, op, nthreads, cfg);

@@ -1,6 +1,7 @@
 // T-MAC matmul driver: special activations, table building, tiling over units and columns,
 // threads. Backend-independent; the per-block kernels come from serial.h / avx2.h / avx512.h (the
-// avx512 backend builds its tables and adds special activations with the AVX2 code).
+// avx512 backend builds its tables and adds special activations with the AVX2 code; two-level weights
+// run avx512::kernel_kq where avx512::kq_fits, else the AVX2 two-level kernel).
 //
 //   for each block of `col_block` columns (their tables stay in L2):
 //     parallel over blocks of R units (each thread streams its own weight rows):
@@ -147,23 +148,40 @@ inline void run_kq_cols(const avx2::Block& blk, const KQuant& kq, const Shape& s
 }
 
 template <int BITS>
-inline void run_kq_bits(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+inline void run_kq512(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+  switch (nc) {
+    case 1: return avx512::kernel_kq<BITS, 1>(blk, kq, s, u);
+    case 2: return avx512::kernel_kq<BITS, 2>(blk, kq, s, u);
+    case 3: return avx512::kernel_kq<BITS, 3>(blk, kq, s, u);
+    default: return avx512::kernel_kq<BITS, 4>(blk, kq, s, u);
+  }
+}
+
+// One unit: the avx512 kernel (up to 6 bits, where the caller found its ranges hold), else the AVX2 one.
+template <int BITS>
+inline void run_kq_unit(bool avx512, const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u, int nc) {
+  if constexpr (BITS <= 6) {
+    if (avx512) return run_kq512<BITS>(blk, kq, s, u, nc);
+  }
   if (BITS > 4 && avx2::kq_needs_split(BITS, kq.sub / 8)) return run_kq_cols<BITS, true>(blk, kq, s, u, nc);
   run_kq_cols<BITS, false>(blk, kq, s, u, nc);
 }
 
-// K-quant weights: the AVX2 kernel under both x86 backends (no AVX-512 variant yet), one unit at a time.
-inline void run_kq(const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u0, int r, int nc) {
+// K-quant weights, one unit at a time: avx512::kernel_kq under the avx512 backend where its int16
+// ranges hold (avx512::kq_fits; all of llama.cpp's K-quants and one-level types up to 6 bits), else
+// the AVX2 kernel.
+inline void run_kq(bool avx512, const avx2::Block& blk, const KQuant& kq, const Shape& s, int64_t u0, int r, int nc) {
+  const bool wide = avx512 && s.bits <= 6 && avx512::kq_fits(s.bits, kq);
   for (int64_t u = u0; u < u0 + r; ++u) {
     switch (s.bits) {
-      case 1: run_kq_bits<1>(blk, kq, s, u, nc); break;
-      case 2: run_kq_bits<2>(blk, kq, s, u, nc); break;
-      case 3: run_kq_bits<3>(blk, kq, s, u, nc); break;
-      case 4: run_kq_bits<4>(blk, kq, s, u, nc); break;
-      case 5: run_kq_bits<5>(blk, kq, s, u, nc); break;
-      case 6: run_kq_bits<6>(blk, kq, s, u, nc); break;
-      case 7: run_kq_bits<7>(blk, kq, s, u, nc); break;
-      default: run_kq_bits<8>(blk, kq, s, u, nc); break;
+      case 1: run_kq_unit<1>(wide, blk, kq, s, u, nc); break;
+      case 2: run_kq_unit<2>(wide, blk, kq, s, u, nc); break;
+      case 3: run_kq_unit<3>(wide, blk, kq, s, u, nc); break;
+      case 4: run_kq_unit<4>(wide, blk, kq, s, u, nc); break;
+      case 5: run_kq_unit<5>(wide, blk, kq, s, u, nc); break;
+      case 6: run_kq_unit<6>(wide, blk, kq, s, u, nc); break;
+      case 7: run_kq_unit<7>(wide, blk, kq, s, u, nc); break;
+      default: run_kq_unit<8>(wide, blk, kq, s, u, nc); break;
     }
   }
 }
@@ -248,7 +266,7 @@ inline void matmul(const float* x, int64_t n, const Weights& w, const Shape& s, 
             b.y[c] = out + (c0 + i + c) * M;
           }
           if (w.kq) {
-            run_kq(b, *w.kq, s, u0, r, nc);
+            run_kq(avx512, b, *w.kq, s, u0, r, nc);
           } else if (r == r_units) {
             run_avx(avx512, b, s, u0, r, nc);
           } else {

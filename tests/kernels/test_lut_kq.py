@@ -8,7 +8,8 @@ from frugalnn.kernels import lut
 # (bits, sub, zero, fmt, has_min): the five K-quant types and two off-type combinations
 FORMATS = [(2, 16, 0, "nib", True), (3, 16, 4, "i8", False), (4, 32, 0, "u8", True), (5, 32, 0, "u8", True),
            (6, 16, 32, "i8", False), (4, 16, 0, "u8", False), (8, 64, 100, "u8", True),
-           (4, 32, 8, "one", False), (4, 32, 0, "one", True), (5, 32, 16, "one", False)]
+           (4, 32, 8, "one", False), (4, 32, 0, "one", True), (5, 32, 16, "one", False),
+           (1, 8, 1, "nib", True), (2, 64, 1, "one", False), (3, 64, 0, "u8", True)]
 SHAPES = [(1, 256), (33, 512), (70, 768), (32, 256), (5, 256)]
 
 

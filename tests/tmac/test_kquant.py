@@ -123,3 +123,20 @@ def test_one_level_types_keep_fp16_scales(backend, name, bpw):
     assert nmse(matmul(x, w), x @ ref.T) < 1e-3
     # same codes, same table group: the two scale forms agree to float32 rounding
     np.testing.assert_allclose(matmul(x, w), matmul(x, f32), rtol=1e-4, atol=1e-4 * np.abs(x @ ref.T).max())
+
+
+def test_tq2_0_keeps_its_fp16_scale(backend):
+    """TQ2_0 held as stored (codes and the fp16 d per 256): 2.06 b/w, dequantize() is gguf's bit for bit, and the
+    two-level kernel (sc = 1) agrees with the float32-scale form of the same codes."""
+    m, k = 64, 768
+    w32 = RNG.standard_normal((m, k)).astype(np.float32)
+    data = gguf.quants.quantize(w32, T.TQ2_0)
+    w = LUTWeight.from_gguf(data, qtype=T.TQ2_0, shape=(m, k))
+    assert w.scales == "kq" and w.group_size == 256
+    assert w.bits_per_weight == pytest.approx(2.0625)  # the file's: 2-bit codes + one fp16 per 256
+    ref = gguf.quants.dequantize(data, T.TQ2_0).reshape(m, k)
+    np.testing.assert_array_equal(w.dequantize(), ref)
+    f32 = LUTWeight.from_gguf(data, qtype=T.TQ2_0, shape=(m, k), scales="f32")
+    x = RNG.standard_normal((3, k)).astype(np.float32)
+    assert nmse(matmul(x, w), x @ ref.T) < 1e-3
+    np.testing.assert_allclose(matmul(x, w), matmul(x, f32), rtol=1e-4, atol=1e-4 * np.abs(x @ ref.T).max())

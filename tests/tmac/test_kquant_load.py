@@ -19,6 +19,15 @@ SCALE = {"Q2_K": 1e-2, "Q3_K": 2e-3, "Q4_K": 5e-4, "Q5_K": 2.5e-4, "Q6_K": 1e-4}
 Q4_K_M = {"attn_v": "Q6_K", "ffn_down": "Q6_K", "output": "Q6_K", "token_embd": "Q4_K"}
 
 
+def tq2_0_blocks(m, k, rng, scale=5e-2):
+    """Valid TQ2_0 blocks: 2-bit fields in {0, 1, 2} (3 is not ternary), fp16 d at byte 64."""
+    fields = rng.integers(0, 3, (m * k // 256, 64, 4), dtype=np.uint8)
+    b = np.zeros((m * k // 256, 66), np.uint8)
+    b[:, :64] = (fields << (2 * np.arange(4, dtype=np.uint8))).sum(axis=-1, dtype=np.uint8)
+    b[:, 64:66] = (rng.uniform(0.5, 1, b.shape[0]) * scale).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return b.reshape(m, -1)
+
+
 def write_kquant_llama(path, base: str, overrides=None, dim=256, ffn=512, n_layers=2, heads=4, kv=2, vocab=256,
                        seed=0):
     rng = np.random.default_rng(seed)
@@ -38,7 +47,8 @@ def write_kquant_llama(path, base: str, overrides=None, dim=256, ffn=512, n_laye
 
     def add(name, role, shape, layer=0):
         qt = overrides.get(role, base) if layer == 0 or role in ("output", "token_embd") else base
-        w.add_tensor(name, kquant_blocks(qt, shape[0], shape[1], rng, SCALE[qt]), raw_dtype=T[qt])
+        blocks = tq2_0_blocks(*shape, rng) if qt == "TQ2_0" else kquant_blocks(qt, shape[0], shape[1], rng, SCALE[qt])
+        w.add_tensor(name, blocks, raw_dtype=T[qt])
 
     add("token_embd.weight", "token_embd", (vocab, dim))
     add("output.weight", "output", (vocab, dim))
@@ -69,7 +79,8 @@ def _lut_layers(module):
 
 @pytest.mark.parametrize("base,overrides,bits", [("Q4_K", Q4_K_M, "4"), ("Q3_K", {"output": "Q6_K"}, "3"),
                                                  ("Q2_K", {"output": "Q6_K", "attn_v": "Q4_K"}, "2"),
-                                                 ("Q5_K", {}, "4")])
+                                                 ("Q5_K", {}, "4"),
+                                                 ("TQ2_0", {"output": "Q6_K", "token_embd": "Q6_K"}, "ternary")])
 def test_kquant_files_load_as_stored_and_generate(tmp_path, base, overrides, bits):
     path = write_kquant_llama(tmp_path / f"{base}.gguf", base, overrides)
     tokens = torch.tensor([[1, 2, 3, 4, 5]])
@@ -85,6 +96,8 @@ def test_kquant_files_load_as_stored_and_generate(tmp_path, base, overrides, bit
         qt = lin.source.split(":")[1]
         if qt in FILE_BPW:  # the two-level scales as stored: bytes within 5% of the file's
             assert lin.lut_weight.scales == "kq" and lin.bits_per_weight <= FILE_BPW[qt] * 1.05
+        if qt == "TQ2_0":  # codes and the fp16 d as stored: the file's 2.0625 b/w
+            assert lin.lut_weight.scales == "kq" and lin.bits_per_weight == pytest.approx(2.0625)
     qkv = _lut_layers(model.layers[0].attention.wqkv)
     want = [overrides.get(r, base) for r in ("attn_q", "attn_k", "attn_v")]
     got = [lin.source.split(":")[1] for lin in qkv]

@@ -145,6 +145,24 @@ def build_tables(x, group_size, tables, ts, isum):
     isum[...] = s[0]
 
 
+def _prelude(x, packed, m, bits, group_size, out):
+    """What both GEMMs start from, after their own argument checks: out's shape checked; None when there is
+    nothing to compute; else (special mask, int8 tables [N, g, cpg, 16], ts, isum, codes [M, K], plane indices
+    [M, g, cpg, b]), the tables built from x with its special values (NaN/inf/huge, added back by the caller) zeroed."""
+    n, k = x.shape
+    if out.shape != (n, m):
+        raise ValueError(f"out: expected shape {(n, m)}, got {out.shape}")
+    if n == 0 or m == 0:
+        return None
+    special = ~(np.abs(x) < SPECIAL_MAGNITUDE)
+    clean = np.where(special, _F32(0), x).astype(_F32)
+    qt, ts, isum = quantized_tables(clean, group_size)
+    codes = np.empty((m, k), np.uint8)
+    untransform(packed, bits, group_size, codes)
+    idx = _plane_indices(codes, bits, group_size)[:m, :, :group_size // 4]
+    return special, qt, ts, isum, codes, idx
+
+
 def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, units=1, cols=1, col_block=32,
            prefetch=0):
     n, k = x.shape
@@ -152,17 +170,11 @@ def matmul(x, packed, ws, zt, m, bits, group_size, has_zero, out, threads=-1, un
     for name, a in (("ws", ws), ("zt", zt)):
         if a.shape != (n_units, groups, UNIT_ROWS):
             raise ValueError(f"{name}: expected shape {(n_units, groups, UNIT_ROWS)}, got {a.shape}")
-    if out.shape != (n, m):
-        raise ValueError(f"out: expected shape {(n, m)}, got {out.shape}")
-    if n == 0 or m == 0:
+    prelude = _prelude(x, packed, m, bits, group_size, out)
+    if prelude is None:
         return
-    special = ~(np.abs(x) < SPECIAL_MAGNITUDE)
-    clean = np.where(special, _F32(0), x).astype(_F32)
-    qt, ts, isum = quantized_tables(clean, group_size)  # [N, g, cpg, 16]
-    codes = np.empty((m, k), np.uint8)
-    untransform(packed, bits, group_size, codes)
+    special, qt, ts, isum, codes, idx = prelude
     cpg = group_size // 4
-    idx = _plane_indices(codes, bits, group_size)[:m, :, :cpg]  # [M, g, cpg, b]
     w_s = ws.transpose(0, 2, 1).reshape(-1, groups)[:m]  # [M, groups]
     w_z = zt.transpose(0, 2, 1).reshape(-1, groups)[:m]
     weights = (1 << np.arange(bits)).astype(np.int64)
@@ -222,17 +234,11 @@ def matmul_kq(x, packed, sc, mn, d, dmin, m, bits, group_size, fmt, sub, zero, h
                            ("d", d, (n_units, groups, UNIT_ROWS)), ("dmin", dmin, (n_units, groups, UNIT_ROWS))):
         if a.shape != shape:
             raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
-    if out.shape != (n, m):
-        raise ValueError(f"out: expected shape {(n, m)}, got {out.shape}")
-    if n == 0 or m == 0:
+    prelude = _prelude(x, packed, m, bits, group_size, out)
+    if prelude is None:
         return
-    special = ~(np.abs(x) < SPECIAL_MAGNITUDE)
-    clean = np.where(special, _F32(0), x).astype(_F32)
-    qt, ts, _ = quantized_tables(clean, group_size)  # [N, g, cpg, 16]
-    codes = np.empty((m, k), np.uint8)
-    untransform(packed, bits, group_size, codes)
+    special, qt, ts, _, codes, idx = prelude
     cpg, cps = group_size // 4, sub // 4
-    idx = _plane_indices(codes, bits, group_size)[:m, :, :cpg]  # [M, g, cpg, b]
     scv, mnv = kq_scales(sc, mn, fmt, has_min)
     scv = scv.transpose(0, 3, 1, 2).reshape(-1, groups, nsub)[:m]  # [M, g, nsub]
     mnv = mnv.transpose(0, 3, 1, 2).reshape(-1, groups, nsub)[:m]

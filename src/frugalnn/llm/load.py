@@ -129,7 +129,7 @@ ROWS_PER_CHUNK = 4096  # a multiple of the LUT layout's 32-row unit
 # One-level fp16 types held with the file's fp16 scales in the model too (Q4_0 at 4.5 b/w, Q4_1 at 5.0) instead of
 # a float32 scale and zero per block (6.0): FP16_STORED = True. A switch, so the two can be raced.
 FP16_STORED = True
-FP16_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+FP16_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "TQ2_0")
 
 
 def stored_scales(qtype) -> str:

@@ -32,6 +32,9 @@ ONE_LEVEL = {
     "Q5_0": (22, 5, 32, 16, "one", False, 32),
     "Q5_1": (24, 5, 32, 0, "one", True, 32),
     "Q8_0": (34, 8, 32, 128, "one", False, 32),
+    # TQ2_0: d (q - 1), q in {0, 1, 2}, one fp16 d per 256 (2.06 b/w). The sub-block size is free with sc = 1;
+    # 64 is the kernel's largest (csrc/lut/bind.cpp), the fewest sub-block folds.
+    "TQ2_0": (66, 2, 64, 1, "one", False, 256),
 }
 # name -> (block bytes, bits, sub-block size, zero z0, scale format, has min)
 #   scale formats (how LUTWeight stores the sub-scales, see weight.py): "u8" sc and mn one byte each,
@@ -146,6 +149,16 @@ def _one(b):
     return np.ones((*b.shape[:-1], 1), np.int16)
 
 
+def _ones(b, n):
+    return np.ones((*b.shape[:-1], n), np.int16)
+
+
+def _tq2_0(b):
+    from frugalnn.tmac.gguf import _tq2_0 as fields  # codes and the code-3 check, as the f32 form decodes them
+
+    return fields(b)[0], _ones(b, 4), None, _f16(b, 64), None
+
+
 def _neg(h):
     return (-h.astype(np.float32)).astype(np.float16)  # exact: negation of a half
 
@@ -159,6 +172,7 @@ _DECODERS = {
                        _neg(_f16(b, 2))),
     "Q8_0": lambda b: ((b[..., 2:34].view(np.int8).astype(np.int16) + 128).astype(np.uint8), _one(b), None,
                        _f16(b, 0), None),
+    "TQ2_0": _tq2_0,
 }
 
 
@@ -223,7 +237,7 @@ class KScales:
 
         if self.fmt == "one":
             nsb = self.d.shape[1]
-            sc = np.ones((m, nsb, 1), np.int16)
+            sc = np.ones((m, nsb, SPECS[self.name][6] // self.sub if self.name in SPECS else 1), np.int16)
             return sc, (sc if self.dmin is not None else None), rows3(self.d), \
                 None if self.dmin is None else rows3(self.dmin)
         raw = rows4(self.sc)
