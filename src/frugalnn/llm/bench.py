@@ -14,12 +14,13 @@ Method (identical for both sides, the one ../shared/peers/tg_bench.py uses): pre
 fixed prompt; decode = single-token evals fed fixed token ids (no sampling), time per token. Every
 repeat runs ours on the active kernel backend ("frugalnn"), ours on each other vector backend this CPU
 has ("frugalnn (avx2)" beside avx512: the backend's own gain, issue 17; one model loaded per backend and
-only ever run under it, so its tuned tiles and compiled-decoder plan are that backend's), then llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime never meets
-torch's: frugalnn.llm.race_peer), and medians are taken over repeats; ratios come from the same run.
+only ever run under it, so its tuned tiles and compiled-decoder plan are that backend's), then
+llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime never meets torch's:
+frugalnn.llm.race_peer), and medians are taken over repeats; ratios come from the same run.
 
 Before timing, per file (llm.c's rule: never time a wrong answer):
-  - check (each of our backends): our compiled decoder against our torch path, layer by layer on identical inputs
-    (frugalnn.llm.check), on the first and the last layer: each within twice the layer's own
+  - check (each of our backends): our compiled decoder against our torch path, layer by layer on
+    identical inputs (frugalnn.llm.check), on the first and the last layer: each within twice the layer's own
     int8-table error (the bound derived there). Beyond it the bench stops with CheckFailed.
   - accuracy of every raced side: NMSE of the last-position logits of the first 16 prompt tokens
     against our float32 model on the same file, when that fits in memory; and the bits per weight
