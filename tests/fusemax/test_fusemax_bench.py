@@ -52,3 +52,19 @@ def test_bench_checks_every_case_before_timing(monkeypatch):
     monkeypatch.setattr(bench, "implementations", with_a_bug)
     with pytest.raises(CheckFailed, match="not timing a wrong answer"):
         bench.bench_attention(BenchArgs(quick=True, repeats=1, options={"no_memory": True}))
+
+
+def test_target_rows_carry_a_verdict_and_the_json_both_isas(monkeypatch):
+    from frugalnn.kernels import other_backends
+
+    monkeypatch.setattr(bench, "SEQS", (128, 256))
+    monkeypatch.setattr(bench, "TARGET_SEQS", (256, 256))
+    report = bench.bench_attention(BenchArgs(quick=True, repeats=1, options={"no_memory": True, "no_naive": True}))
+    fused = [r for r in report.rows if r.impl.startswith("fused")]
+    assert len({r.impl for r in fused}) == 1 + len(other_backends())  # every vector backend, same run
+    for r in fused:
+        has = "verdict" in r.extra
+        assert has == (r.case == "seq 256 d 64")
+        assert not has or r.extra["verdict"].split()[0] in ("meets", "misses")
+    assert report.meta["isa"]["ours"]["ops"]["attention"] in ("serial", "avx2", "avx512")
+    assert report.meta["isa"]["peer"]["torch SDPA"]

@@ -4,6 +4,7 @@ import torch
 
 from frugalnn.bench.accuracy import CheckFailed
 from frugalnn.bench.harness import BenchArgs
+from frugalnn.kernels import backend, other_backends
 from frugalnn.llm import bench as llm_bench
 
 OPTIONS = {"no_peer": True, "n_gen": 2, "n_prompt": 8, "only": ["smollm2"], "no_memory": True, "no_perplexity": True}
@@ -17,10 +18,21 @@ def test_bench_llm_quick_our_side_checked_and_with_accuracy():
     report = run(torch_path=True, no_perplexity=False)
     label = "smollm2 (Q4_1 as shipped; ours 4-bit)"
     cases = [(r.case, r.impl) for r in report.rows]
-    assert cases == [(f"{label} decode", "frugalnn"), (f"{label} decode", "frugalnn torch path"),
-                     (f"{label} decode", "llama.cpp"), (f"{label} prefill", "frugalnn"),
+    others = [f"frugalnn ({b})" for b in other_backends()]  # e.g. avx2 beside avx512: issue 17, same run
+    assert cases == [(f"{label} decode", "frugalnn"), *((f"{label} decode", o) for o in others),
+                     (f"{label} decode", "frugalnn torch path"), (f"{label} decode", "llama.cpp"),
+                     (f"{label} prefill", "frugalnn"), *((f"{label} prefill", o) for o in others),
                      (f"{label} prefill", "llama.cpp")]
-    decode, torch_path, peer = report.rows[:3]
+    rows = {(r.case, r.impl): r for r in report.rows}
+    decode, torch_path, peer = (rows[(f"{label} decode", i)] for i in ("frugalnn", "frugalnn torch path", "llama.cpp"))
+    assert decode.extra["backend"] == backend()
+    for o in others:  # each backend checked before timing, with its own accuracy, and the gain over it beside ours
+        other = rows[(f"{label} decode", o)]
+        assert 0 <= other.extra["check"] <= 1 and 0 < other.extra["logits nmse vs fp32"] < 0.05
+        assert other.extra["verdict"] == "not measured (target >= 1.4x)" and decode.extra[f"x vs {o}"] > 0
+        assert 10 < other.extra["perplexity"] < 40
+    assert report.meta["isa"]["ours"]["backend"] == backend() and "llama" in report.meta["isa"]["ours"]["ops"]
+    assert "not measured" in report.meta["isa"]["peer"]
     assert decode.extra["tok/s"] > 0 and decode.extra["weights MB"] > 50 and decode.extra["linear share"].endswith("%")
     assert 0 <= decode.extra["check"] <= 1  # checked before it was timed
     assert 4.5 < decode.extra["bits/weight"] < 8  # Q4_1 codes + float32 scale and zero per 32, Q8_0 head
@@ -78,3 +90,10 @@ def test_bench_llm_measures_peak_memory_of_our_side(monkeypatch):
     assert 150 < row["frugalnn"] < 700
     assert row["llama.cpp"].startswith("not measured") and "--no-peer" in row["llama.cpp"]
     assert any("peak RSS" in n and "512" in n for n in report.notes)
+
+
+def test_other_backends_option_is_checked_and_can_leave_only_the_active_one():
+    assert llm_bench.our_sides([]) == {"frugalnn": backend()}
+    with pytest.raises(ValueError, match="--other-backends"):
+        llm_bench.our_sides(["serial"])
+    assert list(llm_bench.our_sides(None).values()) == [backend(), *other_backends()]

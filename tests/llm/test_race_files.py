@@ -132,10 +132,13 @@ def test_bench_rows_for_a_file_not_made_are_visible(tmp_path, monkeypatch):
     report = llm_bench.bench_llm(BenchArgs(quick=True, threads=[1], repeats=1, options={
         "no_peer": True, "only": ["7b-tq2_0", "smollm2-q4_k_m"], "no_memory": True,
         "peers_dir": str(tmp_path / "nowhere")}))
+    from frugalnn.kernels import other_backends
+
     rows = [(r.case.split(" ")[0], r.impl, r.median_ms) for r in report.rows]
+    ours = ("frugalnn", *(f"frugalnn ({b})" for b in other_backends()))  # each of our backends: a visible row
     assert {(k, i) for k, i, _ in rows} == {(k, i) for k in ("7b-tq2_0", "smollm2-q4_k_m")
-                                          for i in ("frugalnn", "llama.cpp")}
-    assert all(ms is None for *_, ms in rows) and len(rows) == 8  # decode and prefill, both sides
+                                          for i in (*ours, "llama.cpp")}
+    assert all(ms is None for *_, ms in rows) and len(rows) == 4 * (len(ours) + 1)  # decode and prefill, all sides
     assert all(r.extra["not measured"].startswith("not measured") for r in report.rows)
 
 

@@ -30,6 +30,22 @@ def test_bench_tmac_quick(tmp_path, capsys):
     assert rows[("GEMV 1024x1024", "torch fp32")]["extra"]["bits/weight"] == 32
     assert "not measured" in capsys.readouterr().out
     assert data["meta"]["torch"]["isa"] and data["meta"]["ours"]["kernel_isa"]
+    # issue 17: the target verdict can fail and says when the peer is absent; both sides' ISA in the JSON
+    assert ours["verdict"] == "not measured (target >= 2x) vs Q2_K"
+    assert "verdict" not in rows[("GEMV 1024x1024", "lut ternary")]["extra"]
+    assert data["meta"]["isa"]["ours"]["ops"]["lut"] in ("serial", "avx2", "avx512")
+    assert "--no-peer" in data["meta"]["isa"]["peer"]["not measured"]
+    for backend in data["meta"]["isa"]["ours"]["also_timed_backends"]:  # avx2 beside avx512, same run
+        assert rows[("GEMV 1024x1024", f"lut 2-bit ({backend})")]["extra"]["verdict"].startswith("not measured")
+
+
+def test_gemv_shapes_option():
+    from frugalnn.tmac.bench import _shape_arg
+
+    assert _shape_arg("11008x4096") == (11008, 4096)
+    for bad in ("4096", "0x4", "ax4", "4x-1"):
+        with pytest.raises(ValueError, match="--gemv"):
+            _shape_arg(bad)
 
 
 def test_bench_tmac_rejects_bad_bits(capsys):

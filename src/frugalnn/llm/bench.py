@@ -12,12 +12,15 @@ verdict. On the real files both sides' perplexity on the `llm` text (frugalnn.ll
 
 Method (identical for both sides, the one ../shared/peers/tg_bench.py uses): prefill = one eval of a
 fixed prompt; decode = single-token evals fed fixed token ids (no sampling), time per token. Every
-repeat runs ours, then llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime never meets
-torch's: frugalnn.llm.race_peer), and medians are taken over repeats; ratios come from the same run.
+repeat runs ours on the active kernel backend ("frugalnn"), ours on each other vector backend this CPU
+has ("frugalnn (avx2)" beside avx512: the backend's own gain, issue 17; one model loaded per backend and
+only ever run under it, so its tuned tiles and compiled-decoder plan are that backend's), then
+llama.cpp (tg_bench.py in a subprocess, so its OpenMP runtime never meets torch's:
+frugalnn.llm.race_peer), and medians are taken over repeats; ratios come from the same run.
 
 Before timing, per file (llm.c's rule: never time a wrong answer):
-  - check: our compiled decoder against our torch path, layer by layer on identical inputs
-    (frugalnn.llm.check), on the first and the last layer: each within twice the layer's own
+  - check (each of our backends): our compiled decoder against our torch path, layer by layer on
+    identical inputs (frugalnn.llm.check), on the first and the last layer: each within twice the layer's own
     int8-table error (the bound derived there). Beyond it the bench stops with CheckFailed.
   - accuracy of every raced side: NMSE of the last-position logits of the first 16 prompt tokens
     against our float32 model on the same file, when that fits in memory; and the bits per weight
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frugalnn.bench import isa
 from frugalnn.bench.accuracy import check_before_timing, nmse
 from frugalnn.bench.harness import BenchArgs, BenchReport, Timing, benchmark
 from frugalnn.llm.race_peer import peer_isa, peer_logits, peer_perplexity, peer_script, time_peer
@@ -83,6 +87,10 @@ def add_arguments(p) -> None:
     p.add_argument("--profile", action="store_true",
                    help="per-op decode-step time of both sides at the first thread count (frugalnn.llm.race_profile): "
                         "our linears vs llama.cpp's ggml_mul_mat on the same matrices and types")
+    p.add_argument("--other-backends", nargs="*", default=None, metavar="BACKEND",
+                   help="our kernel backends timed beside the active one, same run (default: every other vector "
+                        "backend of this CPU, e.g. avx2 under avx512; none given: only the active one). Each loads "
+                        "its own copy of the model")
     p.add_argument("--n-gen", type=int, default=N_GEN)
     p.add_argument("--n-prompt", type=int, default=N_PROMPT)
     p.add_argument("--torch-path", action="store_true",
@@ -91,6 +99,20 @@ def add_arguments(p) -> None:
 
 def prompt_ids(n: int) -> list[int]:
     return [1] + [300 + (i * 7) % 900 for i in range(n - 1)]
+
+
+def our_sides(option) -> dict[str, str]:
+    """{row name: kernel backend} of our side: 'frugalnn' on the active backend, 'frugalnn (X)' on each other
+    vector backend X (`option`: those asked for with --other-backends; None: all this CPU has)."""
+    from frugalnn.kernels import backend, other_backends
+
+    have = other_backends()
+    others = have if option is None else tuple(dict.fromkeys(option))
+    for b in others:
+        if b not in have:
+            raise ValueError(f"--other-backends: {b!r} is not a vector backend available here besides the active "
+                             f"{backend()!r} (available: {', '.join(have) or 'none'})")
+    return {"frugalnn": backend(), **{f"frugalnn ({b})": b for b in others}}
 
 
 def time_ours(model, n_prompt: int, n_gen: int, profile: bool = False) -> dict:
@@ -177,21 +199,26 @@ def check_decoder(model, case: str) -> float:
                                metric="|fast - torch| / (2 x int8-table error), worst checked layer")
 
 
-def accuracy(model, path: Path, threads: int, run_peer: bool, torch_path: bool) -> tuple[dict, dict]:
-    """({impl: logits NMSE vs our fp32 model}, {impl: why not measured}) on the first CHECK_TOKENS prompt ids."""
+def accuracy(sides: dict, path: Path, threads: int, run_peer: bool, torch_path: bool) -> tuple[dict, dict]:
+    """({impl: logits NMSE vs our fp32 model}, {impl: why not measured}) on the first CHECK_TOKENS prompt ids.
+    `sides`: {impl: (kernel backend, our model)}, 'frugalnn' (the active backend) first."""
     from frugalnn import llm as llama
+    from frugalnn.kernels import use_backend
 
     ids = prompt_ids(CHECK_TOKENS)
     fits, size = _fp32_fits(path)
-    impls = ["frugalnn"] + (["frugalnn torch path"] if torch_path else []) + (["llama.cpp"] if run_peer else [])
+    impls = [*sides] + (["frugalnn torch path"] if torch_path else []) + (["llama.cpp"] if run_peer else [])
     if not fits:
         return {}, {i: f"not measured: no float32 reference ({size})" for i in impls}
     ref = llama.load(path, bits="fp32", threads=threads, max_positions=CHECK_TOKENS)
     ref_logits = last_logits(ref, ids, fast=False)
     del ref
-    errors, missing = {"frugalnn": nmse(last_logits(model, ids, fast=True), ref_logits)}, {}
+    errors, missing = {}, {}
+    for impl, (backend, model) in sides.items():
+        with use_backend(backend):
+            errors[impl] = nmse(last_logits(model, ids, fast=True), ref_logits)
     if torch_path:
-        errors["frugalnn torch path"] = nmse(last_logits(model, ids, fast=False), ref_logits)
+        errors["frugalnn torch path"] = nmse(last_logits(sides["frugalnn"][1], ids, fast=False), ref_logits)
     if run_peer:
         try:
             errors["llama.cpp"] = nmse(peer_logits(path, ids, threads), ref_logits)
@@ -310,7 +337,10 @@ def bench_llm(args: BenchArgs) -> BenchReport:
     run_peer = not peer_missing
     torch_path = bool(o.get("torch_path"))
     report = BenchReport("llm", baseline="llama.cpp" if run_peer else "frugalnn")
-    report.meta["ours"] = {"kernel_isa": info.kernel_isa(), "torch_isa": info.torch_isa()}
+    sides = our_sides(o.get("other_backends"))
+    report.meta["ours"] = {"kernel_isa": info.kernel_isa(), "torch_isa": info.torch_isa(), "sides": sides}
+    report.meta["isa"] = {"ours": isa.ours(("llama", "lut")), "peer": {"not measured": peer_missing or
+                                                                       "llama.cpp reported no system_info"}}
     if not run_peer:
         report.meta["llama.cpp"] = {"not measured": peer_missing}
         report.notes.append(f"llama.cpp not measured: {peer_missing}.")
@@ -323,21 +353,29 @@ def bench_llm(args: BenchArgs) -> BenchReport:
                         f"`logits nmse vs fp32`: last-position logits of the first {CHECK_TOKENS} prompt tokens "
                         "against our float32 model of the same file; `bits/weight`: what each side holds in its "
                         "linear layers; `stored`: whether our side holds the file's bytes (identical bytes) or "
-                        "re-quantized some tensors; `verdict`: issue 17/18's decode target at 1 thread.")
+                        "re-quantized some tensors; `verdict`: issue 17/18's decode target at 1 thread. Ours: "
+                        f"{', '.join(f'{impl} = the {b} kernel backend' for impl, b in sides.items())} "
+                        f"({isa.describe_ours(('llama', 'lut'))} for 'frugalnn'), one model loaded per backend, "
+                        "all interleaved with llama.cpp in each repeat; `x vs frugalnn (X)`: the active backend's "
+                        "gain over backend X, same run.")
     for key in keys:
         race, path = RACE[key], files[key]
         label = f"{key} ({race.stored}; ours {race.bits}{'' if race.bits == 'ternary' else '-bit'})"
         if isinstance(path, str):  # the file could not be made here: visible rows, both sides
             for phase in ("decode", "prefill"):
-                for impl in ("frugalnn", "llama.cpp"):
+                for impl in (*sides, "llama.cpp"):
                     report.add_not_measured(f"{label} {phase}", impl, args.threads[0], path)
             continue
         race_one(report, race, label, Path(path), args, n_prompt, n_gen, script, run_peer, peer_missing, torch_path,
+                 sides,
                  max(n_prompt + n_gen + 16, WINDOW if race.real and not o.get("no_perplexity") else 0),
                  perplexity=race.real and not o.get("no_perplexity"), profile=bool(o.get("profile")))
     system_info = (report.meta.get("llama_cpp") or {}).get("system_info")
     if system_info:
         report.meta["peer_isa"] = peer_isa(system_info)
+        report.meta["isa"]["peer"] = {"system_info_flags": report.meta["peer_isa"],
+                                      **{f.lower(): f in report.meta["peer_isa"] for f in ("AVX2", "AVX512",
+                                                                                           "AVX512_VNNI")}}
         report.notes.append(f"llama.cpp: llama-cpp-python {report.meta['llama_cpp'].get('llama_cpp_python')}, "
                             f"ISA {' '.join(report.meta['peer_isa'])} (its system_info).")
     if not o.get("no_memory") and "smollm2" in keys:
@@ -346,24 +384,33 @@ def bench_llm(args: BenchArgs) -> BenchReport:
 
 
 def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_prompt: int, n_gen: int, script,
-             run_peer: bool, peer_missing: str, torch_path: bool, max_positions: int, perplexity: bool,
-             profile: bool = False) -> None:
-    """All rows of one race file: checked, accuracy, perplexity (real files), then timed at each thread count."""
+             run_peer: bool, peer_missing: str, torch_path: bool, sides: dict[str, str], max_positions: int,
+             perplexity: bool, profile: bool = False) -> None:
+    """All rows of one race file: checked, accuracy, perplexity (real files), then timed at each thread count.
+    `sides`: {row name: kernel backend} of our side (our_sides): one model per backend, only run under it."""
     from frugalnn import llm as llama
+    from frugalnn.kernels import use_backend
     from frugalnn.llm.perplexity import WINDOW
     from frugalnn.llm.race_files import tensor_types
 
-    t0 = time.perf_counter()
-    model = llama.load(path, bits=race.bits, threads=args.threads[0], max_positions=max_positions)
-    load_s = time.perf_counter() - t0
-    check = check_decoder(model, label)
-    errors, not_accurate = accuracy(model, path, args.threads[0], run_peer, torch_path)
-    held = {"frugalnn": model.weight_bits(), "frugalnn torch path": model.weight_bits(),
-            "llama.cpp": file_bits_per_weight(path)}
+    models, load_s, check = {}, {}, {}
+    for impl, backend in sides.items():
+        with use_backend(backend):  # tiles are tuned and the decoder planned under this backend, on first use
+            t0 = time.perf_counter()
+            models[impl] = llama.load(path, bits=race.bits, threads=args.threads[0], max_positions=max_positions)
+            load_s[impl] = time.perf_counter() - t0
+            check[impl] = check_decoder(models[impl], label if impl == "frugalnn" else f"{label} [{backend}]")
+    model = models["frugalnn"]
+    errors, not_accurate = accuracy({impl: (sides[impl], m) for impl, m in models.items()}, path,
+                                    args.threads[0], run_peer, torch_path)
+    held = {impl: m.weight_bits() for impl, m in models.items()}
+    held["frugalnn torch path"], held["llama.cpp"] = held["frugalnn"], file_bits_per_weight(path)
     identical, stored = stored_as(model, race.bits, held["frugalnn"], held["llama.cpp"])
     ppl: dict = {}
     if perplexity:
-        ppl["frugalnn"], ids = our_perplexity(model, args.quick)
+        for impl, m in models.items():
+            with use_backend(sides[impl]):
+                ppl[impl], ids = our_perplexity(m, args.quick)
         ppl["frugalnn torch path"] = ppl["frugalnn"]  # model(ids) runs the torch path already
         try:
             ppl["llama.cpp"] = peer_perplexity(path, ids, WINDOW, args.threads[0]) if run_peer else \
@@ -372,17 +419,22 @@ def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_
             ppl["llama.cpp"] = f"not measured: {e}"
     report.meta.setdefault("file_types", {})[race.key] = tensor_types(path)
     for threads in args.threads:
-        model.set_threads(threads)
-        ours, peer, torch_tg = {"pp": [], "tg": []}, {"pp": [], "tg": []}, []
+        for m in models.values():
+            m.set_threads(threads)
+        ours = {impl: {"pp": [], "tg": []} for impl in models}
+        peer, torch_tg = {"pp": [], "tg": []}, []
         peer_failed = ""
         for _ in range(args.repeats):
-            r = time_ours(model, n_prompt, n_gen)
-            ours["pp"].append(r["pp_s"])
-            ours["tg"].append(r["tg_s"])
+            for impl, m in models.items():  # every backend of ours, then llama.cpp: one interleaved repeat
+                with use_backend(sides[impl]):
+                    r = time_ours(m, n_prompt, n_gen)
+                ours[impl]["pp"].append(r["pp_s"])
+                ours[impl]["tg"].append(r["tg_s"])
             if torch_path:
                 model.fast_decode = False
                 try:
-                    torch_tg.append(time_ours(model, n_prompt, n_gen)["tg_s"])
+                    with use_backend(sides["frugalnn"]):
+                        torch_tg.append(time_ours(model, n_prompt, n_gen)["tg_s"])
                 finally:
                     model.fast_decode = True
             if run_peer and not peer_failed:
@@ -394,13 +446,15 @@ def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_
                 peer["pp"].append(p["pp_s"])
                 peer["tg"].append(p["tg_s"])
                 report.meta.setdefault("llama_cpp", p["version"])
-        share = time_ours(model, n_prompt, n_gen, profile=True)["linear_share"]
-        why = model.fast_decode_reason()  # the cache is set up now, so this is the timed runs' path
-        if why:
-            report.notes.append(f"{race.key} threads={threads}: decode took the torch path ({why}).")
+        with use_backend(sides["frugalnn"]):
+            share = time_ours(model, n_prompt, n_gen, profile=True)["linear_share"]
+        for impl, m in models.items():
+            why = m.fast_decode_reason()  # the cache is set up now, so this is the timed runs' path
+            if why:
+                report.notes.append(f"{race.key} {impl} threads={threads}: decode took the torch path ({why}).")
         for phase, n in (("decode", 1), ("prefill", n_prompt)):
             ph = "tg" if phase == "decode" else "pp"
-            timings = {"frugalnn": _timing(ours[ph])}
+            timings = {impl: _timing(ours[impl][ph]) for impl in models}
             if phase == "decode" and torch_tg:
                 timings["frugalnn torch path"] = _timing(torch_tg)
             if peer[ph] and not peer_failed:
@@ -413,13 +467,19 @@ def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_
                 row.extra["logits nmse vs fp32"] = errors.get(row.impl, not_accurate.get(row.impl, "-"))
                 if ppl:
                     row.extra["perplexity"] = ppl.get(row.impl, "-")
-                if row.impl == "frugalnn":
+                if row.impl in models:
+                    row.extra["backend"] = sides[row.impl]
                     row.extra["stored"] = stored
-                    row.extra["check"] = check
-                    row.extra["weights MB"] = model.weight_bytes() / 1e6
+                    row.extra["check"] = check[row.impl]
+                    row.extra["weights MB"] = models[row.impl].weight_bytes() / 1e6
+                    if row.impl == "frugalnn":
+                        for other in models:
+                            if other != "frugalnn":  # the active backend's own gain, same run
+                                row.extra[f"x vs {other}"] = timings[other].median_s / timings["frugalnn"].median_s
                     if phase == "decode":
-                        row.extra["linear share"] = f"{share:.0%}"
-                        row.extra["load s"] = load_s
+                        if row.impl == "frugalnn":
+                            row.extra["linear share"] = f"{share:.0%}"
+                        row.extra["load s"] = load_s[row.impl]
                         if threads == 1:
                             row.extra["verdict"] = verdict(row.vs_baseline if "llama.cpp" in timings else None,
                                                            race.target, identical)
@@ -427,10 +487,11 @@ def race_one(report, race: RaceFile, label: str, path: Path, args: BenchArgs, n_
                 report.add_not_measured(case, "llama.cpp", threads, peer_failed or peer_missing)
             if phase == "decode" and profile and threads == args.threads[0]:
                 step = {impl: t.median_s * 1e3 for impl, t in timings.items()}
-                profile_rows(report, race.key, model, path, threads, step.get("frugalnn"), step.get("llama.cpp"),
-                             run_peer, peer_missing)
+                with use_backend(sides["frugalnn"]):
+                    profile_rows(report, race.key, model, path, threads, step.get("frugalnn"),
+                                 step.get("llama.cpp"), run_peer, peer_missing)
         print(f"[bench llm] {label} threads={threads} done", file=sys.stderr, flush=True)
-    del model
+    del model, models
 
 
 def profile_rows(report, key: str, model, path: Path, threads: int, ours_ms: float, peer_ms: float | None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from frugalnn import info
+from frugalnn.bench import isa
 from frugalnn.bench.accuracy import check_before_timing, nmse
 from frugalnn.bench.harness import BenchArgs, BenchReport, benchmark, time_interleaved
 from frugalnn.kernels import available_backends, lmul as kernels, lmul_ref, use_backend
@@ -34,6 +35,8 @@ F32_UNIT = 2.0**-24
 # |L-Mul product| <= (1 + 2^-l) |exact product| <= 1.125 |x y| for truncated operands (l >= 3 at m = 4;
 # the dropped x_m y_m term only lowers it); 1.25 leaves room.
 LMUL_MAGNITUDE = 1.25
+# Issue 17's race: our kernel >= 0.5x torch's fp32 matmul (its default capability) at 1024^3.
+TARGET, TARGET_CASE = 0.5, "square 1024"
 
 
 def naive_lmul_matmul(a, b, mantissa_bits: int = MANTISSA_BITS, offset: int | None = None):
@@ -181,6 +184,8 @@ def bench_lmul(args: BenchArgs) -> BenchReport:
                 row.extra["mantissa bits"] = 23 if row.impl == "torch fp32 matmul" else MANTISSA_BITS
                 if naive is not None and row.impl.startswith("lmul_matmul"):
                     row.extra["x vs naive"] = naive.median_s / (row.median_ms * 1e-3)
+                if name == TARGET_CASE and row.impl.startswith("lmul_matmul") and not row.impl.endswith("(serial)"):
+                    row.extra["verdict"] = isa.verdict(row.vs_baseline, TARGET)
             if "serial" in available_backends() and "serial" not in backends:
                 report.add_not_measured(name, "lmul_matmul (serial)", threads,
                                         "the portable reference path is not timed above "
@@ -189,6 +194,10 @@ def bench_lmul(args: BenchArgs) -> BenchReport:
     report.meta["torch_isa"] = info.torch_isa()
     report.meta["mantissa_bits"] = MANTISSA_BITS
     report.meta["check_rows"] = CHECK_ROWS
+    report.meta["isa"] = {"ours": isa.ours(("lmul",)), "peer": {"torch fp32 matmul": info.torch_isa()}}
+    report.notes.append(f"Our backends are timed in the same run (lmul_matmul (X) = the X backend; active: "
+                        f"{isa.describe_ours(('lmul',))}). 'verdict': issue 17's target, lmul_matmul >= "
+                        f"{TARGET:g}x torch fp32 matmul at {TARGET_CASE}^3.")
     return report
 
 

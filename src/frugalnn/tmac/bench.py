@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from frugalnn.bench import isa
 from frugalnn.bench.accuracy import check_before_timing, nmse
 from frugalnn.bench.harness import BenchArgs, BenchReport, BenchRow, Timing, benchmark, time_interleaved
 
@@ -27,6 +28,8 @@ BITS = (1, 2, 3, 4, "ternary")
 # the 'x vs llama.cpp' pairing): the paper pairs 2-bit with Q2_K and 4-bit with Q4_0.
 PEER_TYPES = {1: (), 2: ("Q2_K",), 3: ("Q3_K",), 4: ("Q4_K", "Q4_0"), "ternary": ("TQ2_0", "TQ1_0", "Q4_0")}
 GROUP = 64
+# Issue 17's GEMV races against a natively built llama.cpp: ours at `bits` >= target x its type.
+TARGETS = {2: ("Q2_K", 2.0), 4: ("Q4_K", 1.3)}
 
 # Check bounds: NMSE of a contender's output against x @ W_held.T, the float32 matmul of the weight
 # it really holds (so weight quantization, the race's subject, is not part of the check).
@@ -212,6 +215,8 @@ def _as_array(y) -> np.ndarray:
 # ---- frugalnn bench tmac ----------------------------------------------------------------------------
 def _add_arguments(p):
     p.add_argument("--shapes", choices=("all", "llama", "bitnet"), default="all", help="GEMV shapes (M x K)")
+    p.add_argument("--gemv", nargs="+", default=None, metavar="MxK",
+                   help="GEMV shapes M x K to race instead of --shapes (e.g. 4096x4096 11008x4096)")
     p.add_argument("--bits", nargs="+", default=None, help="bit widths among 1 2 3 4 ternary")
     p.add_argument("--gemm-n", type=int, nargs="+", default=None, help="GEMM batch sizes (default 32 256)")
     p.add_argument("--no-peer", action="store_true", help="skip llama.cpp even when installed")
@@ -233,6 +238,13 @@ def _bits_arg(values):
     return tuple(out)
 
 
+def _shape_arg(value: str) -> tuple[int, int]:
+    m, sep, k = str(value).lower().partition("x")
+    if not sep or not m.isdigit() or not k.isdigit() or int(m) < 1 or int(k) < 1:
+        raise ValueError(f"--gemv: expected M x K such as 4096x4096, got {value!r}")
+    return int(m), int(k)
+
+
 def _provenance(report: BenchReport, peer, peer_missing: str) -> None:
     from frugalnn import info
 
@@ -241,10 +253,13 @@ def _provenance(report: BenchReport, peer, peer_missing: str) -> None:
     report.meta["ours"] = {"kernel_isa": info.kernel_isa(), "also_timed_backends": list(other_backends()),
                            "cpu_avx512_vnni": info.collect()["avx512_vnni"]}
     report.meta["torch"] = {"isa": info.torch_isa(), "version": info.package_version("torch")}
+    report.meta["isa"] = {"ours": isa.ours(("lut",)), "torch": info.torch_isa()}
     if peer is None:
         report.meta["llama.cpp"] = {"not measured": peer_missing}
+        report.meta["isa"]["peer"] = {"not measured": peer_missing}
         return
     features = peer.features()
+    report.meta["isa"]["peer"] = isa.ggml_isa(features)
     report.meta["llama.cpp"] = {"lib": str(peer.lib_dir), "features": features,
                                 "isa": {f: features.get(f) for f in ("avx2", "avx512", "avx512_vnni")},
                                 "ggml": peer.version(), "llama_cpp_python": info.package_version("llama_cpp_python")}
@@ -264,6 +279,9 @@ def _add_rows(report: BenchReport, r: Race, bits_list, label: str) -> None:
                     # best-of-repeats ratio: on a shared machine interference only ever adds time
                     extra["x vs llama.cpp (min)"] = r.speedup(name, f"llama.cpp {qt}", "min_s")
                     break
+        if bits in TARGETS and label.startswith("GEMV"):
+            qt, target = TARGETS[bits]
+            extra["verdict"] = f"{isa.verdict(r.speedup(name, f'llama.cpp {qt}'), target)} vs {qt}"
         extra = {k: v for k, v in extra.items() if v is not None}
         report.rows.append(BenchRow(label, name, r.threads, t.median_s * 1e3, r.speedup(name, "torch fp32"), extra))
     for name, reason in r.not_measured.items():
@@ -290,6 +308,8 @@ def bench_tmac(args: BenchArgs) -> BenchReport:
     else:
         which = args.options.get("shapes", "all")
         gemv_shapes = (LLAMA2_7B if which in ("all", "llama") else ()) + (BITNET_3B if which in ("all", "bitnet") else ())
+        if args.options.get("gemv"):
+            gemv_shapes = tuple(_shape_arg(v) for v in args.options["gemv"])
         gemm_ns, gemm_shape = tuple(args.options.get("gemm_n") or (32, 256)), (4096, 4096)
     cases = [(f"GEMV {m}x{k}", m, k, 1, bits_list, True) for m, k in gemv_shapes]
     gemm_bits = tuple(b for b in bits_list if b in (2, 4, "ternary"))
@@ -317,7 +337,9 @@ def bench_tmac(args: BenchArgs) -> BenchReport:
         "'x vs llama.cpp' = llama.cpp median / ours for the type in 'peer' (one-node ggml graph with a persistent "
         "threadpool: activation quantization + vec_dot). 'x vs dequant' = torch dequantize-then-matmul median / "
         "ours (a baseline that dequantizes on every call). Medians of interleaved repeats; '(min)' = the same "
-        "ratio of best-of-repeats times.")
+        "ratio of best-of-repeats times. 'lut ... (X)' = our X backend in the same run. 'verdict': issue 17's "
+        f"GEMV targets, {', '.join(f'{b}-bit >= {t:g}x llama.cpp {q}' for b, (q, t) in TARGETS.items())}; "
+        f"ours: {isa.describe_ours(('lut',))}, llama.cpp: see meta.isa.peer (ggml_cpu_has_*).")
     return report
 
 
