@@ -32,7 +32,8 @@ GEMM_CANDIDATES = tuple({"units": u, "cols": c, "col_block": b}
 DEFAULT_GEMV = {"units": 2, "cols": 1, "col_block": 32, "prefetch": 0}
 DEFAULT_GEMM = {"units": 1, "cols": 4, "col_block": 32, "prefetch": 0}
 MIN_TUNE_WEIGHTS = 1 << 20
-VERSION = 3  # bump when the candidates or the kernels change: old cache entries are then ignored
+VERSION = 4  # bump when the candidates, the kernels or the timing change: old cache entries are then ignored
+# (4: candidates timed in interleaved rounds; entries timed one after another may hold a choice made under load)
 _MEMORY: dict[str, dict] = {}
 _WARNED: set[str] = set()  # cache files already reported as corrupt in this process
 # Every value a cache entry may hold: what the tuner itself can write (anything else is corruption,
@@ -149,22 +150,26 @@ def tune(w, n: int, threads: int, repeats: int = 7) -> dict:
     zt = w.ws if w.zt is None else w.zt
     candidates = GEMV_CANDIDATES if n == 1 else GEMM_CANDIDATES
     base = DEFAULT_GEMV if n == 1 else DEFAULT_GEMM
-    results = []
+    runs = []
     for cand in candidates:
         cfg = {**base, **cand}
 
-        def run():
+        def run(cfg=cfg):
             lutk.matmul(x, w.packed, w.ws, zt, m, w.bits, w.group_size, w.zt is not None, threads=threads, **cfg)
 
         run()
-        reps = max(1, min(50, int(0.01 / max(_once(run), 1e-6))))
-        times = []
-        for _ in range(repeats):
+        runs.append((cfg, run, max(1, min(50, int(0.01 / max(_once(run), 1e-6))))))
+    # Rounds over all candidates, not one candidate's repeats after another's: on a shared machine a burst
+    # of load then costs every candidate one round instead of costing one candidate all of its repeats (a
+    # tile 2.2x off the best was once cached for good that way). Interference only adds time: keep the min.
+    best_times = [float("inf")] * len(runs)
+    for _ in range(repeats):
+        for i, (_, run, reps) in enumerate(runs):
             t0 = time.perf_counter()
             for _ in range(reps):
                 run()
-            times.append((time.perf_counter() - t0) / reps)
-        results.append((min(times), cfg))  # interference on a shared machine only adds time
+            best_times[i] = min(best_times[i], (time.perf_counter() - t0) / reps)
+    results = [(t, cfg) for t, (cfg, _, _) in zip(best_times, runs)]
     best = min(results, key=lambda r: r[0])[1]
     _store(key(w, n, threads), best)
     return best
