@@ -61,3 +61,26 @@ def test_slow_kernel_at_the_papers_shape_is_not_reproduced_and_headlines():
     q40 = next(r for r in rows if "Q4_0" in r.metric)
     assert q40.verdict == REPRODUCED  # 1.2 / 0.6 = 2.0 >= 0.9 x 1.61
     assert sum(r.headline for r in rows) == 1
+
+
+def test_a_peer_slower_on_more_threads_than_on_one_gets_no_verdict():
+    """ggml's threadpool spins for a worker whose core is held elsewhere: its 2-thread time then rises many-fold and
+    a 'meets' against it says nothing about the kernels (seen on the shared 2-core machine: 6-35x)."""
+    from frugalnn.bench.harness import BenchReport
+    from frugalnn.tmac.bench import _add_rows, impl_name
+
+    def race(threads, ours_ms, peer_ms):
+        r = Race("GEMV 4096x4096", threads)
+        for name, t in ((impl_name(2), ours_ms), ("llama.cpp Q2_K", peer_ms), ("torch fp32", 10.0)):
+            r.timings[name] = Timing(t * 1e-3, t * 1e-3, [t * 1e-3], 1)
+            r.bits_per_weight[name], r.nmse_vs_fp32[name], r.check_nmse[name] = 2.5, 0.1, 0.0
+        return r
+
+    report, one = BenchReport("tmac", baseline="torch fp32"), {}
+    _add_rows(report, race(1, 1.0, 2.5), [2], "GEMV 4096x4096", one)
+    _add_rows(report, race(2, 0.6, 20.0), [2], "GEMV 4096x4096", one)      # the peer took 8x its 1-thread time
+    _add_rows(report, race(2, 0.6, 1.0), [2], "GEMV 4096x4096", one)       # the peer scaled: a real verdict
+    verdicts = [row.extra["verdict"] for row in report.rows if row.impl == impl_name(2)]
+    assert verdicts[0] == "meets >= 2x vs Q2_K"
+    assert verdicts[1].startswith("not usable: llama.cpp Q2_K took 8.0x its 1-thread time on 2 threads")
+    assert verdicts[2] == "misses >= 2x vs Q2_K"

@@ -265,7 +265,20 @@ def _provenance(report: BenchReport, peer, peer_missing: str) -> None:
                                 "ggml": peer.version(), "llama_cpp_python": info.package_version("llama_cpp_python")}
 
 
-def _add_rows(report: BenchReport, r: Race, bits_list, label: str) -> None:
+def _starved(r: Race, label: str, peer: str, one_thread: dict) -> float | None:
+    """How many times its own 1-thread time the peer took at r.threads > 1, if more than that: then its
+    threadpool found no free core (ggml's workers spin for one held by other work) and a ratio against it
+    says nothing about the kernels. None when it scaled, or when there is no 1-thread time to compare."""
+    t, base = r.timings.get(peer), one_thread.get((label, peer))
+    if r.threads == 1 or t is None or base is None or t.median_s <= base:
+        return None
+    return t.median_s / base
+
+
+def _add_rows(report: BenchReport, r: Race, bits_list, label: str, one_thread: dict | None = None) -> None:
+    one_thread = {} if one_thread is None else one_thread  # (case, peer) -> the peer's 1-thread median
+    if r.threads == 1:
+        one_thread.update({(label, n): t.median_s for n, t in r.timings.items() if n.startswith("llama.cpp")})
     for name, t in r.timings.items():
         extra = {"bits/weight": r.bits_per_weight[name], "nmse vs fp32": r.nmse_vs_fp32[name],
                  "check nmse": r.check_nmse[name]}
@@ -281,7 +294,10 @@ def _add_rows(report: BenchReport, r: Race, bits_list, label: str) -> None:
                     break
         if bits in TARGETS and label.startswith("GEMV"):
             qt, target = TARGETS[bits]
-            extra["verdict"] = f"{isa.verdict(r.speedup(name, f'llama.cpp {qt}'), target)} vs {qt}"
+            slow = _starved(r, label, f"llama.cpp {qt}", one_thread)
+            extra["verdict"] = (f"not usable: llama.cpp {qt} took {slow:.1f}x its 1-thread time on {r.threads} threads "
+                                "(no free core for its threadpool)" if slow is not None
+                                else f"{isa.verdict(r.speedup(name, f'llama.cpp {qt}'), target)} vs {qt}")
         extra = {k: v for k, v in extra.items() if v is not None}
         report.rows.append(BenchRow(label, name, r.threads, t.median_s * 1e3, r.speedup(name, "torch fp32"), extra))
     for name, reason in r.not_measured.items():
@@ -314,7 +330,7 @@ def bench_tmac(args: BenchArgs) -> BenchReport:
     cases = [(f"GEMV {m}x{k}", m, k, 1, bits_list, True) for m, k in gemv_shapes]
     gemm_bits = tuple(b for b in bits_list if b in (2, 4, "ternary"))
     cases += [(f"GEMM {gemm_shape[0]}x{gemm_shape[1]} N={n}", *gemm_shape, n, gemm_bits, n <= 32) for n in gemm_ns]
-    weights = {}
+    weights, one_thread = {}, {}
     for label, m, k, n, case_bits, with_dequant in cases:
         if (m, k) not in weights:
             weights = {(m, k): rng.standard_normal((m, k)).astype(np.float32)}  # one shape held at a time
@@ -322,7 +338,7 @@ def bench_tmac(args: BenchArgs) -> BenchReport:
         for threads in args.threads:
             r = race(label, weights[(m, k)], x, case_bits, threads, args.repeats, peer, peer_missing,
                      with_dequant=with_dequant)
-            _add_rows(report, r, case_bits, label)
+            _add_rows(report, r, case_bits, label, one_thread)
     llama = (f"llama.cpp = ggml_mul_mat of {peer.describe()}" if peer is not None
              else f"llama.cpp not measured: {peer_missing}")
     report.notes.append(
