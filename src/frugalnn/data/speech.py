@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frugalnn import cachedir
 from frugalnn.data.packages import MissingDataError
 
 SR = 16000
@@ -242,5 +243,5 @@ def build_corpus(cache_dir, utts_per_speaker: int = 6, max_formant: int | None =
 
 
 def default_cache_dir(tag: str) -> Path:
-    base = Path(os.environ.get("FRUGALNN_CACHE", Path.home() / ".cache" / "frugalnn"))
+    base = cachedir.root()
     return base / "tdnn-corpus" / hashlib.sha1(tag.encode()).hexdigest()[:10]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from frugalnn import cachedir
 from frugalnn.data.video import denoising_pairs, load_video, psnr, split_by_time, test_clips, video_names
 from frugalnn.delta.train import delta_density, finetune, spatial_density, to_delta
 from frugalnn.models.frame_denoiser import frame_denoiser
@@ -128,8 +129,7 @@ def finetune_delta(baseline, data: VideoData, rate: float, sizes: VideoSizes, se
 # ---- cache of trained weights ----
 
 def cache_dir() -> Path:
-    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "frugalnn")
-    return Path(root) / "delta_video"
+    return cachedir.root() / "delta_video"
 
 
 BASE_FIELDS = ("short_side", "n_train", "crop", "sigma", "channels", "bottleneck", "base_epochs", "batch", "lr",

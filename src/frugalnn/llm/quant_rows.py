@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from frugalnn import cachedir
 from frugalnn.report import Row, Table
 from frugalnn.report.verdicts import at_most, measured, not_measured
 
@@ -43,9 +44,7 @@ CALIB_FULL, CALIB_QUICK = (32, 512), (8, 256)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frugalnn")
-    return Path(root) / "quantized"
+    return cachedir.root() / "quantized"
 
 
 def _cache_key(path: Path, kw: dict, method: str, calib) -> str:

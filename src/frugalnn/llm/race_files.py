@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from frugalnn import cachedir
+
 SHAPE_7B = {"n_embd": 4096, "n_ff": 11008, "n_layer": 32, "n_head": 32, "n_head_kv": 32, "n_vocab": 32000}
 # race key -> gen_gguf.py --type, --out-type (the head; token_embd stays gen_gguf's default Q4_0)
 FILES_7B = {
@@ -40,8 +42,7 @@ SMOLLM2_REQUANT = {"smollm2-q4_k_m": 15, "smollm2-q3_k_m": 12, "smollm2-q2_k": 1
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "frugalnn")
-    return Path(root) / "race"
+    return cachedir.root() / "race"
 
 
 def peers_dir(explicit: str | None = None) -> Path | None:

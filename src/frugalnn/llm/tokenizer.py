@@ -1,7 +1,7 @@
 """Tokenizer of a GGUF model, built by transformers from the file's own vocabulary (offline).
 
 Building it from the GGUF takes seconds (the vocabulary and merges are parsed in Python), so the
-result is saved once under ~/.cache/frugalnn/tokenizers/ (or $FRUGALNN_CACHE) keyed by the file's
+result is saved once under ~/.cache/frugalnn/tokenizers/ (or $FRUGALNN_CACHE_DIR, frugalnn.cachedir) keyed by the file's
 path, size and modification time, and later loads read that copy with the `tokenizers` library alone
 (`CachedTokenizer`): importing transformers costs ~70 MB of resident memory, more than a third of what the
 whole 4-bit SmolLM2 holds, for what is a tokenizer.json and a Jinja chat template. The first build, and any
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from frugalnn import cachedir
 
 INSTALL = "pip install 'frugalnn[llm]'  (transformers)"
 
 
 def _cache_dir(gguf_path: Path) -> Path:
-    root = Path(os.environ.get("FRUGALNN_CACHE", Path.home() / ".cache" / "frugalnn"))
+    root = cachedir.root()
     st = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
     return root / "tokenizers" / f"{gguf_path.stem}-{key}"

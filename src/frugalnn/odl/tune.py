@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frugalnn import _core
+from frugalnn import _core, cachedir
 from frugalnn.kernels import backend, op_backends
 from frugalnn.kernels import odl as kodl
 
@@ -32,9 +32,7 @@ def _cpu_model() -> str:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frugalnn")
-    return Path(root) / "odl_tune.json"
+    return cachedir.root() / "odl_tune.json"
 
 
 def enabled() -> bool:

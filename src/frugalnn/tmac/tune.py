@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from frugalnn import cachedir
+
 GEMV_CANDIDATES = tuple({"units": u, "cols": 1, "prefetch": p} for u in (1, 2, 4) for p in (0, 1024))
 GEMM_CANDIDATES = tuple({"units": u, "cols": c, "col_block": b}
                         for (u, c) in ((1, 2), (2, 2), (1, 4), (1, 3)) for b in (16, 64))
@@ -54,9 +56,7 @@ def _cpu_model() -> str:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("FRUGALNN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "frugalnn")
-    return Path(root) / "lut_tune.json"
+    return cachedir.root() / "lut_tune.json"
 
 
 def tuning_enabled() -> bool:
