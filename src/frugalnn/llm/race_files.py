@@ -53,7 +53,7 @@ def peers_dir(explicit: str | None = None) -> Path | None:
         candidates = [Path(explicit)]
     else:
         here = Path(__file__).resolve()
-        candidates = [p / "shared" / "peers" for p in here.parents[:6]] + [Path("/work/shared/peers")]
+        candidates = [p / "shared" / "peers" for p in here.parents[:6]]  # elsewhere: --peers-dir / the variable
     for c in candidates:
         if (c / "tg_bench.py").is_file() or (c / "gen_gguf.py").is_file():
             return c
