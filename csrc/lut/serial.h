@@ -131,16 +131,37 @@ inline void build_tables(const float* x, const Shape& s, int8_t* tables, float* 
   }
 }
 
+// (row, plane) of every nibble of a step, computed once per call: [slab][i][h] (layout.h, slab_position).
+struct SlabMap {
+  int row[kMaxBits][16][2], plane[kMaxBits][16][2];
+  explicit SlabMap(int bits) {
+    for (int slab = 0; slab < bits; ++slab)
+      for (int i = 0; i < 16; ++i)
+        for (int h = 0; h < 2; ++h) slab_position(bits, slab, i, h, &row[slab][i][h], &plane[slab][i][h]);
+  }
+  // acc[row] += every code of one step times its chunk's table entry, weighted by its plane: `step` is the
+  // step's slabs, `t` its two 16-entry chunk tables (exact in int64 for any group, layout.h).
+  void add_step(const uint8_t* step, const int8_t* t, int bits, int64_t* acc) const {
+    for (int slab = 0; slab < bits; ++slab) {
+      const uint8_t* sb = step + slab * kSlabBytes;
+      for (int lane = 0; lane < 2; ++lane) {
+        const int8_t* t16 = t + lane * 16;
+        for (int i = 0; i < 16; ++i) {
+          uint8_t byte = sb[lane * 16 + i];
+          acc[row[slab][i][0]] += static_cast<int64_t>(t16[byte & 15]) * (1 << plane[slab][i][0]);
+          acc[row[slab][i][1]] += static_cast<int64_t>(t16[byte >> 4]) * (1 << plane[slab][i][1]);
+        }
+      }
+    }
+  }
+};
+
 // y[M] for one column given its tables; ws/zt are [units][groups][32] (layout.h).
 inline void gemv_units(const uint8_t* packed, const float* ws, const float* zt, bool has_zero, const Shape& s,
                        const int8_t* tables, const float* ts, const int32_t* isum, int64_t u0, int64_t u1,
                        float* y) {
   const int64_t groups = s.groups(), spg = s.steps_per_group();
-  // (row, plane) of every nibble of a step, computed once: [slab][i][h]
-  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
-  for (int slab = 0; slab < s.bits; ++slab)
-    for (int i = 0; i < 16; ++i)
-      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
+  const SlabMap map(s.bits);
   for (int64_t u = u0; u < u1; ++u) {
     float acc_y[kUnitRows] = {0};
     const uint8_t* unit = packed + u * s.unit_bytes();
@@ -149,17 +170,7 @@ inline void gemv_units(const uint8_t* packed, const float* ws, const float* zt, 
       const uint8_t* block = unit + g * s.group_bytes();
       const int8_t* tg = tables + g * spg * kSlabBytes;
       for (int64_t st = 0; st < spg; ++st) {
-        for (int slab = 0; slab < s.bits; ++slab) {
-          const uint8_t* sb = block + st * s.step_bytes() + slab * kSlabBytes;
-          for (int lane = 0; lane < 2; ++lane) {
-            const int8_t* t16 = tg + st * kSlabBytes + lane * 16;
-            for (int i = 0; i < 16; ++i) {
-              uint8_t byte = sb[lane * 16 + i];
-              acc[map_row[slab][i][0]] += static_cast<int64_t>(t16[byte & 15]) * (1 << map_plane[slab][i][0]);
-              acc[map_row[slab][i][1]] += static_cast<int64_t>(t16[byte >> 4]) * (1 << map_plane[slab][i][1]);
-            }
-          }
-        }
+        map.add_step(block + st * s.step_bytes(), tg + st * kSlabBytes, s.bits, acc);
       }
       const float* wsg = ws + (u * groups + g) * kUnitRows;
       const float* ztg = zt + (u * groups + g) * kUnitRows;
@@ -174,20 +185,12 @@ inline void gemv_units(const uint8_t* packed, const float* ws, const float* zt, 
   }
 }
 
-// Special activations (NaN-free: driver.h handles NaN columns whole), added back exactly as a dense
-// matmul would: for k in `ks` ascending, y[m] = y[m] + w[m,k] * x[k] with
-// w = (2q - (2^b - 1)) * ws + zt (or without zt), for the rows of units [u0, u1).
-// Decodes each unit's 32 codes of column k from one step's slabs (the nibble map of gemv_units),
-// not row by row through code_at: ~b*32 operations per unit instead of ~15 b per weight.
-inline void add_special_units(const uint8_t* packed, const float* ws, const float* zt, bool has_zero,
-                              const Shape& s, const float* x, const int64_t* ks, int64_t n_ks, int64_t u0,
-                              int64_t u1, float* y) {
-  const int64_t groups = s.groups();
-  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
-  for (int slab = 0; slab < s.bits; ++slab)
-    for (int i = 0; i < 16; ++i)
-      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
-  const float top = static_cast<float>((1 << s.bits) - 1);
+// The decode both add_special_* share: for each unit u in [u0, u1) and each k of `ks` in order, the unit's
+// codes q[0..31] of column k, then f(u, row0, rows, k, q).
+template <class F>
+inline void for_each_special_code(const uint8_t* packed, const Shape& s, const int64_t* ks, int64_t n_ks, int64_t u0,
+                                  int64_t u1, F&& f) {
+  const SlabMap map(s.bits);
   for (int64_t u = u0; u < u1; ++u) {
     const int64_t row0 = u * kUnitRows;
     const int rows = static_cast<int>(s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows);
@@ -199,18 +202,34 @@ inline void add_special_units(const uint8_t* packed, const float* ws, const floa
       for (int slab = 0; slab < s.bits; ++slab)
         for (int i = 0; i < 16; ++i) {
           const uint8_t byte = step[slab * kSlabBytes + i];
-          for (int h = 0; h < 2; ++h) q[map_row[slab][i][h]] |= ((byte >> (4 * h + t)) & 1) << map_plane[slab][i][h];
+          for (int h = 0; h < 2; ++h) q[map.row[slab][i][h]] |= ((byte >> (4 * h + t)) & 1) << map.plane[slab][i][h];
         }
-      const float xv = x[k];
-      const float* wsg = ws + (u * groups + g) * kUnitRows;
-      const float* ztg = zt + (u * groups + g) * kUnitRows;
-      for (int r = 0; r < rows; ++r) {
-        const float level = 2.0f * static_cast<float>(q[r]) - top;  // exact: small integers
-        const float wv = has_zero ? level * wsg[r] + ztg[r] : level * wsg[r];
-        y[row0 + r] = y[row0 + r] + wv * xv;
-      }
+      f(u, row0, rows, k, q);
     }
   }
+}
+
+// Special activations (NaN-free: driver.h handles NaN columns whole), added back exactly as a dense
+// matmul would: for k in `ks` ascending, y[m] = y[m] + w[m,k] * x[k] with
+// w = (2q - (2^b - 1)) * ws + zt (or without zt), for the rows of units [u0, u1).
+// Decodes each unit's 32 codes of column k from one step's slabs (the nibble map of gemv_units),
+// not row by row through code_at: ~b*32 operations per unit instead of ~15 b per weight.
+inline void add_special_units(const uint8_t* packed, const float* ws, const float* zt, bool has_zero,
+                              const Shape& s, const float* x, const int64_t* ks, int64_t n_ks, int64_t u0,
+                              int64_t u1, float* y) {
+  const int64_t groups = s.groups();
+  const float top = static_cast<float>((1 << s.bits) - 1);
+  for_each_special_code(packed, s, ks, n_ks, u0, u1, [&](int64_t u, int64_t row0, int rows, int64_t k, const int* q) {
+    const int64_t g = k / s.group;
+    const float xv = x[k];
+    const float* wsg = ws + (u * groups + g) * kUnitRows;
+    const float* ztg = zt + (u * groups + g) * kUnitRows;
+    for (int r = 0; r < rows; ++r) {
+      const float level = 2.0f * static_cast<float>(q[r]) - top;  // exact: small integers
+      const float wv = has_zero ? level * wsg[r] + ztg[r] : level * wsg[r];
+      y[row0 + r] = y[row0 + r] + wv * xv;
+    }
+  });
 }
 
 // Two-level (K-quant) weights, layout.h: y[M] for one column, units [u0, u1). Sub-block sums in
@@ -219,10 +238,7 @@ inline void gemv_kq_units(const uint8_t* packed, const KQuant& kq, const Shape& 
                           const float* ts, int64_t u0, int64_t u1, float* y) {
   const int64_t groups = s.groups(), spg = s.steps_per_group(), nsub = kq.nsub(s), sps = kq.sub / 8;
   const int64_t cz = ((int64_t{1} << s.bits) - 1) - 2 * int64_t{kq.zero};
-  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
-  for (int slab = 0; slab < s.bits; ++slab)
-    for (int i = 0; i < 16; ++i)
-      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
+  const SlabMap map(s.bits);
   for (int64_t u = u0; u < u1; ++u) {
     float acc_y[kUnitRows] = {0};
     const uint8_t* unit = packed + u * s.unit_bytes();
@@ -235,17 +251,7 @@ inline void gemv_kq_units(const uint8_t* packed, const KQuant& kq, const Shape& 
         int64_t isub = 0;
         for (int64_t st = b * sps; st < (b + 1) * sps; ++st) {
           isub += tg[st * kSlabBytes + 15] + tg[st * kSlabBytes + 16 + 15];
-          for (int slab = 0; slab < s.bits; ++slab) {
-            const uint8_t* sb = block + st * s.step_bytes() + slab * kSlabBytes;
-            for (int lane = 0; lane < 2; ++lane) {
-              const int8_t* t16 = tg + st * kSlabBytes + lane * 16;
-              for (int i = 0; i < 16; ++i) {
-                uint8_t byte = sb[lane * 16 + i];
-                acc[map_row[slab][i][0]] += static_cast<int64_t>(t16[byte & 15]) * (1 << map_plane[slab][i][0]);
-                acc[map_row[slab][i][1]] += static_cast<int64_t>(t16[byte >> 4]) * (1 << map_plane[slab][i][1]);
-              }
-            }
-          }
+          map.add_step(block + st * s.step_bytes(), tg + st * kSlabBytes, s.bits, acc);
         }
         const int64_t base = ((u * groups + g) * nsub + b) * kUnitRows;
         for (int r = 0; r < kUnitRows; ++r) {
@@ -280,26 +286,9 @@ inline float kq_weight(const KQuant& kq, const Shape& s, int64_t u, int64_t k, i
 // add_special_units; both backends use this one).
 inline void add_special_kq(const uint8_t* packed, const KQuant& kq, const Shape& s, const float* x, const int64_t* ks,
                            int64_t n_ks, int64_t u0, int64_t u1, float* y) {
-  int map_row[kMaxBits][16][2], map_plane[kMaxBits][16][2];
-  for (int slab = 0; slab < s.bits; ++slab)
-    for (int i = 0; i < 16; ++i)
-      for (int h = 0; h < 2; ++h) slab_position(s.bits, slab, i, h, &map_row[slab][i][h], &map_plane[slab][i][h]);
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t row0 = u * kUnitRows;
-    const int rows = static_cast<int>(s.m - row0 < kUnitRows ? s.m - row0 : kUnitRows);
-    for (int64_t n = 0; n < n_ks; ++n) {
-      const int64_t k = ks[n], g = k / s.group, c = (k % s.group) / 4;
-      const int t = static_cast<int>(k % 4);
-      const uint8_t* step = packed + u * s.unit_bytes() + g * s.group_bytes() + (c / 2) * s.step_bytes() + (c % 2) * 16;
-      int q[kUnitRows] = {0};
-      for (int slab = 0; slab < s.bits; ++slab)
-        for (int i = 0; i < 16; ++i) {
-          const uint8_t byte = step[slab * kSlabBytes + i];
-          for (int h = 0; h < 2; ++h) q[map_row[slab][i][h]] |= ((byte >> (4 * h + t)) & 1) << map_plane[slab][i][h];
-        }
-      for (int r = 0; r < rows; ++r) y[row0 + r] = y[row0 + r] + kq_weight(kq, s, u, k, r, q[r]) * x[k];
-    }
-  }
+  for_each_special_code(packed, s, ks, n_ks, u0, u1, [&](int64_t u, int64_t row0, int rows, int64_t k, const int* q) {
+    for (int r = 0; r < rows; ++r) y[row0 + r] = y[row0 + r] + kq_weight(kq, s, u, k, r, q[r]) * x[k];
+  });
 }
 
 }  // namespace serial
